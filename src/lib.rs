@@ -1,0 +1,22 @@
+//! Portcullis: a Kubernetes operator and ingress controller with an in-process identity-aware
+//! proxy, built for programmatic and machine-to-machine access.
+//!
+//! ```text
+//! kubectl / helm ──► Kubernetes API (a real cluster, or devapi: the embedded dev API)
+//!                          │ watch (kube-runtime reflectors)
+//!                          ▼
+//!                 controller ── compile (pure) ──► one ArcSwap<RouteTable>
+//!                                                        │ load_full() per request
+//! client ─TLS/SNI─► listener ─► match route ─► authenticate ─► authorize ─► upstream
+//! ```
+//!
+//! Today the crate holds the CRD types ([`api`]), process settings ([`config`]), the embedded
+//! Kubernetes-compatible API ([`devapi`]) and the wiring of `portcullis dev` ([`app`]). See
+//! `docs/architecture.md`.
+
+pub mod admin;
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod devapi;
+pub mod yaml;

@@ -1,0 +1,140 @@
+//! The `portcullis` binary: parse the command line, load settings, start, wait for a signal,
+//! drain. Everything else lives in the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use portcullis::app::{Dev, DevOptions, shutdown_signal};
+use portcullis::config::{Settings, dev_defaults};
+
+/// Kubernetes ingress controller with an identity-aware proxy for people and programs.
+#[derive(Parser)]
+#[command(name = "portcullis", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the embedded Kubernetes-compatible API with Portcullis in one process (no cluster needed).
+    Dev(Box<DevArgs>),
+    /// Print the Portcullis CustomResourceDefinitions as YAML.
+    Crds,
+}
+
+/// Flags of `portcullis dev`.
+#[derive(clap::Args)]
+struct DevArgs {
+    /// Settings file (YAML).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where objects, the CA, the API token and the kubeconfig are kept.
+    #[arg(long, default_value = ".portcullis/dev")]
+    data_dir: PathBuf,
+    /// Directories (or files) of manifests to apply at start and whenever they change.
+    #[arg(long)]
+    manifests: Vec<PathBuf>,
+    /// Plain HTTP proxy listener (overrides `listen.http`).
+    #[arg(long)]
+    http_addr: Option<SocketAddr>,
+    /// HTTPS proxy listener (overrides `listen.https`).
+    #[arg(long)]
+    https_addr: Option<SocketAddr>,
+    /// SSH listener (overrides `listen.ssh`).
+    #[arg(long)]
+    ssh_addr: Option<SocketAddr>,
+    /// Admin listener (overrides `listen.admin`).
+    #[arg(long)]
+    admin_addr: Option<SocketAddr>,
+    /// Embedded Kubernetes API listener (loopback only).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    api_addr: SocketAddr,
+}
+
+fn init_logging(settings: &Settings) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(format!(
+        "{},hyper=warn,h2=warn,rustls=warn,kube=warn,tower=warn",
+        settings.log.level
+    ))
+    .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if settings.log.format == "json" {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn dev(
+    config: Option<PathBuf>,
+    opts: DevOptions,
+    listen: [(&'static str, Option<SocketAddr>); 4],
+) -> anyhow::Result<()> {
+    let overrides = listen
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|a| (k, json!(a.to_string()))))
+        .collect();
+    let settings = Settings::load(
+        dev_defaults(),
+        config.as_deref(),
+        std::env::vars(),
+        overrides,
+    )?;
+    init_logging(&settings);
+    let dev = Dev::start(&settings, opts).await?;
+    for line in dev.banner() {
+        println!("{line}");
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    dev.shutdown().await;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // kube pulls in more than one rustls backend; choose one for the whole process.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let result = match cli.command {
+        Command::Crds => portcullis::api::crds_yaml()
+            .context("rendering the CRDs")
+            .map(|y| print!("{y}")),
+        Command::Dev(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+            .and_then(|rt| {
+                let a = *args;
+                rt.block_on(dev(
+                    a.config,
+                    DevOptions {
+                        data_dir: a.data_dir,
+                        manifests: a.manifests,
+                        api_addr: a.api_addr,
+                    },
+                    [
+                        ("listen.http", a.http_addr),
+                        ("listen.https", a.https_addr),
+                        ("listen.ssh", a.ssh_addr),
+                        ("listen.admin", a.admin_addr),
+                    ],
+                ))
+            }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portcullis: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

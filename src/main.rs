@@ -66,7 +66,8 @@ fn init_logging(settings: &Settings) {
     .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if settings.log.format == "json" {
         builder.json().flatten_event(true).init();
     } else {

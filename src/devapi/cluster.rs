@@ -214,9 +214,7 @@ impl Cluster {
                 let Some(map) = map.as_object() else {
                     causes.push(Cause {
                         reason: "FieldValueTypeInvalid".into(),
-                        message: format!(
-                            "metadata.{field}: Invalid value: must be a map of strings"
-                        ),
+                        message: "Invalid value: must be a map of strings".to_string(),
                         field: format!("metadata.{field}"),
                     });
                     continue;
@@ -225,7 +223,7 @@ impl Cluster {
                     if let Err(e) = meta::validate_qualified_name(k) {
                         causes.push(Cause {
                             reason: "FieldValueInvalid".into(),
-                            message: format!("metadata.{field}: Invalid value: \"{k}\": {e}"),
+                            message: format!("Invalid value: \"{k}\": {e}"),
                             field: format!("metadata.{field}"),
                         });
                     }
@@ -234,9 +232,7 @@ impl Cluster {
                             if let Err(e) = meta::validate_label_value(s) {
                                 causes.push(Cause {
                                     reason: "FieldValueInvalid".into(),
-                                    message: format!(
-                                        "metadata.{field}: Invalid value: \"{s}\": {e}"
-                                    ),
+                                    message: format!("Invalid value: \"{s}\": {e}"),
                                     field: format!("metadata.{field}"),
                                 });
                             }
@@ -244,9 +240,7 @@ impl Cluster {
                         Some(_) => {}
                         None => causes.push(Cause {
                             reason: "FieldValueTypeInvalid".into(),
-                            message: format!(
-                                "metadata.{field}.{k}: Invalid value: must be a string"
-                            ),
+                            message: "Invalid value: must be a string".to_string(),
                             field: format!("metadata.{field}.{k}"),
                         }),
                     }
@@ -278,18 +272,7 @@ impl Cluster {
             && let Some(schema) = &custom.schema
         {
             let outcome = schema::validate(schema, obj, old);
-            if !outcome.errors.is_empty() {
-                let causes = outcome
-                    .errors
-                    .iter()
-                    .map(|e| Cause {
-                        reason: e.kind.reason().into(),
-                        message: e.message(),
-                        field: e.field.clone(),
-                    })
-                    .collect();
-                return Err(ApiError::invalid(&def.group, &def.kind, &t.name, causes));
-            }
+            // kube-apiserver refuses strict unknown fields (400) before reporting invalid values.
             match opts.field_validation {
                 FieldValidation::Strict if !outcome.unknown_fields.is_empty() => {
                     let list = outcome
@@ -309,6 +292,18 @@ impl Cluster {
                         .map(|f| format!("unknown field \"{f}\"")),
                 ),
                 _ => {}
+            }
+            if !outcome.errors.is_empty() {
+                let causes = outcome
+                    .errors
+                    .iter()
+                    .map(|e| Cause {
+                        reason: e.kind.reason().into(),
+                        message: e.body(),
+                        field: e.field.clone(),
+                    })
+                    .collect();
+                return Err(ApiError::invalid(&def.group, &def.kind, &t.name, causes));
             }
         }
         Ok(warnings)
@@ -343,9 +338,7 @@ impl Cluster {
                         "",
                         vec![Cause {
                             reason: "FieldValueRequired".into(),
-                            message:
-                                "metadata.name: Required value: name or generateName is required"
-                                    .into(),
+                            message: "Required value: name or generateName is required".into(),
                             field: "metadata.name".into(),
                         }],
                     ));
@@ -394,7 +387,9 @@ impl Cluster {
             name,
         };
         self.check_namespace(&def, &t.namespace, true)?;
-        if def.status_subresource && def.custom.is_some() {
+        // Create cannot set status where a status subresource exists (admit fills in the
+        // server-owned status of namespaces and CRDs).
+        if def.status_subresource {
             obj_mut(&mut body)?.remove("status");
         }
         let warnings = self.admit(&t, &mut body, None, opts)?;
@@ -551,7 +546,7 @@ impl Cluster {
                         vec![Cause {
                             reason: "FieldValueForbidden".into(),
                             message: format!(
-                                "metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
+                                "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
                             ),
                             field: "metadata.finalizers".into(),
                         }],

@@ -16,7 +16,7 @@ use super::resources::{ALL_VERBS, CustomInfo, NameRule, Registry, ResourceDef};
 fn field_err(reason: &str, field: &str, message: String) -> Cause {
     Cause {
         reason: reason.into(),
-        message: format!("{field}: {message}"),
+        message,
         field: field.into(),
     }
 }

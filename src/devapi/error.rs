@@ -192,16 +192,17 @@ impl ApiError {
         } else {
             format!("{kind}.{group}")
         };
-        let list = causes
-            .iter()
-            .map(|c| {
-                if c.field.is_empty() || c.message.starts_with(&format!("{}:", c.field)) {
-                    c.message.clone()
-                } else {
-                    format!("{}: {}", c.field, c.message)
-                }
-            })
-            .collect::<Vec<_>>();
+        let mut list: Vec<String> = Vec::new();
+        for c in &causes {
+            let line = if c.field.is_empty() {
+                c.message.clone()
+            } else {
+                format!("{}: {}", c.field, c.message)
+            };
+            if !list.contains(&line) {
+                list.push(line);
+            }
+        }
         let joined = if list.len() == 1 {
             list[0].clone()
         } else {
@@ -236,7 +237,7 @@ impl ApiError {
             name,
             vec![Cause {
                 reason: "FieldValueInvalid".into(),
-                message: format!("{field}: {message}"),
+                message,
                 field: field.to_string(),
             }],
         )
@@ -321,7 +322,7 @@ mod tests {
                 },
                 Cause {
                     reason: "FieldValueInvalid".into(),
-                    message: "spec.from: Invalid value: \"x\": bad".into(),
+                    message: "Invalid value: \"x\": bad".into(),
                     field: "spec.from".into(),
                 },
             ],

@@ -33,7 +33,7 @@ use super::error::{ApiError, Result};
 use super::openapi;
 use super::resources::ResourceDef;
 use super::selector::{FieldSelector, LabelSelector};
-use super::store::{EventType, WatchEvent, WatchFrom, object_rv};
+use super::store::{EventType, WatchEvent, WatchFrom};
 
 /// Request bodies larger than this are refused with 413 (kube-apiserver's limit).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -855,15 +855,13 @@ fn watch(
                 return;
             }
         };
+        // Initial events are all at or below `start.rv`; live events up to it are duplicates.
         let mut last = start.rv;
         for ev in &start.initial {
             if let Some((kind, obj)) = classify(ev, &sel)
                 && tx.send(event_line(kind, &served(&def, obj))).await.is_err()
             {
                 return;
-            }
-            if !matches!(from, WatchFrom::Now { .. }) {
-                last = last.max(ev.rv);
             }
         }
         if send_initial == Some(true) && tx.send(bookmark(&def, start.rv, true)).await.is_err() {
@@ -922,11 +920,6 @@ fn watch(
         HeaderValue::from_static("no-cache, private"),
     );
     Ok(r)
-}
-
-/// The `object_rv` helper re-exported for tests of the watch protocol.
-pub fn rv_of(v: &Value) -> u64 {
-    object_rv(v)
 }
 
 #[cfg(test)]

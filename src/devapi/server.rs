@@ -586,9 +586,9 @@ struct Selectors {
 impl Selectors {
     fn parse(def: &ResourceDef, query: &Query) -> Result<Self> {
         let label = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))
-            .map_err(|e| ApiError::bad_request(format!("unable to parse labelSelector: {e}")))?;
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let field = FieldSelector::parse(query.get("fieldSelector").unwrap_or(""))
-            .map_err(|e| ApiError::bad_request(format!("unable to parse fieldSelector: {e}")))?;
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
         if let Some(bad) = field.fields().find(|f| !supported_field(def, f)) {
             return Err(ApiError::bad_request(format!(
                 "field label not supported: {bad}"

@@ -159,8 +159,8 @@ pub enum Op {
     Put {
         /// Store key (`portcullis.dev/routes/team-a/billing`).
         key: String,
-        /// The whole object as stored.
-        object: Value,
+        /// The whole object as stored (shared with the store, never copied).
+        object: Arc<Value>,
     },
     /// Remove the object under `key` (a no-op on replay if it is absent).
     Delete {
@@ -734,7 +734,7 @@ fn encode_record(buf: &mut Vec<u8>, record: &Record) -> Result<()> {
     buf.extend_from_slice(&key_len.to_le_bytes());
     buf.extend_from_slice(key.as_bytes());
     if let Op::Put { object, .. } = &record.op
-        && let Err(e) = serde_json::to_writer(&mut *buf, object)
+        && let Err(e) = serde_json::to_writer(&mut *buf, object.as_ref())
     {
         buf.truncate(start);
         return Err(PersistError::Encode {
@@ -954,7 +954,10 @@ fn decode_record(p: &[u8]) -> std::result::Result<Record, String> {
         TAG_PUT => {
             let object: Value = serde_json::from_slice(rest)
                 .map_err(|e| format!("object of {key} is not valid JSON: {e}"))?;
-            Op::Put { key, object }
+            Op::Put {
+                key,
+                object: Arc::new(object),
+            }
         }
         TAG_DELETE if rest.is_empty() => Op::Delete { key },
         TAG_DELETE => {
@@ -1131,7 +1134,7 @@ fn replay_log(path: &Path, file: &File, snapshot_rv: u64, objects: &mut Objects)
         }
         match record.op {
             Op::Put { key, object } => {
-                objects.insert(key, object);
+                objects.insert(key, Arc::unwrap_or_clone(object));
             }
             Op::Delete { key } => {
                 objects.remove(&key);
@@ -1207,7 +1210,7 @@ mod tests {
                 s.objects.insert(key.to_string(), Arc::clone(&o));
                 Op::Put {
                     key: key.to_string(),
-                    object: (*o).clone(),
+                    object: Arc::clone(&o),
                 }
             }
             None => {
@@ -1359,7 +1362,7 @@ mod tests {
             rv: 5,
             op: Op::Put {
                 key: "big".into(),
-                object: huge,
+                object: huge.into(),
             },
         });
         assert!(matches!(
@@ -1548,7 +1551,7 @@ mod tests {
             rv,
             op: Op::Put {
                 key: key.into(),
-                object: obj(key, rv),
+                object: obj(key, rv).into(),
             },
         }
     }

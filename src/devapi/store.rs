@@ -321,7 +321,7 @@ impl Store {
                 let object = Arc::new(v);
                 let op = Op::Put {
                     key: key.to_string(),
-                    object: (*object).clone(),
+                    object: object.clone(),
                 };
                 (kind, object, op)
             }

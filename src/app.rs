@@ -21,7 +21,7 @@ pub enum AppError {
     #[error(transparent)]
     DevApi(#[from] DevApiError),
     /// A listener could not be bound.
-    #[error("listening on {addr} ({what}): {source}")]
+    #[error("listening on {addr} ({what})")]
     Bind {
         /// Which listener.
         what: &'static str,

@@ -20,3 +20,16 @@ pub mod app;
 pub mod config;
 pub mod devapi;
 pub mod yaml;
+
+/// An error and its causes on one line (`outer: cause: root cause`), for log fields. Error types
+/// here keep their cause out of their own message, so nothing is printed twice.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
+}

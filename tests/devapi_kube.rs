@@ -443,6 +443,22 @@ async fn controller_writes_status_and_events() {
     .await;
     assert!(evs.iter().any(|e| e.reason.as_deref() == Some("Reconciled")
         && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("g")));
+    // The same events, read as core/v1 with the field selector `kubectl describe` uses.
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(c.clone(), "default");
+    let described = core
+        .list(&ListParams::default().fields("involvedObject.name=g,involvedObject.kind=Gizmo"))
+        .await
+        .expect("core events");
+    assert!(
+        described
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Reconciled")
+                && e.message.as_deref() == Some("size 3")
+                && e.involved_object.name.as_deref() == Some("g")),
+        "{:?}",
+        described.items
+    );
     controller.abort();
 
     // Deleting the CRD removes the kind and its objects.

@@ -62,6 +62,51 @@ pub struct DeleteOptions {
     pub uid: Option<String>,
     /// `preconditions.resourceVersion`.
     pub resource_version: Option<String>,
+    /// What happens to objects this one owns (`propagationPolicy`).
+    pub propagation: Propagation,
+}
+
+/// `propagationPolicy`: what happens to dependents (objects whose `ownerReferences` name the
+/// deleted object).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Propagation {
+    /// Delete the owner now and its dependents after it (the default).
+    #[default]
+    Background,
+    /// Delete the dependents first; the owner waits with the `foregroundDeletion` finalizer.
+    Foreground,
+    /// Keep the dependents and remove their references to the owner.
+    Orphan,
+}
+
+impl Propagation {
+    /// Parse the `propagationPolicy` value.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "Background" => Ok(Self::Background),
+            "Foreground" => Ok(Self::Foreground),
+            "Orphan" => Ok(Self::Orphan),
+            other => Err(ApiError::bad_request(format!(
+                "propagationPolicy: Unsupported value: \"{other}\": supported values: \"Background\", \"Foreground\", \"Orphan\""
+            ))),
+        }
+    }
+}
+
+const FOREGROUND: &str = "foregroundDeletion";
+
+/// Namespaces kube-apiserver never lets anyone delete.
+const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
+fn owner_uids(obj: &Value) -> Vec<String> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|r| r.get("uid").and_then(Value::as_str).map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A patch body.
@@ -128,19 +173,7 @@ fn spec_view(v: &Value, ignore_status: bool) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
-/// The object as served at `def`'s version (custom resources are stored at one version and
-/// served at all, with the `None` conversion strategy: only `apiVersion` changes).
-pub fn served(def: &ResourceDef, obj: &Arc<Value>) -> Arc<Value> {
-    let want = def.api_version();
-    if obj.get("apiVersion").and_then(Value::as_str) == Some(want.as_str()) {
-        return obj.clone();
-    }
-    let mut v = (**obj).clone();
-    if let Some(m) = v.as_object_mut() {
-        m.insert("apiVersion".into(), Value::String(want));
-    }
-    Arc::new(v)
-}
+pub use super::convert::served;
 
 impl Cluster {
     /// A cluster over `store`, with the kinds of the CRDs already stored registered.
@@ -599,6 +632,28 @@ impl Cluster {
     pub async fn delete(&self, t: &Target, opts: &DeleteOptions) -> Result<Arc<Value>> {
         let def = t.def.clone();
         let is_namespace = def.group.is_empty() && def.plural == "namespaces";
+        if is_namespace && PROTECTED_NAMESPACES.contains(&t.name.as_str()) {
+            return Err(ApiError::forbidden(
+                "",
+                "namespaces",
+                &t.name,
+                "this namespace may not be deleted",
+            ));
+        }
+        let uid = self
+            .store
+            .get(&t.key())
+            .and_then(|o| meta_str(&o, "uid").map(String::from))
+            .unwrap_or_default();
+        let dependents = if uid.is_empty() {
+            Vec::new()
+        } else {
+            self.dependents(&uid)
+        };
+        if opts.propagation == Propagation::Orphan && !opts.dry_run {
+            self.orphan(&uid, &dependents).await?;
+        }
+        let foreground = opts.propagation == Propagation::Foreground && !dependents.is_empty();
         let commit = self.store.mutate(&t.key(), opts.dry_run, |cur| {
             let cur = cur.ok_or_else(|| ApiError::not_found(&def.group, &def.plural, &t.name))?;
             if let Some(uid) = &opts.uid
@@ -614,13 +669,18 @@ impl Cluster {
             if is_deleting(cur) {
                 return Ok(Change::Unchanged);
             }
-            if finalizers(cur).is_empty() && !is_namespace {
+            if finalizers(cur).is_empty() && !is_namespace && !foreground {
                 return Ok(Change::Delete);
             }
             let mut n = (**cur).clone();
             if let Some(m) = meta_mut(&mut n) {
                 m.insert("deletionTimestamp".into(), Value::String(meta::now()));
                 m.insert("deletionGracePeriodSeconds".into(), json!(0));
+                if foreground {
+                    let mut f = finalizers(cur);
+                    f.push(FOREGROUND.into());
+                    m.insert("finalizers".into(), json!(f));
+                }
             }
             if is_namespace && let Some(o) = n.as_object_mut() {
                 o.insert("status".into(), json!({"phase": "Terminating"}));
@@ -639,9 +699,124 @@ impl Cluster {
                 self.after_delete(t, &object).await;
             } else if is_namespace {
                 Box::pin(self.terminate_namespace(&t.name)).await;
+            } else if foreground {
+                self.delete_dependents(&uid, Propagation::Foreground).await;
+                self.release_foreground(&uid).await;
             }
         }
         Ok(served(&def, &object))
+    }
+
+    /// Objects whose `ownerReferences` name `uid`.
+    fn dependents(&self, uid: &str) -> Vec<Arc<Value>> {
+        self.store
+            .scan("")
+            .into_iter()
+            .filter(|(_, o)| owner_uids(o).iter().any(|u| u == uid))
+            .map(|(_, o)| o)
+            .collect()
+    }
+
+    fn target_of(&self, obj: &Value) -> Option<Target> {
+        let av = obj.get("apiVersion").and_then(Value::as_str)?;
+        let kind = obj.get("kind").and_then(Value::as_str)?;
+        let def = self.registry().by_kind(av, kind)?;
+        Some(Target {
+            namespace: if def.namespaced {
+                meta_str(obj, "namespace").unwrap_or("").to_string()
+            } else {
+                String::new()
+            },
+            name: meta_str(obj, "name").unwrap_or("").to_string(),
+            def,
+        })
+    }
+
+    /// Remove the references to `uid` from its dependents (`propagationPolicy: Orphan`).
+    async fn orphan(&self, uid: &str, dependents: &[Arc<Value>]) -> Result<()> {
+        for d in dependents {
+            let Some(t) = self.target_of(d) else { continue };
+            let refs: Vec<Value> = d
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter(|r| r.get("uid").and_then(Value::as_str) != Some(uid))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            let patch = json!({"metadata": {"ownerReferences": if refs.is_empty() { Value::Null } else { Value::Array(refs) }}});
+            match self
+                .patch(
+                    &t,
+                    &PatchBody::Merge(patch),
+                    false,
+                    &WriteOptions::default(),
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Delete every dependent of `uid` (the garbage collector's cascade).
+    async fn delete_dependents(&self, uid: &str, propagation: Propagation) {
+        for d in self.dependents(uid) {
+            let Some(t) = self.target_of(&d) else {
+                continue;
+            };
+            let opts = DeleteOptions {
+                propagation,
+                ..DeleteOptions::default()
+            };
+            if let Err(e) = Box::pin(self.delete(&t, &opts)).await
+                && e.code != 404
+            {
+                tracing::warn!(owner = uid, dependent = %t.key(), error = %e, "garbage collection failed");
+            }
+        }
+    }
+
+    /// Finish a foreground deletion once the owner has no dependents left.
+    async fn release_foreground(&self, uid: &str) {
+        if uid.is_empty() || !self.dependents(uid).is_empty() {
+            return;
+        }
+        let Some((_, owner)) = self
+            .store
+            .scan("")
+            .into_iter()
+            .find(|(_, o)| meta_str(o, "uid") == Some(uid))
+        else {
+            return;
+        };
+        if !is_deleting(&owner) || !finalizers(&owner).iter().any(|f| f == FOREGROUND) {
+            return;
+        }
+        let Some(t) = self.target_of(&owner) else {
+            return;
+        };
+        let rest: Vec<String> = finalizers(&owner)
+            .into_iter()
+            .filter(|f| f != FOREGROUND)
+            .collect();
+        let patch = json!({"metadata": {"finalizers": rest}});
+        if let Err(e) = Box::pin(self.patch(
+            &t,
+            &PatchBody::Merge(patch),
+            false,
+            &WriteOptions::default(),
+        ))
+        .await
+            && e.code != 404
+        {
+            tracing::warn!(owner = uid, error = %e, "finishing a foreground deletion failed");
+        }
     }
 
     /// Registry upkeep after a CRD write or delete.
@@ -672,6 +847,14 @@ impl Cluster {
                     }
                 }
             }
+        }
+        // The garbage collector: dependents of a deleted owner go too, and an owner waiting in
+        // foreground deletion goes once its last dependent is gone.
+        if let Some(uid) = meta_str(last, "uid") {
+            Box::pin(self.delete_dependents(uid, Propagation::Background)).await;
+        }
+        for owner in owner_uids(last) {
+            Box::pin(self.release_foreground(&owner)).await;
         }
         if def.namespaced {
             self.finish_namespace_if_empty(&t.namespace).await;
@@ -784,14 +967,7 @@ fn check_type(def: &ResourceDef, body: &mut Value) -> Result<()> {
 }
 
 fn set_storage_version(def: &ResourceDef, obj: &mut Value) {
-    let av = if def.group.is_empty() {
-        def.storage_version.clone()
-    } else {
-        format!("{}/{}", def.group, def.storage_version)
-    };
-    if let Some(m) = obj.as_object_mut() {
-        m.insert("apiVersion".into(), Value::String(av));
-    }
+    super::convert::to_storage(def, obj);
 }
 
 fn resolve_namespace(
@@ -1212,5 +1388,81 @@ mod tests {
         .await
         .expect("release");
         assert_eq!(c.get(&nst).expect_err("namespace gone").code, 404);
+    }
+
+    async fn owner_and_child(c: &Cluster, child_finalizer: bool) -> (Target, Target) {
+        let def = c.resolve("", "v1", "configmaps").expect("cm");
+        let owner = c
+            .create(
+                def.clone(),
+                "default",
+                json!({"metadata": {"name": "owner"}}),
+                &WriteOptions::default(),
+            )
+            .await
+            .expect("owner");
+        let uid = owner.object["metadata"]["uid"].clone();
+        let mut meta = json!({"name": "child", "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}]});
+        if child_finalizer {
+            meta["finalizers"] = json!(["example.com/hold"]);
+        }
+        c.create(
+            def.clone(),
+            "default",
+            json!({"metadata": meta}),
+            &WriteOptions::default(),
+        )
+        .await
+        .expect("child");
+        (cm_target(c, "owner"), cm_target(c, "child"))
+    }
+
+    #[tokio::test]
+    async fn background_deletion_collects_dependents() {
+        let c = cluster().await;
+        let (owner, child) = owner_and_child(&c, false).await;
+        c.delete(&owner, &DeleteOptions::default())
+            .await
+            .expect("delete");
+        assert_eq!(c.get(&owner).expect_err("owner gone").code, 404);
+        assert_eq!(c.get(&child).expect_err("child collected").code, 404);
+    }
+
+    #[tokio::test]
+    async fn foreground_deletion_waits_for_dependents() {
+        let c = cluster().await;
+        let (owner, child) = owner_and_child(&c, true).await;
+        let opts = DeleteOptions {
+            propagation: Propagation::Foreground,
+            ..DeleteOptions::default()
+        };
+        let o = c.delete(&owner, &opts).await.expect("delete");
+        assert!(finalizers(&o).contains(&"foregroundDeletion".to_string()));
+        assert!(c.get(&owner).is_ok(), "owner waits for its held dependent");
+        assert!(is_deleting(&c.get(&child).expect("child still held")));
+        c.patch(
+            &child,
+            &PatchBody::Merge(json!({"metadata": {"finalizers": null}})),
+            false,
+            &WriteOptions::default(),
+        )
+        .await
+        .expect("release child");
+        assert_eq!(c.get(&child).expect_err("child gone").code, 404);
+        assert_eq!(c.get(&owner).expect_err("owner follows").code, 404);
+    }
+
+    #[tokio::test]
+    async fn orphan_deletion_keeps_dependents_without_the_reference() {
+        let c = cluster().await;
+        let (owner, child) = owner_and_child(&c, false).await;
+        let opts = DeleteOptions {
+            propagation: Propagation::Orphan,
+            ..DeleteOptions::default()
+        };
+        c.delete(&owner, &opts).await.expect("delete");
+        assert_eq!(c.get(&owner).expect_err("owner gone").code, 404);
+        let kid = c.get(&child).expect("child kept");
+        assert!(kid.pointer("/metadata/ownerReferences").is_none());
     }
 }

@@ -14,6 +14,7 @@
 //! `docs/devapi.md` for what it implements and what it leaves out.
 
 pub mod cluster;
+pub mod convert;
 pub mod crd;
 pub mod discovery;
 pub mod error;
@@ -53,7 +54,7 @@ pub enum DevApiError {
     #[error("the embedded API listens on loopback only; {0} is not a loopback address")]
     NotLoopback(SocketAddr),
     /// The data directory could not be used.
-    #[error("data directory {path}: {source}")]
+    #[error("data directory {path}")]
     DataDir {
         /// The directory or file.
         path: PathBuf,
@@ -62,7 +63,7 @@ pub enum DevApiError {
         source: std::io::Error,
     },
     /// The stored data could not be loaded.
-    #[error("stored data in {path}: {source}")]
+    #[error("stored data in {path} cannot be used")]
     Store {
         /// The data directory.
         path: PathBuf,
@@ -74,7 +75,7 @@ pub enum DevApiError {
     #[error(transparent)]
     Tls(#[from] TlsError),
     /// Binding the listener failed.
-    #[error("listening on {addr}: {source}")]
+    #[error("listening on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -248,7 +249,7 @@ impl DevApi {
         match Arc::try_unwrap(self.cluster) {
             Ok(cluster) => {
                 if let Err(e) = cluster.store.close() {
-                    tracing::error!(error = %e, "flushing the embedded API storage failed");
+                    tracing::error!(error = %crate::error_chain(&e), "flushing the embedded API storage failed");
                 }
             }
             Err(_) => tracing::debug!("cluster still shared at shutdown; storage flushes on drop"),

@@ -65,7 +65,7 @@ const MAX_BATCH: usize = 4096;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PersistError {
     /// A file-system call failed.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}", path.display())]
     Io {
         /// What was being done (`write log`, `fsync directory`, ...).
         op: &'static str,
@@ -460,7 +460,7 @@ impl Persistence {
 impl Drop for Persistence {
     fn drop(&mut self) {
         if let Err(e) = self.shutdown() {
-            tracing::error!(error = %e, dir = %self.dir.display(), "persistence shut down with an error");
+            tracing::error!(error = %crate::error_chain(&e), dir = %self.dir.display(), "persistence shut down with an error");
         }
     }
 }
@@ -566,7 +566,7 @@ impl Writer {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, records = waiting.len(), "persisting a batch failed");
+                tracing::error!(error = %crate::error_chain(&e), records = waiting.len(), "persisting a batch failed");
                 self.rollback();
                 for ack in waiting {
                     let _ = ack.send(Err(e.clone()));
@@ -603,7 +603,7 @@ impl Writer {
             });
         if let Err(e) = result {
             let e = io_err("roll back", &self.log_path)(e);
-            tracing::error!(error = %e, "cannot roll back the log; refusing further writes until restart");
+            tracing::error!(error = %crate::error_chain(&e), "cannot roll back the log; refusing further writes until restart");
             self.failed = Some(Arc::new(e));
         }
     }
@@ -627,7 +627,7 @@ impl Writer {
                 // The old log stays in use and stays correct; retry after another threshold.
                 self.compact_at = self.log_len.saturating_add(self.opts.compact_after_bytes);
                 self.stats.log_bytes.store(self.log_len, Ordering::Relaxed);
-                tracing::warn!(error = %e, "compaction failed; continuing with the current log");
+                tracing::warn!(error = %crate::error_chain(&e), "compaction failed; continuing with the current log");
             }
         }
     }
@@ -666,7 +666,7 @@ impl Writer {
         {
             // The rename of the new log may not be durable, so a crash could bring back the old
             // log without the records appended from now on: stop acknowledging writes.
-            tracing::error!(error = %e, "cannot make the new log durable; refusing further writes until restart");
+            tracing::error!(error = %crate::error_chain(&e), "cannot make the new log durable; refusing further writes until restart");
             self.failed = Some(Arc::new(e.clone()));
             return Err(e);
         }

@@ -65,6 +65,11 @@ pub struct CustomInfo {
     pub printer_columns: Arc<Value>,
 }
 
+/// Verbs of namespaces (kube-apiserver serves no `deletecollection` for them).
+pub const NAMESPACE_VERBS: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
+
 /// Verbs of an ordinary read-write resource.
 pub const ALL_VERBS: &[&str] = &[
     "create",
@@ -87,12 +92,13 @@ impl ResourceDef {
         }
     }
 
-    /// The storage key prefix of this resource (shared by all its versions).
+    /// The storage key prefix of this resource (shared by all its versions, and by core/v1 and
+    /// events.k8s.io/v1 Events, which are one kind served twice).
     pub fn key_prefix(&self) -> String {
-        let group = if self.group.is_empty() {
-            "core"
-        } else {
-            &self.group
+        let group = match self.group.as_str() {
+            "" if self.plural == "events" => "events.k8s.io",
+            "" => "core",
+            g => g,
         };
         format!("{group}/{}/", self.plural)
     }
@@ -542,7 +548,11 @@ impl Registry {
                 name_rule: x.name_rule,
                 storage_version: x.version.into(),
                 custom: None,
-                verbs: ALL_VERBS,
+                verbs: if x.plural == "namespaces" {
+                    NAMESPACE_VERBS
+                } else {
+                    ALL_VERBS
+                },
             });
         }
         r

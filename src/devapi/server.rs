@@ -26,7 +26,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::cluster::{
-    Cluster, DeleteOptions, FieldValidation, PatchBody, Target, WriteOptions, served,
+    Cluster, DeleteOptions, FieldValidation, PatchBody, Propagation, Target, WriteOptions, served,
 };
 use super::discovery;
 use super::error::{ApiError, Result};
@@ -371,7 +371,9 @@ async fn route(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Respo
                 &w.warnings,
             ))
         }
-        (Method::DELETE, None) => delete_collection(cluster, def, &ns, &query, req).await,
+        (Method::DELETE, None) if def.verbs.contains(&"deletecollection") => {
+            delete_collection(cluster, def, &ns, &query, req).await
+        }
         (Method::GET, Some(name)) => {
             let t = target(def, &ns, name)?;
             let o = cluster.get(&t)?;
@@ -530,6 +532,12 @@ async fn delete_options(query: &Query, req: Request<Incoming>) -> Result<DeleteO
         dry_run: query.dry_run()?,
         ..Default::default()
     };
+    if let Some(p) = query.get("propagationPolicy") {
+        opts.propagation = Propagation::parse(p)?;
+    }
+    if query.get("orphanDependents") == Some("true") {
+        opts.propagation = Propagation::Orphan;
+    }
     if !bytes.is_empty() {
         let body = decode_body(&media, &bytes)?;
         if let Some(dr) = body.get("dryRun").and_then(Value::as_array) {
@@ -543,6 +551,12 @@ async fn delete_options(query: &Query, req: Request<Incoming>) -> Result<DeleteO
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(String::from);
+        if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str) {
+            opts.propagation = Propagation::parse(p)?;
+        }
+        if body.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
+            opts.propagation = Propagation::Orphan;
+        }
     }
     Ok(opts)
 }
@@ -674,7 +688,14 @@ fn list(
     };
     let page = cluster
         .store
-        .list(&prefix(def, ns), at, start.as_deref(), limit, &|o| sel.matches(o), !sel.is_empty())
+        .list(
+            &prefix(def, ns),
+            at,
+            start.as_deref(),
+            limit,
+            &|o| sel.is_empty() || sel.matches(&served(def, o)),
+            !sel.is_empty(),
+        )
         .map_err(|e| {
             if e.code == 410 && start.is_some() {
                 ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.")
@@ -736,7 +757,7 @@ async fn delete_collection(
     let ns_opt = (!ns.is_empty()).then_some(ns);
     let mut items = Vec::new();
     for (_, obj) in cluster.store.scan(&prefix(&def, ns_opt)) {
-        if !sel.matches(&obj) {
+        if !sel.is_empty() && !sel.matches(&served(&def, &obj)) {
             continue;
         }
         let t = Target {
@@ -770,13 +791,18 @@ async fn delete_collection(
 }
 
 /// How one watcher sees an event after its selectors.
-fn classify<'a>(ev: &'a WatchEvent, sel: &Selectors) -> Option<(&'static str, &'a Arc<Value>)> {
-    let now = sel.matches(&ev.object);
+fn classify<'a>(
+    def: &ResourceDef,
+    ev: &'a WatchEvent,
+    sel: &Selectors,
+) -> Option<(&'static str, &'a Arc<Value>)> {
+    let matches = |o: &Arc<Value>| sel.is_empty() || sel.matches(&served(def, o));
+    let now = matches(&ev.object);
     match ev.kind {
         EventType::Deleted => now.then_some(("DELETED", &ev.object)),
         EventType::Added => now.then_some(("ADDED", &ev.object)),
         EventType::Modified => {
-            let before = ev.prev.as_ref().is_some_and(|p| sel.matches(p));
+            let before = ev.prev.as_ref().is_some_and(matches);
             match (before, now) {
                 (true, true) => Some(("MODIFIED", &ev.object)),
                 (false, true) => Some(("ADDED", &ev.object)),
@@ -858,7 +884,7 @@ fn watch(
         // Initial events are all at or below `start.rv`; live events up to it are duplicates.
         let mut last = start.rv;
         for ev in &start.initial {
-            if let Some((kind, obj)) = classify(ev, &sel)
+            if let Some((kind, obj)) = classify(&def, ev, &sel)
                 && tx.send(event_line(kind, &served(&def, obj))).await.is_err()
             {
                 return;
@@ -886,7 +912,7 @@ fn watch(
                     if !ev.key.starts_with(&prefix) {
                         continue;
                     }
-                    if let Some((kind, obj)) = classify(&ev, &sel)
+                    if let Some((kind, obj)) = classify(&def, &ev, &sel)
                         && tx.send(event_line(kind, &served(&def, obj))).await.is_err()
                     {
                         return;

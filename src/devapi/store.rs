@@ -118,7 +118,7 @@ impl Commit {
             match ack.await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    tracing::error!(error = %e, "persisting a write failed");
+                    tracing::error!(error = %crate::error_chain(&e), "persisting a write failed");
                     return Err(ApiError::internal("the write could not be persisted"));
                 }
                 Err(_) => return Err(ApiError::internal("the storage writer stopped")),
@@ -387,7 +387,7 @@ impl Store {
         at: Option<u64>,
         start_after: Option<&str>,
         limit: Option<usize>,
-        filter: &dyn Fn(&Value) -> bool,
+        filter: &dyn Fn(&Arc<Value>) -> bool,
         filtered: bool,
     ) -> Result<ListPage> {
         let st = lock(&self.state);

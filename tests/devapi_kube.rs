@@ -622,3 +622,70 @@ async fn namespaces_and_finalizers() {
     .await;
     api.shutdown().await;
 }
+
+#[tokio::test]
+async fn token_requests_verify_against_the_published_jwks() {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+
+    let api = start_api().await;
+    let c = client(&api).await;
+    let sas: Api<ServiceAccount> = Api::namespaced(c.clone(), "default");
+    let mut sa = ServiceAccount::default();
+    sa.metadata.name = Some("bot".into());
+    let sa = sas.create(&PostParams::default(), &sa).await.expect("sa");
+    let req = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec!["portcullis".into()],
+            expiration_seconds: Some(1200),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let tr = sas
+        .create_token_request("bot", &PostParams::default(), &req)
+        .await
+        .expect("token request");
+    let status = tr.status.expect("status");
+    // Discovery and keys are what a verifier (Portcullis federation, later) fetches.
+    let disco: serde_json::Value = c
+        .request(
+            http::Request::get("/.well-known/openid-configuration")
+                .body(Vec::new())
+                .expect("req"),
+        )
+        .await
+        .expect("discovery");
+    assert_eq!(disco["issuer"], api.url());
+    let jwks: JwkSet = c
+        .request(
+            http::Request::get("/openid/v1/jwks")
+                .body(Vec::new())
+                .expect("req"),
+        )
+        .await
+        .expect("jwks");
+    let key = DecodingKey::from_jwk(&jwks.keys[0]).expect("key");
+    let mut v = Validation::new(Algorithm::ES256);
+    v.set_audience(&["portcullis"]);
+    v.set_issuer(&[api.url()]);
+    let claims = jsonwebtoken::decode::<serde_json::Value>(&status.token, &key, &v)
+        .expect("token verifies")
+        .claims;
+    assert_eq!(claims["sub"], "system:serviceaccount:default:bot");
+    assert_eq!(
+        claims["kubernetes.io"]["serviceaccount"]["uid"],
+        json!(sa.metadata.uid)
+    );
+
+    let err = sas
+        .create_token_request("missing", &PostParams::default(), &req)
+        .await
+        .expect_err("no such service account");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404),
+        "{err:?}"
+    );
+    api.shutdown().await;
+}

@@ -23,6 +23,7 @@ pub mod meta;
 pub mod openapi;
 pub mod persist;
 pub mod resources;
+pub mod satoken;
 pub mod schema;
 pub mod selector;
 pub mod server;
@@ -179,6 +180,10 @@ impl DevApi {
             source,
         })?;
         let tls = ca.server_config(&["localhost", "127.0.0.1", "::1"])?;
+        let sa = Arc::new(satoken::SaIssuer::load_or_create(
+            dir.as_deref(),
+            format!("https://{addr}"),
+        )?);
         bootstrap(&cluster).await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = Arc::new(ServerState {
@@ -186,6 +191,7 @@ impl DevApi {
             token: token.clone(),
             address: addr.to_string(),
             shutdown: shutdown_rx,
+            sa,
         });
         let task = tokio::spawn(server::serve(
             listener,

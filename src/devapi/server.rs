@@ -32,6 +32,7 @@ use super::discovery;
 use super::error::{ApiError, Result};
 use super::openapi;
 use super::resources::ResourceDef;
+use super::satoken::SaIssuer;
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{EventType, WatchEvent, WatchFrom};
 
@@ -51,6 +52,8 @@ pub struct ServerState {
     pub address: String,
     /// Flips to `true` when the server is shutting down (ends watches).
     pub shutdown: watch::Receiver<bool>,
+    /// The service-account token issuer.
+    pub sa: Arc<SaIssuer>,
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
@@ -277,6 +280,11 @@ async fn route(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Respo
         "/version" | "/version/" => {
             return Ok(json_response(StatusCode::OK, &discovery::version()));
         }
+        // Public keys and metadata only, so token verifiers need no credentials.
+        "/.well-known/openid-configuration" => {
+            return Ok(json_response(StatusCode::OK, &state.sa.discovery()));
+        }
+        "/openid/v1/jwks" => return Ok(json_response(StatusCode::OK, &state.sa.jwks())),
         _ => {}
     }
     if !authorized(state, &req) {
@@ -345,6 +353,19 @@ async fn route(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Respo
         .ok_or_else(|| ApiError::no_route(&path))?;
     if rp.namespace.is_some() && !def.namespaced {
         return Err(ApiError::no_route(&path));
+    }
+    if rp.sub.as_deref() == Some("token") && def.group.is_empty() && def.plural == "serviceaccounts"
+    {
+        let (Some(ns), Some(name)) = (rp.namespace.as_deref(), rp.name.as_deref()) else {
+            return Err(ApiError::no_route(&path));
+        };
+        if req.method() != Method::POST {
+            return Err(ApiError::method_not_allowed(req.method().as_str(), &path));
+        }
+        let sa = cluster.get(&target(def.clone(), ns, name.to_string())?)?;
+        let body = read_body(req).await?;
+        let resp = state.sa.token_request(&sa, &body, jiff::Timestamp::now())?;
+        return Ok(json_response(StatusCode::CREATED, &resp));
     }
     let status = match rp.sub.as_deref() {
         None => false,

@@ -115,7 +115,6 @@ fn list_10k(c: &mut Criterion) {
     let rt = runtime();
     let (api, client) = rt.block_on(start(None));
     let cms: Api<ConfigMap> = Api::namespaced(client, "default");
-    let before = rss_kib();
     rt.block_on(async {
         let mut set = tokio::task::JoinSet::new();
         for chunk in 0..16 {
@@ -130,10 +129,6 @@ fn list_10k(c: &mut Criterion) {
         }
         while set.join_next().await.is_some() {}
     });
-    eprintln!(
-        "RSS grew by {} KiB for 10,000 ConfigMaps of ~300 bytes each (history included)",
-        rss_kib().saturating_sub(before)
-    );
     let mut g = c.benchmark_group("list 10k configmaps");
     g.sample_size(10);
     g.bench_function("kube-rs Api::list over HTTPS", |b| {
@@ -175,5 +170,31 @@ fn list_10k(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, write_to_watcher, list_10k);
+/// Memory per object, measured first so no earlier benchmark's freed memory is reused. Prints
+/// the growth of RSS for 10k and then 20k stored objects (each ~300 bytes of JSON, with history).
+fn memory(_: &mut Criterion) {
+    let store = Store::in_memory(StoreOptions::default());
+    let base = rss_kib();
+    let mut report = Vec::new();
+    for (from, to) in [(0, 10_000), (10_000, 20_000)] {
+        for i in from..to {
+            store
+                .mutate(&format!("core/configmaps/default/m{i:05}"), false, |_| {
+                    Ok(Change::Put(
+                        serde_json::to_value(cm(&format!("m{i:05}"))).expect("json"),
+                    ))
+                })
+                .expect("put");
+        }
+        report.push((to, rss_kib().saturating_sub(base)));
+    }
+    for (n, kib) in report {
+        eprintln!(
+            "memory: {n} objects stored, RSS +{kib} KiB ({} bytes/object)",
+            kib * 1024 / n
+        );
+    }
+}
+
+criterion_group!(benches, memory, write_to_watcher, list_10k);
 criterion_main!(benches);

@@ -116,6 +116,8 @@ pub enum PatchBody {
     Merge(Value),
     /// RFC 6902 JSON patch.
     Json(json_patch::Patch),
+    /// Kubernetes strategic merge patch (built-in kinds only).
+    Strategic(Value),
 }
 
 /// A successful write.
@@ -305,27 +307,7 @@ impl Cluster {
             && let Some(schema) = &custom.schema
         {
             let outcome = schema::validate(schema, obj, old);
-            // kube-apiserver refuses strict unknown fields (400) before reporting invalid values.
-            match opts.field_validation {
-                FieldValidation::Strict if !outcome.unknown_fields.is_empty() => {
-                    let list = outcome
-                        .unknown_fields
-                        .iter()
-                        .map(|f| format!("unknown field \"{f}\""))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    return Err(ApiError::bad_request(format!(
-                        "strict decoding error: {list}"
-                    )));
-                }
-                FieldValidation::Warn => warnings.extend(
-                    outcome
-                        .unknown_fields
-                        .iter()
-                        .map(|f| format!("unknown field \"{f}\"")),
-                ),
-                _ => {}
-            }
+            unknown_fields(&outcome.unknown_fields, opts, &mut warnings)?;
             if !outcome.errors.is_empty() {
                 let causes = outcome
                     .errors
@@ -338,6 +320,15 @@ impl Cluster {
                     .collect();
                 return Err(ApiError::invalid(&def.group, &def.kind, &t.name, causes));
             }
+        }
+        if def.custom.is_none()
+            && let Ok(defs) = super::builtin_schema::definitions()
+            && let Some(root) = defs
+                .for_kind(&def.group, &def.version, &def.kind)
+                .and_then(|n| defs.get(n))
+        {
+            let unknown = defs.prune_unknown(root, obj);
+            unknown_fields(&unknown, opts, &mut warnings)?;
         }
         Ok(warnings)
     }
@@ -483,6 +474,7 @@ impl Cluster {
                     );
                     err
                 })?,
+                PatchBody::Strategic(p) => doc = strategic_merge(&def, &doc, p)?,
             }
             Ok(doc)
         })
@@ -930,6 +922,68 @@ fn key_namespace(key: &str) -> Option<&str> {
     let _plural = parts.next()?;
     let ns = parts.next()?;
     (!ns.is_empty()).then_some(ns)
+}
+
+/// Unknown (pruned) fields under `fieldValidation`: Strict refuses them (400, before any other
+/// validation error, as kube-apiserver does), Warn answers with `Warning` headers, Ignore drops them.
+fn unknown_fields(
+    unknown: &[String],
+    opts: &WriteOptions,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    match opts.field_validation {
+        FieldValidation::Strict if !unknown.is_empty() => {
+            let list = unknown
+                .iter()
+                .map(|f| format!("unknown field \"{f}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
+            Err(ApiError::bad_request(format!(
+                "strict decoding error: {list}"
+            )))
+        }
+        FieldValidation::Warn => {
+            warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")));
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Apply a strategic merge patch to a built-in object, with the list-merge metadata of the
+/// upstream OpenAPI definitions.
+fn strategic_merge(def: &ResourceDef, doc: &Value, patch: &Value) -> Result<Value> {
+    let media = "application/strategic-merge-patch+json";
+    let defs = super::builtin_schema::definitions()
+        .map_err(|e| ApiError::internal(format!("built-in schemas unavailable: {e}")))?;
+    let root = defs
+        .for_kind(&def.group, &def.version, &def.kind)
+        .and_then(|n| defs.get(n))
+        .filter(|_| def.custom.is_none())
+        .ok_or_else(|| {
+            ApiError::unsupported_media(
+                media,
+                &[
+                    "application/json-patch+json",
+                    "application/merge-patch+json",
+                    "application/apply-patch+yaml",
+                ],
+            )
+        })?;
+    if !patch.is_object() {
+        return Err(ApiError::bad_request(
+            "a strategic merge patch must be a JSON object",
+        ));
+    }
+    super::smp::apply(defs, root, doc, patch).map_err(|e| match e.status_code() {
+        400 => ApiError::bad_request(e.to_string()),
+        422 => {
+            let mut err = ApiError::invalid(&def.group, &def.kind, "", vec![]);
+            err.message = e.to_string();
+            err
+        }
+        _ => ApiError::internal(e.to_string()),
+    })
 }
 
 /// Check (and fill in) `apiVersion` and `kind` of a request body.

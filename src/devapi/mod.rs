@@ -13,6 +13,7 @@
 //! It is a single-node development and test default, not a replacement for etcd. See
 //! `docs/devapi.md` for what it implements and what it leaves out.
 
+pub mod builtin_schema;
 pub mod cluster;
 pub mod convert;
 pub mod crd;
@@ -27,6 +28,7 @@ pub mod satoken;
 pub mod schema;
 pub mod selector;
 pub mod server;
+pub mod smp;
 pub mod store;
 pub mod tls;
 

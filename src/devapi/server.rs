@@ -413,7 +413,7 @@ async fn route(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Respo
         (Method::PATCH, Some(name)) => {
             let t = target(def, &ns, name)?;
             let opts = query.write_options()?;
-            let patch = read_patch(req).await?;
+            let patch = read_patch(&t.def, req).await?;
             let w = cluster.patch(&t, &patch, status, &opts).await?;
             Ok(with_warnings(
                 json_response(StatusCode::OK, &w.object),
@@ -523,16 +523,31 @@ async fn read_body(req: Request<Incoming>) -> Result<Value> {
     decode_body(&media, &bytes)
 }
 
-async fn read_patch(req: Request<Incoming>) -> Result<PatchBody> {
+async fn read_patch(def: &ResourceDef, req: Request<Incoming>) -> Result<PatchBody> {
     let media = media_type(&req);
-    let accepted = [
-        "application/json-patch+json",
-        "application/merge-patch+json",
-    ];
+    // Custom resources have no strategic merge patch, exactly as in kube-apiserver.
+    let accepted: &[&str] = if def.custom.is_some() {
+        &[
+            "application/json-patch+json",
+            "application/merge-patch+json",
+        ]
+    } else {
+        &[
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/strategic-merge-patch+json",
+        ]
+    };
     if !accepted.contains(&media.as_str()) {
-        return Err(ApiError::unsupported_media(&media, &accepted));
+        return Err(ApiError::unsupported_media(&media, accepted));
     }
     let bytes = read_bytes(req).await?;
+    if media == "application/strategic-merge-patch+json" {
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::bad_request(format!("the strategic merge patch is not valid JSON: {e}"))
+        })?;
+        return Ok(PatchBody::Strategic(v));
+    }
     if media == "application/json-patch+json" {
         let p: json_patch::Patch = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::bad_request(format!("the JSON patch could not be decoded: {e}"))

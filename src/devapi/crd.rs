@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::error::{ApiError, Cause, Result};
 use super::meta;
 use super::resources::{ALL_VERBS, CustomInfo, NameRule, Registry, ResourceDef};
+use super::table;
 
 fn field_err(reason: &str, field: &str, message: String) -> Cause {
     Cause {
@@ -108,6 +109,29 @@ pub fn admit(obj: &mut Value, old: Option<&Value>, registry: &Registry, name: &s
                 &format!("spec.versions[{i}].name"),
                 "Required value".into(),
             ));
+        }
+        if let Err(e) =
+            table::custom_columns(v.get("additionalPrinterColumns").unwrap_or(&Value::Null))
+        {
+            let (field, detail) = match &e {
+                table::TableError::InvalidColumn {
+                    index,
+                    field,
+                    detail,
+                } => (
+                    format!("spec.versions[{i}].additionalPrinterColumns[{index}]{field}"),
+                    detail.clone(),
+                ),
+                other => (
+                    format!("spec.versions[{i}].additionalPrinterColumns"),
+                    other.to_string(),
+                ),
+            };
+            causes.push(Cause {
+                reason: "FieldValueInvalid".into(),
+                message: detail,
+                field,
+            });
         }
         if v.pointer("/schema/openAPIV3Schema").is_none() {
             causes.push(field_err(
@@ -291,13 +315,14 @@ pub fn register(registry: &mut Registry, crd: &Value) -> Result<()> {
             custom: Some(CustomInfo {
                 crd_name: name.clone(),
                 schema: v.pointer("/schema/openAPIV3Schema").cloned().map(Arc::new),
-                printer_columns: Arc::new(
-                    v.get("additionalPrinterColumns")
-                        .cloned()
-                        .unwrap_or(Value::Null),
-                ),
             }),
             verbs: ALL_VERBS,
+            // Invalid columns are refused when the CRD is written; fall back to NAME, AGE.
+            columns: Arc::new(
+                table::custom_columns(v.get("additionalPrinterColumns").unwrap_or(&Value::Null))
+                    .or_else(|_| table::custom_columns(&Value::Null))
+                    .unwrap_or_default(),
+            ),
         });
     }
     let mut order: Vec<String> = registry

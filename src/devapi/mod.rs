@@ -19,6 +19,7 @@ pub mod convert;
 pub mod crd;
 pub mod discovery;
 pub mod error;
+pub mod jsonpath;
 pub mod manifests;
 pub mod meta;
 pub mod openapi;
@@ -30,6 +31,7 @@ pub mod selector;
 pub mod server;
 pub mod smp;
 pub mod store;
+pub mod table;
 pub mod tls;
 
 use std::net::SocketAddr;

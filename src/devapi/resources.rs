@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::table::{Column, builtin_columns};
+
 /// How object names of a kind are validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameRule {
@@ -52,6 +54,8 @@ pub struct ResourceDef {
     pub custom: Option<CustomInfo>,
     /// Verbs listed in discovery.
     pub verbs: &'static [&'static str],
+    /// Columns of server-side `Table` output (`kubectl get`).
+    pub columns: Arc<Vec<Column>>,
 }
 
 /// What a CRD adds to a resource definition.
@@ -61,8 +65,6 @@ pub struct CustomInfo {
     pub crd_name: String,
     /// The version's `openAPIV3Schema`, if any.
     pub schema: Option<Arc<Value>>,
-    /// `additionalPrinterColumns` of this version.
-    pub printer_columns: Arc<Value>,
 }
 
 /// Verbs of namespaces (kube-apiserver serves no `deletecollection` for them).
@@ -553,6 +555,7 @@ impl Registry {
                 } else {
                     ALL_VERBS
                 },
+                columns: Arc::new(builtin_columns(x.group, x.kind)),
             });
         }
         r
@@ -678,9 +681,9 @@ mod tests {
                 custom: Some(CustomInfo {
                     crd_name: "widgets.example.com".into(),
                     schema: None,
-                    printer_columns: Arc::new(Value::Null),
                 }),
                 verbs: ALL_VERBS,
+                columns: Arc::new(Vec::new()),
             });
         }
         assert!(r.has_group_version("example.com", "v1beta1"));

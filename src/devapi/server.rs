@@ -35,6 +35,7 @@ use super::resources::ResourceDef;
 use super::satoken::SaIssuer;
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{EventType, WatchEvent, WatchFrom};
+use super::table::{self, IncludeObject};
 
 /// Request bodies larger than this are refused with 413 (kube-apiserver's limit).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -373,14 +374,23 @@ async fn route(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Respo
         Some(_) => return Err(ApiError::no_route(&path)),
     };
     let query = Query::parse(req.uri().query());
+    let table = if wants_table(&req) {
+        Some(
+            IncludeObject::from_query(query.get("includeObject").unwrap_or("")).ok_or_else(|| {
+                ApiError::bad_request("includeObject: Unsupported value: supported values: \"None\", \"Metadata\", \"Object\"")
+            })?,
+        )
+    } else {
+        None
+    };
     let ns = rp.namespace.clone().unwrap_or_default();
     let method = req.method().clone();
     match (method.clone(), rp.name) {
         (Method::GET, None) => {
             if query.flag("watch") {
-                watch(state.clone(), def, rp.namespace, &query)
+                watch(state.clone(), def, rp.namespace, &query, table)
             } else {
-                list(cluster, &def, rp.namespace.as_deref(), &query)
+                list(cluster, &def, rp.namespace.as_deref(), &query, table)
             }
         }
         (Method::POST, None) => {
@@ -398,7 +408,13 @@ async fn route(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Respo
         (Method::GET, Some(name)) => {
             let t = target(def, &ns, name)?;
             let o = cluster.get(&t)?;
-            Ok(json_response(StatusCode::OK, &o))
+            match table {
+                Some(include) => {
+                    let meta = json!({"resourceVersion": o.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
+                    Ok(table_response(&t.def, &[&o], include, meta))
+                }
+                None => Ok(json_response(StatusCode::OK, &o)),
+            }
         }
         (Method::PUT, Some(name)) => {
             let t = target(def, &ns, name)?;
@@ -674,11 +690,55 @@ fn parse_rv(s: &str) -> Result<u64> {
         .map_err(|_| ApiError::bad_request(format!("invalid resource version: \"{s}\"")))
 }
 
+/// Media type of server-side tables.
+const TABLE_MEDIA: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
+
+/// Whether the client asked for a `meta.k8s.io` Table (kubectl's `get`), anywhere in `Accept`.
+fn wants_table(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|range| {
+            let params: Vec<String> = range
+                .split(';')
+                .skip(1)
+                .map(|p| p.trim().replace(' ', ""))
+                .collect();
+            params.iter().any(|p| p == "as=Table")
+                && params.iter().any(|p| p == "g=meta.k8s.io")
+                && params.iter().any(|p| p == "v=v1" || p == "v=v1beta1")
+        })
+}
+
+fn table_response(
+    def: &ResourceDef,
+    objects: &[&Value],
+    include: IncludeObject,
+    list_metadata: Value,
+) -> Response<Body> {
+    let t = table::table(
+        &def.columns,
+        &def.group,
+        &def.kind,
+        objects,
+        include,
+        list_metadata,
+        jiff::Timestamp::now(),
+    );
+    let mut r = json_response(StatusCode::OK, &t);
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(TABLE_MEDIA));
+    r
+}
+
 fn list(
     cluster: &Cluster,
     def: &Arc<ResourceDef>,
     ns: Option<&str>,
     query: &Query,
+    table: Option<IncludeObject>,
 ) -> Result<Response<Body>> {
     let sel = Selectors::parse(def, query)?;
     let limit = match query.get("limit") {
@@ -751,6 +811,11 @@ fn list(
         if let Some(n) = page.remaining {
             metadata["remainingItemCount"] = json!(n);
         }
+    }
+    if let Some(include) = table {
+        let served_items: Vec<Arc<Value>> = page.items.iter().map(|i| served(def, i)).collect();
+        let refs: Vec<&Value> = served_items.iter().map(|a| a.as_ref()).collect();
+        return Ok(table_response(def, &refs, include, metadata));
     }
     // Serialise by hand so a large list is not first copied into one JSON tree.
     let mut out = Vec::with_capacity(256 + page.items.len() * 512);
@@ -859,6 +924,26 @@ fn event_line(kind: &str, object: &Value) -> Bytes {
     Bytes::from(out)
 }
 
+/// A watch event's object: the served object, or a one-row Table when the client asked for tables.
+fn render(def: &ResourceDef, obj: &Arc<Value>, table: Option<IncludeObject>) -> Arc<Value> {
+    let o = served(def, obj);
+    match table {
+        Some(include) => {
+            let meta = json!({"resourceVersion": o.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
+            Arc::new(table::table(
+                &def.columns,
+                &def.group,
+                &def.kind,
+                &[&o],
+                include,
+                meta,
+                jiff::Timestamp::now(),
+            ))
+        }
+        None => o,
+    }
+}
+
 fn bookmark(def: &ResourceDef, rv: u64, initial_end: bool) -> Bytes {
     let mut meta = json!({"resourceVersion": rv.to_string()});
     if initial_end {
@@ -875,6 +960,7 @@ fn watch(
     def: Arc<ResourceDef>,
     ns: Option<String>,
     query: &Query,
+    table: Option<IncludeObject>,
 ) -> Result<Response<Body>> {
     let sel = Selectors::parse(&def, query)?;
     let bookmarks = query.flag("allowWatchBookmarks");
@@ -921,7 +1007,10 @@ fn watch(
         let mut last = start.rv;
         for ev in &start.initial {
             if let Some((kind, obj)) = classify(&def, ev, &sel)
-                && tx.send(event_line(kind, &served(&def, obj))).await.is_err()
+                && tx
+                    .send(event_line(kind, &render(&def, obj, table)))
+                    .await
+                    .is_err()
             {
                 return;
             }
@@ -949,7 +1038,7 @@ fn watch(
                         continue;
                     }
                     if let Some((kind, obj)) = classify(&def, &ev, &sel)
-                        && tx.send(event_line(kind, &served(&def, obj))).await.is_err()
+                        && tx.send(event_line(kind, &render(&def, obj, table))).await.is_err()
                     {
                         return;
                     }

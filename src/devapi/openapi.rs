@@ -5,6 +5,9 @@
 //! so it sends `fieldValidation=Strict` instead of validating client-side. Custom resources carry
 //! their CRD schema as a component. Built-in kinds have paths but no schemas yet.
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
 use serde_json::{Map, Value, json};
 
 use super::resources::{Registry, ResourceDef};
@@ -24,20 +27,91 @@ fn hash(v: &Value) -> String {
     d.iter().take(16).map(|b| format!("{b:02X}")).collect()
 }
 
-/// `/openapi/v3`.
+/// `/openapi/v3`. The hash changes whenever a document would (served kinds or CRD schemas).
 pub fn index(registry: &Registry) -> Value {
     let mut paths = Map::new();
     for (group, versions) in registry.groups() {
         for v in versions {
             let p = gv_path(group, v);
-            let doc = document(registry, group, v).unwrap_or(Value::Null);
+            let fingerprint: Vec<Value> = registry
+                .resources(group, v)
+                .iter()
+                .map(|d| {
+                    json!([
+                        d.plural,
+                        d.kind,
+                        d.namespaced,
+                        d.status_subresource,
+                        d.custom.as_ref().and_then(|c| c.schema.as_deref())
+                    ])
+                })
+                .collect();
             paths.insert(
                 p.clone(),
-                json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash(&doc))}),
+                json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash(&json!(fingerprint)))}),
             );
         }
     }
     json!({"paths": paths})
+}
+
+type Components = Arc<Map<String, Value>>;
+
+/// The upstream definitions of the built-in kinds of one group/version and everything they
+/// reference, with `$ref`s pointing into `#/components/schemas`. Built once per group/version.
+fn builtin_components(registry: &Registry, group: &str, version: &str) -> Components {
+    static CACHE: LazyLock<Mutex<HashMap<(String, String), Components>>> =
+        LazyLock::new(|| Mutex::new(HashMap::new()));
+    let key = (group.to_string(), version.to_string());
+    if let Some(c) = CACHE.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return c.clone();
+    }
+    let mut out = Map::new();
+    if let Ok(defs) = super::builtin_schema::definitions() {
+        let mut todo: Vec<String> = registry
+            .resources(group, version)
+            .iter()
+            .filter(|d| d.custom.is_none())
+            .filter_map(|d| {
+                defs.for_kind(&d.group, &d.version, &d.kind)
+                    .map(String::from)
+            })
+            .collect();
+        while let Some(name) = todo.pop() {
+            if out.contains_key(&name) {
+                continue;
+            }
+            let Some(def) = defs.get(&name) else { continue };
+            let mut def = def.clone();
+            rewrite_refs(&mut def, &mut todo);
+            out.insert(name, def);
+        }
+    }
+    let c = Arc::new(out);
+    CACHE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, c.clone());
+    c
+}
+
+/// Point bare `$ref` names at `#/components/schemas/<name>` and queue them.
+fn rewrite_refs(v: &mut Value, todo: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get_mut("$ref")
+                && !r.starts_with('#')
+            {
+                todo.push(r.clone());
+                *r = format!("#/components/schemas/{r}");
+            }
+            for (_, child) in m.iter_mut() {
+                rewrite_refs(child, todo);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|c| rewrite_refs(c, todo)),
+        _ => {}
+    }
 }
 
 /// The component name Kubernetes uses for a kind (`dev.portcullis.v1alpha1.Route`).
@@ -70,7 +144,7 @@ pub fn document(registry: &Registry, group: &str, version: &str) -> Option<Value
         format!("/apis/{group}/{version}")
     };
     let mut paths = Map::new();
-    let mut schemas = Map::new();
+    let mut schemas = (*builtin_components(registry, group, version)).clone();
     for d in registry.resources(group, version) {
         let gvk = json!({"group": d.group, "version": d.version, "kind": d.kind});
         let item = if d.namespaced {

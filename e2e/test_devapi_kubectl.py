@@ -256,7 +256,9 @@ def test_field_selectors(dev, args, expected):
 def test_delete_then_get_is_notfound(dev):
     dev.apply_docs(configmap("doomed", {"a": "b"}))
     cp = dev.kubectl("delete", "configmap", "doomed")
-    assert cp.stdout.strip() == 'configmap "doomed" deleted'
+    # kubectl 1.35 adds the namespace to the message.
+    assert cp.stdout.strip() in ('configmap "doomed" deleted',
+                                 'configmap "doomed" deleted from default namespace')
     cp = dev.kubectl_fails("get", "configmap", "doomed")
     assert "NotFound" in cp.stderr and '"doomed"' in cp.stderr, cp.stderr
 

@@ -455,7 +455,10 @@ class DevServer:
             except (http.client.HTTPException, OSError) as exc:
                 raise AssertionError(f"{method} {path}: no response (send error {send_error!r}, read error {exc!r})")
             data = resp.read()
-            return HttpResult(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+            headers: dict[str, str] = {}
+            for k, v in resp.getheaders():  # repeated headers (Warning) joined as HTTP allows
+                headers[k.lower()] = f"{headers[k.lower()]}, {v}" if k.lower() in headers else v
+            return HttpResult(resp.status, headers, data)
         finally:
             conn.close()
 

@@ -736,3 +736,30 @@ def test_namespaces_have_no_deletecollection(dev):
     disc = dev.api("GET", "/api/v1").json()
     verbs = next(r["verbs"] for r in disc["resources"] if r["name"] == "namespaces")
     assert "deletecollection" not in verbs, verbs
+
+
+def test_duplicate_and_unknown_fields_follow_field_validation(dev):
+    path = "/api/v1/namespaces/default/configmaps?fieldValidation="
+    body = '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"dup-a","name":"dup-b"},' \
+           '"data":{"k":"v"},"bogus":1}'
+    r = dev.api("POST", path + "Strict", body)
+    assert r.status == 400, r
+    assert r.json()["message"] == 'strict decoding error: duplicate field "metadata.name"'
+    assert not dev.exists("configmap", "dup-b")
+
+    r = dev.api("POST", path + "Warn", body)
+    assert r.status == 201, r
+    warnings = [v for k, v in r.headers.items() if k.lower() == "warning"]
+    joined = " ".join(warnings)
+    assert 'duplicate field \\"metadata.name\\"' in joined and 'unknown field \\"bogus\\"' in joined, r.headers
+    created = dev.get_json("configmap", "dup-b")
+    assert "bogus" not in created and created["data"] == {"k": "v"}
+
+    r = dev.api("POST", path + "Ignore", body.replace("dup-b", "dup-c"))
+    assert r.status == 201, r
+    assert not any(k.lower() == "warning" for k in r.headers), r.headers
+
+    # kubectl's default (Strict) refuses an unknown field of a built-in kind, naming it.
+    cp = dev.kubectl_fails("apply", "-f", "-", input='{"apiVersion":"v1","kind":"ConfigMap",'
+                           '"metadata":{"name":"dup-d"},"data":{"k":"v"},"bogus":1}')
+    assert 'unknown field "bogus"' in cp.stderr, cp.stderr

@@ -19,6 +19,7 @@ pub mod convert;
 pub mod crd;
 pub mod discovery;
 pub mod error;
+pub mod jsonbody;
 pub mod jsonpath;
 pub mod manifests;
 pub mod meta;

@@ -395,11 +395,12 @@ async fn route(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Respo
         }
         (Method::POST, None) => {
             let opts = query.write_options()?;
-            let body = read_body(req).await?;
+            let (body, mut warnings) = read_object(req, &opts).await?;
             let w = cluster.create(def, &ns, body, &opts).await?;
+            warnings.extend(w.warnings);
             Ok(with_warnings(
                 json_response(StatusCode::CREATED, &w.object),
-                &w.warnings,
+                &warnings,
             ))
         }
         (Method::DELETE, None) if def.verbs.contains(&"deletecollection") => {
@@ -419,11 +420,12 @@ async fn route(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Respo
         (Method::PUT, Some(name)) => {
             let t = target(def, &ns, name)?;
             let opts = query.write_options()?;
-            let body = read_body(req).await?;
+            let (body, mut warnings) = read_object(req, &opts).await?;
             let w = cluster.update(&t, body, status, &opts).await?;
+            warnings.extend(w.warnings);
             Ok(with_warnings(
                 json_response(StatusCode::OK, &w.object),
-                &w.warnings,
+                &warnings,
             ))
         }
         (Method::PATCH, Some(name)) => {
@@ -509,15 +511,19 @@ fn media_type(req: &Request<Incoming>) -> String {
         .unwrap_or_default()
 }
 
-fn decode_body(media: &str, bytes: &[u8]) -> Result<Value> {
-    let v: Value = match media {
-        "" | "application/json" | "*/*" => serde_json::from_slice(bytes).map_err(|e| {
+/// Decode a request body; also returns the paths of duplicated fields (JSON only: the YAML
+/// parser refuses duplicate keys outright).
+fn decode_body(media: &str, bytes: &[u8]) -> Result<(Value, Vec<String>)> {
+    let (v, dups) = match media {
+        "" | "application/json" | "*/*" => super::jsonbody::parse(bytes).map_err(|e| {
             ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
         })?,
-        "application/yaml" | "application/x-yaml" | "text/yaml" => crate::yaml::from_slice(bytes)
-            .map_err(|e| {
-            ApiError::bad_request(format!("the request body is not valid YAML: {e}"))
-        })?,
+        "application/yaml" | "application/x-yaml" | "text/yaml" => (
+            crate::yaml::from_slice(bytes).map_err(|e| {
+                ApiError::bad_request(format!("the request body is not valid YAML: {e}"))
+            })?,
+            Vec::new(),
+        ),
         other => {
             return Err(ApiError::unsupported_media(
                 other,
@@ -530,13 +536,31 @@ fn decode_body(media: &str, bytes: &[u8]) -> Result<Value> {
             "the request body must be a JSON object",
         ));
     }
-    Ok(v)
+    Ok((v, dups))
 }
 
+/// An options body (DeleteOptions, TokenRequest): duplicates do not matter.
 async fn read_body(req: Request<Incoming>) -> Result<Value> {
     let media = media_type(&req);
     let bytes = read_bytes(req).await?;
-    decode_body(&media, &bytes)
+    Ok(decode_body(&media, &bytes)?.0)
+}
+
+/// An object to create or replace: duplicated fields are refused under `fieldValidation=Strict`
+/// and reported under `Warn`, as kube-apiserver's strict decoder does.
+async fn read_object(req: Request<Incoming>, opts: &WriteOptions) -> Result<(Value, Vec<String>)> {
+    let media = media_type(&req);
+    let bytes = read_bytes(req).await?;
+    let (v, dups) = decode_body(&media, &bytes)?;
+    let found = dups.iter().map(|d| format!("duplicate field \"{d}\""));
+    match opts.field_validation {
+        FieldValidation::Strict if !dups.is_empty() => Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            found.collect::<Vec<_>>().join(", ")
+        ))),
+        FieldValidation::Warn => Ok((v, found.collect())),
+        _ => Ok((v, Vec::new())),
+    }
 }
 
 async fn read_patch(def: &ResourceDef, req: Request<Incoming>) -> Result<PatchBody> {
@@ -591,7 +615,7 @@ async fn delete_options(query: &Query, req: Request<Incoming>) -> Result<DeleteO
         opts.propagation = Propagation::Orphan;
     }
     if !bytes.is_empty() {
-        let body = decode_body(&media, &bytes)?;
+        let (body, _) = decode_body(&media, &bytes)?;
         if let Some(dr) = body.get("dryRun").and_then(Value::as_array) {
             opts.dry_run |= dr.iter().any(|v| v == "All");
         }

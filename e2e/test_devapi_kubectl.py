@@ -763,3 +763,45 @@ def test_duplicate_and_unknown_fields_follow_field_validation(dev):
     cp = dev.kubectl_fails("apply", "-f", "-", input='{"apiVersion":"v1","kind":"ConfigMap",'
                            '"metadata":{"name":"dup-d"},"data":{"k":"v"},"bogus":1}')
     assert 'unknown field "bogus"' in cp.stderr, cp.stderr
+
+
+def test_server_side_apply_conflicts_and_force(dev):
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa", "labels": {"a": "1"}},
+          "data": {"shared": "x", "mine": "1"}}
+    cp = dev.kubectl("apply", "--server-side", "--field-manager", "alice", "-f", "-", input=json.dumps(cm))
+    assert "serverside-applied" in cp.stdout
+    # Another manager sets the same value on a shared field: no conflict, shared ownership.
+    bob = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"shared": "x"}}
+    dev.kubectl("apply", "--server-side", "--field-manager", "bob", "-f", "-", input=json.dumps(bob))
+    # A different value is a 409 naming the field and the owner.
+    bob["data"]["shared"] = "y"
+    cp = dev.kubectl_fails("apply", "--server-side", "--field-manager", "bob", "-f", "-", input=json.dumps(bob))
+    assert "conflict" in cp.stderr.lower() and "alice" in cp.stderr and ".data.shared" in cp.stderr, cp.stderr
+    dev.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager", "bob", "-f", "-",
+                input=json.dumps(bob))
+    got = dev.get_json("configmap", "ssa", "--show-managed-fields")
+    assert got["data"] == {"shared": "y", "mine": "1"}
+    managers = {m["manager"]: m for m in got["metadata"]["managedFields"]}
+    assert managers["bob"]["operation"] == "Apply" and managers["bob"]["fieldsType"] == "FieldsV1"
+    assert "f:shared" in json.dumps(managers["bob"]["fieldsV1"])
+    assert "f:shared" not in json.dumps(managers["alice"]["fieldsV1"]), "force took the field over"
+    # Alice drops a field she alone applied: it is removed from the object.
+    del cm["data"]["mine"]
+    del cm["data"]["shared"]
+    dev.kubectl("apply", "--server-side", "--field-manager", "alice", "-f", "-", input=json.dumps(cm))
+    assert dev.get_json("configmap", "ssa")["data"] == {"shared": "y"}
+    # Apply without a field manager is refused by the server (kubectl always sends one).
+    r = dev.api("PATCH", "/api/v1/namespaces/default/configmaps/ssa", json.dumps(bob),
+                headers={"Content-Type": "application/apply-patch+yaml"})
+    assert r.status == 422 and "fieldManager" in r.json()["message"], r
+
+
+def test_typed_generators_send_protobuf(dev):
+    dev.kubectl("create", "configmap", "gen", "--from-literal=a=b", "--from-literal=c=d")
+    assert dev.get_json("configmap", "gen")["data"] == {"a": "b", "c": "d"}
+    dev.kubectl("create", "secret", "generic", "gen-s", "--from-literal=token=t0p")
+    s = dev.get_json("secret", "gen-s")
+    assert s["type"] == "Opaque" and s["data"] == {"token": "dDBw"}
+    r = dev.api("POST", "/api/v1/namespaces/default/configmaps", b"k8s\x00\x0a\xff\xff",
+                headers={"Content-Type": "application/vnd.kubernetes.protobuf"})
+    assert r.status == 400 and r.json()["kind"] == "Status", r

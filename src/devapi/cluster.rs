@@ -16,6 +16,7 @@ use super::error::{ApiError, Cause, Result};
 use super::meta::{self, finalizers, is_deleting, meta_mut, meta_str};
 use super::resources::{Registry, ResourceDef};
 use super::schema;
+use super::ssa;
 use super::store::{Change, Store};
 
 /// How unknown fields in a request are treated (`fieldValidation`).
@@ -51,6 +52,105 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// `fieldValidation`.
     pub field_validation: FieldValidation,
+    /// The field manager recorded in `managedFields` (`fieldManager`, else derived from the
+    /// client's User-Agent; empty for Portcullis's own writes, recorded as `portcullis`).
+    pub manager: String,
+}
+
+impl WriteOptions {
+    fn manager(&self) -> &str {
+        if self.manager.is_empty() {
+            "portcullis"
+        } else {
+            &self.manager
+        }
+    }
+}
+
+/// Schema access for server-side apply: CRD schemas are self-contained.
+struct CrdSchema;
+
+impl ssa::SchemaLookup for CrdSchema {
+    fn child<'a>(&'a self, node: &'a Value, field: Option<&str>) -> Option<&'a Value> {
+        match field {
+            Some(name) => node
+                .get("properties")
+                .and_then(|p| p.get(name))
+                .or_else(|| node.get("additionalProperties").filter(|v| v.is_object())),
+            None => node.get("items").filter(|v| v.is_object()),
+        }
+    }
+    fn resolve<'a>(&'a self, node: &'a Value) -> &'a Value {
+        node
+    }
+}
+
+impl ssa::SchemaLookup for super::builtin_schema::Definitions {
+    fn child<'a>(&'a self, node: &'a Value, field: Option<&str>) -> Option<&'a Value> {
+        super::builtin_schema::Definitions::child(self, node, field)
+    }
+    fn resolve<'a>(&'a self, node: &'a Value) -> &'a Value {
+        super::builtin_schema::Definitions::resolve(self, node)
+    }
+}
+
+/// The schema of a kind, for managedFields: the CRD schema or the upstream definition.
+fn kind_schema(def: &ResourceDef) -> Option<(&'static dyn ssa::SchemaLookup, Value)> {
+    if let Some(c) = &def.custom {
+        return c
+            .schema
+            .as_ref()
+            .map(|s| (&CrdSchema as &dyn ssa::SchemaLookup, (**s).clone()));
+    }
+    let defs = super::builtin_schema::definitions().ok()?;
+    let name = defs.for_kind(&def.group, &def.version, &def.kind)?;
+    Some((defs as &dyn ssa::SchemaLookup, json!({"$ref": name})))
+}
+
+fn ssa_error(def: &ResourceDef, name: &str, e: ssa::SsaError) -> ApiError {
+    match e {
+        ssa::SsaError::Conflicts(conflicts) => {
+            let mut err = ApiError::conflict(&def.group, &def.plural, name);
+            err.message = ssa::conflicts_message(&conflicts);
+            err.causes = conflicts
+                .iter()
+                .map(|c| Cause {
+                    reason: "FieldManagerConflict".into(),
+                    message: c.message(),
+                    field: c.field.clone(),
+                })
+                .collect();
+            err
+        }
+        ssa::SsaError::Invalid(m) => ApiError::bad_request(m),
+    }
+}
+
+/// Record a non-apply write in `managedFields`.
+fn record_update(
+    def: &ResourceDef,
+    name: &str,
+    old: Option<&Value>,
+    new: &mut Value,
+    status: bool,
+    opts: &WriteOptions,
+) -> Result<()> {
+    let Some((schema, root)) = kind_schema(def) else {
+        return Ok(());
+    };
+    let now = meta::now();
+    let api_version = def.api_version();
+    let req = ssa::ApplyRequest {
+        schema,
+        root: &root,
+        api_version: &api_version,
+        manager: opts.manager(),
+        force: false,
+        subresource: status.then_some("status"),
+        now: &now,
+        status_subresource: def.status_subresource,
+    };
+    ssa::record_update(&req, old, new).map_err(|e| ssa_error(def, name, e))
 }
 
 /// `DeleteOptions` (body and query).
@@ -118,6 +218,13 @@ pub enum PatchBody {
     Json(json_patch::Patch),
     /// Kubernetes strategic merge patch (built-in kinds only).
     Strategic(Value),
+    /// Server-side apply (`application/apply-patch+yaml`): the applied configuration.
+    Apply {
+        /// The applied configuration.
+        config: Value,
+        /// `force`: take over fields other managers own.
+        force: bool,
+    },
 }
 
 /// A successful write.
@@ -338,8 +445,19 @@ impl Cluster {
         &self,
         def: Arc<ResourceDef>,
         url_ns: &str,
+        body: Value,
+        opts: &WriteOptions,
+    ) -> Result<Written> {
+        self.create_inner(def, url_ns, body, opts, true).await
+    }
+
+    async fn create_inner(
+        &self,
+        def: Arc<ResourceDef>,
+        url_ns: &str,
         mut body: Value,
         opts: &WriteOptions,
+        record: bool,
     ) -> Result<Written> {
         check_type(&def, &mut body)?;
         let m = meta_mut(&mut body)
@@ -417,6 +535,9 @@ impl Cluster {
             obj_mut(&mut body)?.remove("status");
         }
         let warnings = self.admit(&t, &mut body, None, opts)?;
+        if record {
+            record_update(&def, &t.name, None, &mut body, false, opts)?;
+        }
         set_storage_version(&def, &mut body);
         let commit = self.store.mutate(&t.key(), opts.dry_run, |cur| {
             if cur.is_some() {
@@ -446,7 +567,105 @@ impl Cluster {
         status: bool,
         opts: &WriteOptions,
     ) -> Result<Written> {
-        self.replace(t, status, opts, |_| Ok(body)).await
+        self.replace(t, status, opts, true, |_| Ok(body)).await
+    }
+
+    /// Server-side apply: merge `config` into the object (creating it when missing), tracking
+    /// field ownership per manager; conflicts with other managers are 409 unless `force`.
+    pub async fn apply(
+        &self,
+        t: &Target,
+        config: &Value,
+        force: bool,
+        status: bool,
+        opts: &WriteOptions,
+    ) -> Result<Written> {
+        let def = t.def.clone();
+        let mut config = config.clone();
+        check_type(&def, &mut config).map_err(|_| {
+            ApiError::bad_request(format!(
+                "invalid object type: {}, Kind={}",
+                config
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or(""),
+                config.get("kind").and_then(Value::as_str).unwrap_or("")
+            ))
+        })?;
+        if self.store.get(&t.key()).is_none() {
+            if status {
+                return Err(ApiError::not_found(&def.group, &def.plural, &t.name));
+            }
+            let created = self.apply_one(&def, &t.name, None, &config, force, false, opts)?;
+            return match self
+                .create_inner(def.clone(), &t.namespace, created, opts, false)
+                .await
+            {
+                // Someone created it meanwhile: apply onto theirs.
+                Err(e) if e.code == 409 && e.reason == "AlreadyExists" => {
+                    self.apply_existing(t, &config, force, status, opts).await
+                }
+                other => other,
+            };
+        }
+        self.apply_existing(t, &config, force, status, opts).await
+    }
+
+    async fn apply_existing(
+        &self,
+        t: &Target,
+        config: &Value,
+        force: bool,
+        status: bool,
+        opts: &WriteOptions,
+    ) -> Result<Written> {
+        let def = t.def.clone();
+        self.replace(t, status, opts, false, |cur| {
+            if let Some(rv) = meta_str(config, "resourceVersion")
+                && !rv.is_empty()
+                && Some(rv) != meta_str(cur, "resourceVersion")
+            {
+                return Err(ApiError::conflict(&def.group, &def.plural, &t.name));
+            }
+            let live = served(&def, cur);
+            self.apply_one(&def, &t.name, Some(&live), config, force, status, opts)
+        })
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn apply_one(
+        &self,
+        def: &ResourceDef,
+        name: &str,
+        live: Option<&Value>,
+        config: &Value,
+        force: bool,
+        status: bool,
+        opts: &WriteOptions,
+    ) -> Result<Value> {
+        let (schema, root) = kind_schema(def).ok_or_else(|| {
+            ApiError::unsupported_media(
+                "application/apply-patch+yaml",
+                &[
+                    "application/json-patch+json",
+                    "application/merge-patch+json",
+                ],
+            )
+        })?;
+        let now = meta::now();
+        let api_version = def.api_version();
+        let req = ssa::ApplyRequest {
+            schema,
+            root: &root,
+            api_version: &api_version,
+            manager: opts.manager(),
+            force,
+            subresource: status.then_some("status"),
+            now: &now,
+            status_subresource: def.status_subresource,
+        };
+        ssa::apply(&req, live, config).map_err(|e| ssa_error(def, name, e))
     }
 
     /// Patch an object or its status.
@@ -457,8 +676,11 @@ impl Cluster {
         status: bool,
         opts: &WriteOptions,
     ) -> Result<Written> {
+        if let PatchBody::Apply { config, force } = patch {
+            return self.apply(t, config, *force, status, opts).await;
+        }
         let def = t.def.clone();
-        self.replace(t, status, opts, |cur| {
+        self.replace(t, status, opts, true, |cur| {
             let mut doc = (*served(&def, cur)).clone();
             match patch {
                 PatchBody::Merge(p) => {
@@ -475,6 +697,9 @@ impl Cluster {
                     err
                 })?,
                 PatchBody::Strategic(p) => doc = strategic_merge(&def, &doc, p)?,
+                PatchBody::Apply { .. } => {
+                    return Err(ApiError::internal("apply reached the patch path"));
+                }
             }
             Ok(doc)
         })
@@ -487,6 +712,7 @@ impl Cluster {
         t: &Target,
         status: bool,
         opts: &WriteOptions,
+        record: bool,
         make: F,
     ) -> Result<Written>
     where
@@ -579,6 +805,9 @@ impl Cluster {
                 }
             }
             warnings = self.admit(t, &mut new, Some(cur), opts)?;
+            if record {
+                record_update(&def, &t.name, Some(&served(&def, cur)), &mut new, status, opts)?;
+            }
             set_storage_version(&def, &mut new);
             if def.generation && spec_view(cur, def.status_subresource) != spec_view(&new, def.status_subresource) {
                 let g = cur.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);

@@ -205,10 +205,35 @@ impl Query {
     fn flag(&self, k: &str) -> bool {
         matches!(self.get(k), Some("true" | "1"))
     }
-    fn write_options(&self) -> Result<WriteOptions> {
+    /// Write options; the field manager is `fieldManager`, else the client's User-Agent up to
+    /// its first `/` (`kubectl`), as kube-apiserver derives it.
+    fn write_options(&self, user_agent: &str) -> Result<WriteOptions> {
+        let manager = match self.get("fieldManager").filter(|m| !m.is_empty()) {
+            Some(m) => {
+                if m.chars().count() > 128 || m.chars().any(|c| c.is_control()) {
+                    return Err(ApiError::invalid_field(
+                        "meta.k8s.io",
+                        "PatchOptions",
+                        "",
+                        "fieldManager",
+                        "Invalid value: must be at most 128 printable characters",
+                    ));
+                }
+                m.to_string()
+            }
+            None => user_agent
+                .split('/')
+                .next()
+                .unwrap_or("")
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(128)
+                .collect(),
+        };
         Ok(WriteOptions {
             dry_run: self.dry_run()?,
             field_validation: FieldValidation::parse(self.get("fieldValidation").unwrap_or(""))?,
+            manager,
         })
     }
     fn dry_run(&self) -> Result<bool> {
@@ -374,6 +399,12 @@ async fn route(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Respo
         Some(_) => return Err(ApiError::no_route(&path)),
     };
     let query = Query::parse(req.uri().query());
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let table = if wants_table(&req) {
         Some(
             IncludeObject::from_query(query.get("includeObject").unwrap_or("")).ok_or_else(|| {
@@ -394,7 +425,7 @@ async fn route(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Respo
             }
         }
         (Method::POST, None) => {
-            let opts = query.write_options()?;
+            let opts = query.write_options(&user_agent)?;
             let (body, mut warnings) = read_object(req, &opts).await?;
             let w = cluster.create(def, &ns, body, &opts).await?;
             warnings.extend(w.warnings);
@@ -419,7 +450,7 @@ async fn route(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Respo
         }
         (Method::PUT, Some(name)) => {
             let t = target(def, &ns, name)?;
-            let opts = query.write_options()?;
+            let opts = query.write_options(&user_agent)?;
             let (body, mut warnings) = read_object(req, &opts).await?;
             let w = cluster.update(&t, body, status, &opts).await?;
             warnings.extend(w.warnings);
@@ -430,8 +461,28 @@ async fn route(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Respo
         }
         (Method::PATCH, Some(name)) => {
             let t = target(def, &ns, name)?;
-            let opts = query.write_options()?;
-            let patch = read_patch(&t.def, req).await?;
+            let opts = query.write_options(&user_agent)?;
+            let patch = read_patch(&t.def, req, &query).await?;
+            if matches!(patch, PatchBody::Apply { .. })
+                && query.get("fieldManager").unwrap_or("").is_empty()
+            {
+                return Err(ApiError::invalid_field(
+                    "meta.k8s.io",
+                    "PatchOptions",
+                    "",
+                    "fieldManager",
+                    "Required value: is required for apply patch",
+                ));
+            }
+            if !matches!(patch, PatchBody::Apply { .. }) && query.get("force").is_some() {
+                return Err(ApiError::invalid_field(
+                    "meta.k8s.io",
+                    "PatchOptions",
+                    "",
+                    "force",
+                    "Forbidden: may not be specified for non-apply patch",
+                ));
+            }
             let w = cluster.patch(&t, &patch, status, &opts).await?;
             Ok(with_warnings(
                 json_response(StatusCode::OK, &w.object),
@@ -518,6 +569,13 @@ fn decode_body(media: &str, bytes: &[u8]) -> Result<(Value, Vec<String>)> {
         "" | "application/json" | "*/*" => super::jsonbody::parse(bytes).map_err(|e| {
             ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
         })?,
+        // client-go's typed clients (kubectl's generators, helm's release Secrets).
+        super::protobuf::CONTENT_TYPE => (
+            super::protobuf::decode(bytes).map_err(|e| {
+                ApiError::bad_request(format!("the body of the request could not be decoded: {e}"))
+            })?,
+            Vec::new(),
+        ),
         "application/yaml" | "application/x-yaml" | "text/yaml" => (
             crate::yaml::from_slice(bytes).map_err(|e| {
                 ApiError::bad_request(format!("the request body is not valid YAML: {e}"))
@@ -527,7 +585,11 @@ fn decode_body(media: &str, bytes: &[u8]) -> Result<(Value, Vec<String>)> {
         other => {
             return Err(ApiError::unsupported_media(
                 other,
-                &["application/json", "application/yaml"],
+                &[
+                    "application/json",
+                    "application/yaml",
+                    super::protobuf::CONTENT_TYPE,
+                ],
             ));
         }
     };
@@ -563,25 +625,41 @@ async fn read_object(req: Request<Incoming>, opts: &WriteOptions) -> Result<(Val
     }
 }
 
-async fn read_patch(def: &ResourceDef, req: Request<Incoming>) -> Result<PatchBody> {
+async fn read_patch(def: &ResourceDef, req: Request<Incoming>, query: &Query) -> Result<PatchBody> {
     let media = media_type(&req);
     // Custom resources have no strategic merge patch, exactly as in kube-apiserver.
     let accepted: &[&str] = if def.custom.is_some() {
         &[
             "application/json-patch+json",
             "application/merge-patch+json",
+            "application/apply-patch+yaml",
         ]
     } else {
         &[
             "application/json-patch+json",
             "application/merge-patch+json",
             "application/strategic-merge-patch+json",
+            "application/apply-patch+yaml",
         ]
     };
     if !accepted.contains(&media.as_str()) {
         return Err(ApiError::unsupported_media(&media, accepted));
     }
     let bytes = read_bytes(req).await?;
+    if media == "application/apply-patch+yaml" {
+        let config = crate::yaml::from_slice(&bytes).map_err(|e| {
+            ApiError::bad_request(format!("the applied configuration is not valid YAML: {e}"))
+        })?;
+        if !config.is_object() {
+            return Err(ApiError::bad_request(
+                "the applied configuration must be an object",
+            ));
+        }
+        return Ok(PatchBody::Apply {
+            config,
+            force: query.flag("force"),
+        });
+    }
     if media == "application/strategic-merge-patch+json" {
         let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::bad_request(format!("the strategic merge patch is not valid JSON: {e}"))

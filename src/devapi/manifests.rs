@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::cluster::{Cluster, DeleteOptions, PatchBody, Target, WriteOptions};
+use super::cluster::{Cluster, DeleteOptions, Target, WriteOptions};
 use super::error::{ApiError, Result};
 use super::meta::meta_str;
 
@@ -21,39 +21,9 @@ use super::meta::meta_str;
 pub const MANAGED_LABEL: &str = "portcullis.dev/dev-manifest";
 /// Annotation naming the file an object came from.
 pub const FILE_ANNOTATION: &str = "portcullis.dev/manifest-file";
-/// Annotation holding the document as last applied, so fields removed from the file are removed
-/// from the object (kubectl's client-side apply works the same way) while fields others set stay.
-pub const LAST_APPLIED_ANNOTATION: &str = "portcullis.dev/last-applied";
-
-/// A JSON merge patch that turns what was last applied into `declared`: `declared` itself plus a
-/// `null` for every field the last application set and `declared` no longer has.
-fn three_way_patch(last: Option<&Value>, declared: &Value) -> Value {
-    fn deletions(last: &Value, now: &Value, patch: &mut Value) {
-        let (Some(l), Some(n)) = (last.as_object(), now.as_object()) else {
-            return;
-        };
-        for (k, lv) in l {
-            match n.get(k) {
-                None => {
-                    if let Some(p) = patch.as_object_mut() {
-                        p.insert(k.clone(), Value::Null);
-                    }
-                }
-                Some(nv) if lv.is_object() && nv.is_object() => {
-                    if let Some(child) = patch.get_mut(k) {
-                        deletions(lv, nv, child);
-                    }
-                }
-                Some(_) => {}
-            }
-        }
-    }
-    let mut patch = declared.clone();
-    if let Some(last) = last {
-        deletions(last, declared, &mut patch);
-    }
-    patch
-}
+/// The field manager of manifest files: what a file no longer declares is removed by
+/// server-side apply, fields other managers own are left alone.
+pub const FIELD_MANAGER: &str = "portcullis-dev-manifests";
 
 /// What applying one object did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,38 +116,16 @@ pub async fn apply(
     if let Some(m) = doc.as_object_mut() {
         m.remove("status");
     }
-    let declared = serde_json::to_string(&doc).unwrap_or_default();
-    if let Some(meta) = doc.as_object_mut().and_then(|m| {
-        m.entry("metadata")
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-    }) {
-        let ann = meta.entry("annotations").or_insert_with(|| json!({}));
-        if let Some(a) = ann.as_object_mut() {
-            a.insert(LAST_APPLIED_ANNOTATION.into(), Value::String(declared));
-        }
-    }
-    let opts = WriteOptions::default();
-    match cluster.get(&t) {
-        Err(e) if e.code == 404 => {
-            cluster
-                .create(t.def.clone(), &t.namespace, doc, &opts)
-                .await?;
-            Ok((r, Applied::Created))
-        }
-        Err(e) => Err(e),
-        Ok(before) => {
-            let last: Option<Value> = before
-                .pointer(&format!(
-                    "/metadata/annotations/{}",
-                    LAST_APPLIED_ANNOTATION.replace('/', "~1")
-                ))
-                .and_then(Value::as_str)
-                .and_then(|s| serde_json::from_str(s).ok());
-            let patch = three_way_patch(last.as_ref(), &doc);
-            let after = cluster
-                .patch(&t, &PatchBody::Merge(patch), false, &opts)
-                .await?;
+    let opts = WriteOptions {
+        manager: FIELD_MANAGER.into(),
+        ..WriteOptions::default()
+    };
+    let before = cluster.get(&t).ok();
+    // A manifest file is the truth for what it declares: take those fields over.
+    let after = cluster.apply(&t, &doc, true, false, &opts).await?;
+    match before {
+        None => Ok((r, Applied::Created)),
+        Some(before) => {
             let changed = after.object.pointer("/metadata/resourceVersion")
                 != before.pointer("/metadata/resourceVersion");
             Ok((
@@ -397,22 +345,4 @@ pub async fn initial_sync(cluster: &Cluster, dirs: &[PathBuf]) -> SyncReport {
     let report = sync(cluster, dirs).await;
     log_report(&report);
     report
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn three_way_patch_removes_only_what_was_applied_before() {
-        let last =
-            json!({"metadata": {"labels": {"a": "1", "b": "2"}}, "data": {"k": "v", "gone": "x"}});
-        let now = json!({"metadata": {"labels": {"a": "1"}}, "data": {"k": "w"}});
-        let p = three_way_patch(Some(&last), &now);
-        assert_eq!(
-            p,
-            json!({"metadata": {"labels": {"a": "1", "b": null}}, "data": {"k": "w", "gone": null}})
-        );
-        assert_eq!(three_way_patch(None, &now), now);
-    }
 }

@@ -805,3 +805,21 @@ def test_typed_generators_send_protobuf(dev):
     r = dev.api("POST", "/api/v1/namespaces/default/configmaps", b"k8s\x00\x0a\xff\xff",
                 headers={"Content-Type": "application/vnd.kubernetes.protobuf"})
     assert r.status == 400 and r.json()["kind"] == "Status", r
+
+
+def test_kubectl_scale_uses_the_scale_subresource(dev):
+    dev.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "sc"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "sc"}},
+                 "template": {"metadata": {"labels": {"app": "sc"}},
+                              "spec": {"containers": [{"name": "a", "image": "nginx"}]}}}}))
+    cp = dev.kubectl("scale", "deployment", "sc", "--replicas=3")
+    assert "scaled" in cp.stdout
+    assert dev.get_json("deployment", "sc")["spec"]["replicas"] == 3
+    scale = dev.api("GET", "/apis/apps/v1/namespaces/default/deployments/sc/scale").json()
+    assert scale["kind"] == "Scale" and scale["spec"]["replicas"] == 3
+    assert scale["status"]["selector"] == "app=sc"
+    scale["spec"]["replicas"] = -2
+    r = dev.api("PUT", "/apis/apps/v1/namespaces/default/deployments/sc/scale", scale)
+    assert r.status == 422, r
+    assert dev.get_json("deployment", "sc")["spec"]["replicas"] == 3

@@ -28,6 +28,7 @@ pub mod persist;
 pub mod protobuf;
 pub mod resources;
 pub mod satoken;
+pub mod scale;
 pub mod schema;
 pub mod selector;
 pub mod server;

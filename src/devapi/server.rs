@@ -33,6 +33,7 @@ use super::error::{ApiError, Result};
 use super::openapi;
 use super::resources::ResourceDef;
 use super::satoken::SaIssuer;
+use super::scale;
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{EventType, WatchEvent, WatchFrom};
 use super::table::{self, IncludeObject};
@@ -393,6 +394,20 @@ async fn route(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Respo
         let resp = state.sa.token_request(&sa, &body, jiff::Timestamp::now())?;
         return Ok(json_response(StatusCode::CREATED, &resp));
     }
+    if rp.sub.as_deref() == Some("scale") && scale::supported(&def) {
+        let Some(name) = rp.name.clone() else {
+            return Err(ApiError::no_route(&path));
+        };
+        let user_agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let query = Query::parse(req.uri().query());
+        let t = target(def.clone(), rp.namespace.as_deref().unwrap_or(""), name)?;
+        return scale_request(cluster, &t, req, &query, &user_agent).await;
+    }
     let status = match rp.sub.as_deref() {
         None => false,
         Some("status") if def.status_subresource => true,
@@ -497,6 +512,57 @@ async fn route(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Respo
         }
         (m, _) => Err(ApiError::method_not_allowed(m.as_str(), &path)),
     }
+}
+
+/// `GET`, `PUT` and `PATCH` of `.../<workload>/<name>/scale` (what `kubectl scale` uses).
+async fn scale_request(
+    cluster: &Cluster,
+    t: &Target,
+    req: Request<Incoming>,
+    query: &Query,
+    user_agent: &str,
+) -> Result<Response<Body>> {
+    let method = req.method().clone();
+    let obj = cluster.get(t)?;
+    let current = scale::view(&obj);
+    let requested = match method {
+        Method::GET => return Ok(json_response(StatusCode::OK, &current)),
+        Method::PUT => read_body(req).await?,
+        Method::PATCH => {
+            let mut doc = current.clone();
+            match read_patch(&t.def, req, query).await? {
+                // A Scale has no lists, so a strategic merge patch merges like a merge patch.
+                PatchBody::Merge(p) | PatchBody::Strategic(p) => json_patch::merge(&mut doc, &p),
+                PatchBody::Json(p) => json_patch::patch(&mut doc, &p).map_err(|e| {
+                    ApiError::bad_request(format!("the JSON patch could not be applied: {e}"))
+                })?,
+                PatchBody::Apply { .. } => {
+                    return Err(ApiError::unsupported_media(
+                        "application/apply-patch+yaml",
+                        &[
+                            "application/json-patch+json",
+                            "application/merge-patch+json",
+                        ],
+                    ));
+                }
+            }
+            doc
+        }
+        other => return Err(ApiError::method_not_allowed(other.as_str(), "scale")),
+    };
+    let replicas = scale::desired_replicas(&requested, &t.name)?;
+    let mut patch = json!({"spec": {"replicas": replicas}});
+    if let Some(rv) = requested
+        .pointer("/metadata/resourceVersion")
+        .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+    {
+        patch["metadata"] = json!({"resourceVersion": rv});
+    }
+    let opts = query.write_options(user_agent)?;
+    let w = cluster
+        .patch(t, &PatchBody::Merge(patch), false, &opts)
+        .await?;
+    Ok(json_response(StatusCode::OK, &scale::view(&w.object)))
 }
 
 fn target(def: Arc<ResourceDef>, ns: &str, name: String) -> Result<Target> {

@@ -17,7 +17,7 @@ use super::meta::{self, finalizers, is_deleting, meta_mut, meta_str};
 use super::resources::{Registry, ResourceDef};
 use super::schema;
 use super::ssa;
-use super::store::{Change, Store};
+use super::store::{Change, Store, key_namespace};
 
 /// How unknown fields in a request are treated (`fieldValidation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -930,12 +930,7 @@ impl Cluster {
 
     /// Objects whose `ownerReferences` name `uid`.
     fn dependents(&self, uid: &str) -> Vec<Arc<Value>> {
-        self.store
-            .scan("")
-            .into_iter()
-            .filter(|(_, o)| owner_uids(o).iter().any(|u| u == uid))
-            .map(|(_, o)| o)
-            .collect()
+        self.store.dependents(uid)
     }
 
     fn target_of(&self, obj: &Value) -> Option<Target> {
@@ -1008,12 +1003,7 @@ impl Cluster {
         if uid.is_empty() || !self.dependents(uid).is_empty() {
             return;
         }
-        let Some((_, owner)) = self
-            .store
-            .scan("")
-            .into_iter()
-            .find(|(_, o)| meta_str(o, "uid") == Some(uid))
-        else {
+        let Some(owner) = self.store.by_uid(uid) else {
             return;
         };
         if !is_deleting(&owner) || !finalizers(&owner).iter().any(|f| f == FOREGROUND) {
@@ -1120,12 +1110,7 @@ impl Cluster {
         if !is_deleting_namespace(&n) || !finalizers(&n).is_empty() {
             return;
         }
-        if self
-            .store
-            .scan("")
-            .iter()
-            .any(|(k, _)| key_namespace(k) == Some(ns))
-        {
+        if self.store.namespace_len(ns) > 0 {
             return;
         }
         if let Ok(c) = self.store.mutate(&key, false, |cur| {
@@ -1142,15 +1127,6 @@ impl Cluster {
 
 fn is_deleting_namespace(n: &Value) -> bool {
     is_deleting(n) || n.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
-}
-
-/// The namespace segment of a storage key (`group/plural/namespace/name`).
-fn key_namespace(key: &str) -> Option<&str> {
-    let mut parts = key.splitn(4, '/');
-    let _group = parts.next()?;
-    let _plural = parts.next()?;
-    let ns = parts.next()?;
-    (!ns.is_empty()).then_some(ns)
 }
 
 /// Unknown (pruned) fields under `fieldValidation`: Strict refuses them (400, before any other

@@ -8,7 +8,7 @@
 //! version order. Callers await [`Commit::durable`] before answering the client, so an
 //! acknowledged write is on disk.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -134,6 +134,87 @@ struct State {
     history: VecDeque<Arc<WatchEvent>>,
     /// Every change with a version above `floor` is in `history`.
     floor: u64,
+    index: Index,
+}
+
+/// Lookups the lifecycle rules need without scanning every object: who owns whom (garbage
+/// collection), which key has a uid, and how many objects each namespace holds (namespace
+/// termination).
+#[derive(Default)]
+struct Index {
+    dependents: HashMap<String, BTreeSet<String>>,
+    uids: HashMap<String, String>,
+    per_namespace: HashMap<String, usize>,
+}
+
+fn uid_of(v: &Value) -> Option<&str> {
+    v.pointer("/metadata/uid").and_then(Value::as_str)
+}
+
+fn owner_uids(v: &Value) -> impl Iterator<Item = &str> {
+    v.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("uid").and_then(Value::as_str))
+}
+
+/// The namespace segment of a storage key (`group/plural/namespace/name`), if namespaced.
+pub fn key_namespace(key: &str) -> Option<&str> {
+    let mut parts = key.splitn(4, '/');
+    let _group = parts.next()?;
+    let _plural = parts.next()?;
+    let ns = parts.next()?;
+    (!ns.is_empty()).then_some(ns)
+}
+
+impl Index {
+    fn remove(&mut self, key: &str, v: &Value) {
+        if let Some(uid) = uid_of(v)
+            && self.uids.get(uid).is_some_and(|k| k == key)
+        {
+            self.uids.remove(uid);
+        }
+        for owner in owner_uids(v) {
+            if let Some(set) = self.dependents.get_mut(owner) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.dependents.remove(owner);
+                }
+            }
+        }
+        if let Some(ns) = key_namespace(key)
+            && let Some(n) = self.per_namespace.get_mut(ns)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_namespace.remove(ns);
+            }
+        }
+    }
+
+    fn add(&mut self, key: &str, v: &Value) {
+        if let Some(uid) = uid_of(v) {
+            self.uids.insert(uid.to_string(), key.to_string());
+        }
+        for owner in owner_uids(v) {
+            self.dependents
+                .entry(owner.to_string())
+                .or_default()
+                .insert(key.to_string());
+        }
+        if let Some(ns) = key_namespace(key) {
+            *self.per_namespace.entry(ns.to_string()).or_default() += 1;
+        }
+    }
+
+    fn build(objects: &BTreeMap<String, Arc<Value>>) -> Self {
+        let mut i = Index::default();
+        for (k, v) in objects {
+            i.add(k, v);
+        }
+        i
+    }
 }
 
 /// Tunables of the store.
@@ -189,6 +270,7 @@ impl Store {
                 objects: BTreeMap::new(),
                 history: VecDeque::new(),
                 floor: 1,
+                index: Index::default(),
             })),
             persist: None,
             tx,
@@ -208,11 +290,13 @@ impl Store {
             .into_iter()
             .map(|(k, v)| (k, Arc::new(v)))
             .collect();
+        let index = Index::build(&objects);
         let state = Arc::new(Mutex::new(State {
             rv,
             objects,
             history: VecDeque::new(),
             floor: rv,
+            index,
         }));
         let snap_state = state.clone();
         persist.start(
@@ -264,6 +348,37 @@ impl Store {
         range(&st.objects, prefix, None)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
+    }
+
+    /// Objects whose `ownerReferences` name `uid`.
+    pub fn dependents(&self, uid: &str) -> Vec<Arc<Value>> {
+        let st = lock(&self.state);
+        st.index
+            .dependents
+            .get(uid)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| st.objects.get(k).cloned())
+            .collect()
+    }
+
+    /// The object with this `metadata.uid`.
+    pub fn by_uid(&self, uid: &str) -> Option<Arc<Value>> {
+        let st = lock(&self.state);
+        st.index
+            .uids
+            .get(uid)
+            .and_then(|k| st.objects.get(k).cloned())
+    }
+
+    /// How many objects live in namespace `ns`.
+    pub fn namespace_len(&self, ns: &str) -> usize {
+        lock(&self.state)
+            .index
+            .per_namespace
+            .get(ns)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Change one object atomically. `f` sees the current object and decides; with `dry_run` the
@@ -350,9 +465,16 @@ impl Store {
         match kind {
             EventType::Deleted => {
                 st.objects.remove(key);
+                if let Some(p) = &prev {
+                    st.index.remove(key, p);
+                }
             }
             _ => {
                 st.objects.insert(key.to_string(), object.clone());
+                if let Some(p) = &prev {
+                    st.index.remove(key, p);
+                }
+                st.index.add(key, &object);
             }
         }
         let event = Arc::new(WatchEvent {
@@ -642,5 +764,34 @@ mod tests {
             .expect("watch");
         assert_eq!(w.initial.len(), 2);
         assert!(w.initial.iter().all(|e| e.kind == EventType::Added));
+    }
+
+    #[test]
+    fn indexes_follow_owners_uids_and_namespaces() {
+        let s = small();
+        let owned = |uid: &str, owner: Option<&str>| {
+            let mut v = json!({"metadata": {"name": "x", "uid": uid}});
+            if let Some(o) = owner {
+                v["metadata"]["ownerReferences"] = json!([{"uid": o}]);
+            }
+            v
+        };
+        put(&s, "core/configmaps/a/owner", owned("u-owner", None));
+        put(&s, "core/configmaps/a/kid", owned("u-kid", Some("u-owner")));
+        put(&s, "core/namespaces//a", owned("u-ns", None));
+        assert_eq!(s.dependents("u-owner").len(), 1);
+        assert!(s.by_uid("u-kid").is_some());
+        assert_eq!(
+            s.namespace_len("a"),
+            2,
+            "cluster-scoped objects do not count"
+        );
+        // Re-owning and deleting keep the indexes exact.
+        put(&s, "core/configmaps/a/kid", owned("u-kid", None));
+        assert!(s.dependents("u-owner").is_empty());
+        s.mutate("core/configmaps/a/kid", false, |_| Ok(Change::Delete))
+            .expect("delete");
+        assert!(s.by_uid("u-kid").is_none());
+        assert_eq!(s.namespace_len("a"), 1);
     }
 }

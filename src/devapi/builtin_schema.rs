@@ -178,6 +178,79 @@ impl Definitions {
         }
     }
 
+    /// The first value whose JSON type does not fit the schema, worded as kube-apiserver's Go
+    /// decoder words it (`json: cannot unmarshal number into Go struct field ConfigMap.data of
+    /// type string`). `null` fits everywhere, as it does for Go.
+    pub fn type_error(&self, schema: &Value, value: &Value, kind: &str) -> Option<String> {
+        self.check_type(schema, value, kind, 0)
+    }
+
+    fn check_type(
+        &self,
+        schema: &Value,
+        value: &Value,
+        path: &str,
+        depth: usize,
+    ) -> Option<String> {
+        if depth > 64 || value.is_null() {
+            return None;
+        }
+        let s = self.resolve(schema);
+        let json_type = match value {
+            Value::Bool(_) => "bool",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+            Value::Null => return None,
+        };
+        let fail = |go_type: &str| {
+            Some(format!(
+                "json: cannot unmarshal {json_type} into Go struct field {path} of type {go_type}"
+            ))
+        };
+        if s.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true))
+            || s.get("format").and_then(Value::as_str) == Some("int-or-string")
+        {
+            return (!value.is_string() && !value.is_i64() && !value.is_u64())
+                .then(|| fail("intstr.IntOrString"))
+                .flatten();
+        }
+        if s.get("oneOf").is_some() || s.get("anyOf").is_some() {
+            // Quantity: a string or a number.
+            return None;
+        }
+        let declared = s.get("type").and_then(Value::as_str);
+        match (declared, value) {
+            (Some("string"), Value::String(_)) => None,
+            (Some("string"), _) => fail("string"),
+            (Some("integer"), Value::Number(n)) if n.is_i64() || n.is_u64() => None,
+            (Some("integer"), _) => fail("int64"),
+            (Some("number"), Value::Number(_)) => None,
+            (Some("number"), _) => fail("float64"),
+            (Some("boolean"), Value::Bool(_)) => None,
+            (Some("boolean"), _) => fail("bool"),
+            (Some("array"), Value::Array(items)) => {
+                let item = s.get("items").filter(|v| v.is_object())?;
+                items
+                    .iter()
+                    .find_map(|v| self.check_type(item, v, path, depth + 1))
+            }
+            (Some("array"), _) => fail("[]"),
+            (Some("object") | None, Value::Object(map)) => {
+                let props = s.get("properties").and_then(Value::as_object);
+                let values = s.get("additionalProperties").filter(|v| v.is_object());
+                map.iter().find_map(|(k, v)| {
+                    let child = props.and_then(|p| p.get(k)).or(values)?;
+                    self.check_type(child, v, &format!("{path}.{k}"), depth + 1)
+                })
+            }
+            (Some("object"), _) if s.get("properties").is_some() => fail("struct"),
+            (Some("object"), _) if s.get("additionalProperties").is_some() => fail("map"),
+            _ => None,
+        }
+    }
+
     /// Remove the fields of `value` its schema does not declare, returning their paths
     /// (`spec.template.spec.containers[0].bogus`), as kube-apiserver's decoder drops them (and
     /// reports them under `fieldValidation`). Untyped subtrees (`RawExtension`, JSON) are kept.

@@ -321,7 +321,13 @@ impl Cluster {
             .ok_or_else(|| ApiError::not_found(&t.def.group, &t.def.plural, &t.name))
     }
 
-    fn check_namespace(&self, def: &ResourceDef, ns: &str, creating: bool) -> Result<()> {
+    fn check_namespace(
+        &self,
+        def: &ResourceDef,
+        ns: &str,
+        name: &str,
+        creating: bool,
+    ) -> Result<()> {
         if !def.namespaced {
             return Ok(());
         }
@@ -331,7 +337,7 @@ impl Cluster {
             Some(n) if creating && is_deleting_namespace(&n) => Err(ApiError::forbidden(
                 &def.group,
                 &def.plural,
-                "",
+                name,
                 format!(
                     "unable to create new content in namespace {ns} because it is being terminated"
                 ),
@@ -349,6 +355,19 @@ impl Cluster {
         opts: &WriteOptions,
     ) -> Result<Vec<String>> {
         let def = &t.def;
+        // Go's omitempty: empty metadata maps and lists are not stored.
+        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            for f in ["labels", "annotations", "finalizers", "ownerReferences"] {
+                let empty = m.get(f).is_some_and(|v| {
+                    v.is_null()
+                        || v.as_object().is_some_and(|o| o.is_empty())
+                        || v.as_array().is_some_and(|a| a.is_empty())
+                });
+                if empty {
+                    m.remove(f);
+                }
+            }
+        }
         let mut causes = Vec::new();
         if let Some(m) = meta::meta(obj) {
             for (field, validate_values) in [("labels", true), ("annotations", false)] {
@@ -434,6 +453,13 @@ impl Cluster {
                 .for_kind(&def.group, &def.version, &def.kind)
                 .and_then(|n| defs.get(n))
         {
+            if let Some(e) = defs.type_error(root, obj, &def.kind) {
+                return Err(ApiError::bad_request(format!(
+                    "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}",
+                    kind = def.kind,
+                    version = def.version
+                )));
+            }
             let unknown = defs.prune_unknown(root, obj);
             unknown_fields(&unknown, opts, &mut warnings)?;
         }
@@ -528,7 +554,7 @@ impl Cluster {
             namespace,
             name,
         };
-        self.check_namespace(&def, &t.namespace, true)?;
+        self.check_namespace(&def, &t.namespace, &t.name, true)?;
         // Create cannot set status where a status subresource exists (admit fills in the
         // server-owned status of namespaces and CRDs).
         if def.status_subresource {
@@ -689,11 +715,11 @@ impl Cluster {
                     }
                     json_patch::merge(&mut doc, p);
                 }
+                // No details: kubectl then prints "The request is invalid: <why>".
                 PatchBody::Json(p) => json_patch::patch(&mut doc, p).map_err(|e| {
                     let mut err = ApiError::invalid(&def.group, &def.kind, &t.name, vec![]);
-                    err.message = format!(
-                        "the server rejected our request due to an error in our request: {e}"
-                    );
+                    err.details = None;
+                    err.message = e.to_string();
                     err
                 })?,
                 PatchBody::Strategic(p) => doc = strategic_merge(&def, &doc, p)?,

@@ -392,13 +392,19 @@ impl Store {
         let change = f(prev.as_ref())?;
         if dry_run {
             return Ok(match change {
-                Change::Put(v) => Commit {
+                Change::Put(mut v) => Commit {
                     event: Some(if prev.is_some() {
                         EventType::Modified
                     } else {
                         EventType::Added
                     }),
-                    object: Some(Arc::new(v)),
+                    object: Some({
+                        // A dry-run update answers with the live version, as kube-apiserver does.
+                        if let Some(p) = &prev {
+                            set_resource_version(&mut v, object_rv(p));
+                        }
+                        Arc::new(v)
+                    }),
                     prev,
                     ack: None,
                 },

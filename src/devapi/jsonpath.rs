@@ -1059,71 +1059,10 @@ pub fn to_text(v: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Array(_) | Value::Object(_) => {
             let mut out = String::new();
-            go_json(v, &mut out);
+            crate::devapi::gojson::write(&mut out, v, usize::MAX);
             out
         }
     }
-}
-
-fn go_json(v: &Value, out: &mut String) {
-    match v {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => {
-                let _ = write!(out, "{i}");
-            }
-            None => out.push_str(&go_json_float(as_f64(n))),
-        },
-        Value::String(s) => go_json_str(s, out),
-        Value::Array(a) => {
-            out.push('[');
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                go_json(x, out);
-            }
-            out.push(']');
-        }
-        Value::Object(m) => {
-            let mut entries: Vec<(&String, &Value)> = m.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
-            for (i, (k, x)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                go_json_str(k, out);
-                out.push(':');
-                go_json(x, out);
-            }
-            out.push('}');
-        }
-    }
-}
-
-fn go_json_str(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// Shortest round-trip digits and the decimal exponent of the first digit.
@@ -1203,22 +1142,6 @@ fn go_fmt_float(f: f64) -> String {
     let (_, exp) = float_digits(f);
     if !(-4..6).contains(&exp) {
         format_e(f, false)
-    } else {
-        format_f(f)
-    }
-}
-
-/// `encoding/json` for a `float64`: fixed notation from 1e-6 up to 1e21, exponent form outside.
-fn go_json_float(f: f64) -> String {
-    if !f.is_finite() {
-        return "null".into();
-    }
-    if f == 0.0 {
-        return if f.is_sign_negative() { "-0" } else { "0" }.into();
-    }
-    let abs = f.abs();
-    if !(1e-6..1e21).contains(&abs) {
-        format_e(f, true)
     } else {
         format_f(f)
     }

@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::resources::NameRule;
+use super::validation;
 
 /// `metadata` of an object, if it is an object.
 pub fn meta(obj: &Value) -> Option<&Map<String, Value>> {
@@ -52,87 +53,36 @@ pub fn now() -> String {
         .to_string()
 }
 
-const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
-const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
-
-fn is_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
+fn joined(errs: Vec<String>) -> Result<(), String> {
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join(", "))
+    }
 }
 
 /// Whether `s` is a DNS-1123 subdomain.
 pub fn is_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_label)
+    validation::dns1123_subdomain(s).is_empty()
 }
 
 /// Validate an object name; `Err` carries the Kubernetes message (without the field prefix).
 pub fn validate_name(name: &str, rule: NameRule) -> Result<(), String> {
-    match rule {
-        NameRule::Subdomain => {
-            if name.len() > 253 {
-                return Err("must be no more than 253 characters".into());
-            }
-            if !is_subdomain(name) {
-                return Err(SUBDOMAIN_MSG.into());
-            }
-        }
-        NameRule::Label => {
-            if name.len() > 63 {
-                return Err("must be no more than 63 characters".into());
-            }
-            if !is_label(name) {
-                return Err(LABEL_MSG.into());
-            }
-        }
-        NameRule::PathSegment => {
-            if name == "." || name == ".." {
-                return Err(format!("may not be '{name}'"));
-            }
-            if name.contains('/') || name.contains('%') {
-                return Err("may not contain '/' or '%'".into());
-            }
-        }
-    }
-    Ok(())
-}
-
-fn is_qualified_name_part(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        && s.as_bytes()[0].is_ascii_alphanumeric()
-        && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
+    joined(match rule {
+        NameRule::Subdomain => validation::dns1123_subdomain(name),
+        NameRule::Label => validation::dns1123_label(name),
+        NameRule::PathSegment => validation::path_segment(name, false),
+    })
 }
 
 /// Validate a label or annotation key (`prefix/name`).
 pub fn validate_qualified_name(key: &str) -> Result<(), String> {
-    let (prefix, name) = match key.split_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, key),
-    };
-    if let Some(p) = prefix
-        && !is_subdomain(p)
-    {
-        return Err(format!("prefix part {SUBDOMAIN_MSG}"));
-    }
-    if !is_qualified_name_part(name) {
-        return Err("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') and be no more than 63 characters".into());
-    }
-    Ok(())
+    joined(validation::qualified_name(key))
 }
 
 /// Validate a label value.
 pub fn validate_label_value(v: &str) -> Result<(), String> {
-    if v.is_empty() || is_qualified_name_part(v) {
-        Ok(())
-    } else {
-        Err("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?') and be no more than 63 characters".into())
-    }
+    joined(validation::label_value(v))
 }
 
 /// A random suffix for `generateName`, from the alphabet Kubernetes uses.

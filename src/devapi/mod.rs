@@ -19,6 +19,7 @@ pub mod convert;
 pub mod crd;
 pub mod discovery;
 pub mod error;
+pub mod gojson;
 pub mod jsonbody;
 pub mod jsonpath;
 pub mod manifests;
@@ -37,6 +38,7 @@ pub mod ssa;
 pub mod store;
 pub mod table;
 pub mod tls;
+pub mod validation;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

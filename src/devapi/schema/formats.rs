@@ -75,8 +75,8 @@ pub(super) fn check(normalized: &str, s: &str) -> bool {
         "duration" => is_duration(s),
         "datetime" => is_date_time(s),
         "quantity" => is_quantity(s),
-        "k8sshortname" => super::embedded::is_dns1123_label(s),
-        "k8slongname" => s.len() <= 253 && super::embedded::is_dns1123_subdomain_shape(s),
+        "k8sshortname" => crate::devapi::validation::is_dns1123_label(s),
+        "k8slongname" => s.len() <= 253 && crate::devapi::validation::is_dns1123_subdomain_shape(s),
         _ => true,
     }
 }

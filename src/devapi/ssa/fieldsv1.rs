@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use super::fieldpath::{PathElement, Set, go_number_string};
+use super::fieldpath::{PathElement, Set};
 
 /// Nesting accepted in a `fieldsV1` document (objects are limited to [`super::MAX_DEPTH`];
 /// the set of an object is at most as deep).
@@ -171,64 +171,16 @@ pub(crate) fn deserialize_element(s: &str) -> Result<Option<PathElement>, String
     }
 }
 
-/// JSON text the way Go's `encoding/json` writes it.
+/// `v` as Go's `encoding/json` writes it (sorted keys, HTML-safe escapes).
 pub(crate) fn go_json(v: &Value) -> String {
-    let mut out = String::new();
-    go_json_into(v, &mut out);
-    out
+    crate::devapi::gojson::to_string(v)
 }
 
 fn go_json_into(v: &Value, out: &mut String) {
-    match v {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&go_number_string(n)),
-        Value::String(s) => go_json_string_into(s, out),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                go_json_into(item, out);
-            }
-            out.push(']');
-        }
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                go_json_string_into(k, out);
-                out.push(':');
-                if let Some(item) = m.get(k.as_str()) {
-                    go_json_into(item, out);
-                }
-            }
-            out.push('}');
-        }
-    }
+    crate::devapi::gojson::write(out, v, usize::MAX);
 }
 
-/// A JSON string literal with Go's escaping (HTML-safe, U+2028/U+2029 escaped).
+/// A JSON string literal with Go's escaping.
 pub(crate) fn go_json_string_into(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    crate::devapi::gojson::quote(out, s);
 }

@@ -414,4 +414,26 @@ mod tests {
         let e = admit(&mut crd, None, &reg, "gadgets.example.com").expect_err("name");
         assert!(e.message.contains("metadata.name"), "{}", e.message);
     }
+
+    #[test]
+    fn invalid_printer_columns_are_refused() {
+        let reg = Registry::builtin();
+        let mut crd = widget_crd();
+        crd["spec"]["versions"][1]["additionalPrinterColumns"] =
+            json!([{"name": "Size", "type": "integer", "jsonPath": ".spec.size[?(@.x=="}]);
+        let e = admit(&mut crd, None, &reg, "widgets.example.com").expect_err("bad JSONPath");
+        assert_eq!(e.code, 422);
+        assert!(
+            e.causes.iter().any(|c| c
+                .field
+                .starts_with("spec.versions[1].additionalPrinterColumns[0]")),
+            "{:?}",
+            e.causes
+        );
+        let mut crd = widget_crd();
+        crd["spec"]["versions"][1]["additionalPrinterColumns"] =
+            json!([{"name": "Size", "type": "int", "jsonPath": ".spec.size"}]);
+        let e = admit(&mut crd, None, &reg, "widgets.example.com").expect_err("bad type");
+        assert!(e.message.contains("must be one of"), "{}", e.message);
+    }
 }

@@ -19,6 +19,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod devapi;
+pub mod routing;
 pub mod yaml;
 
 /// An error and its causes on one line (`outer: cause: root cause`), for log fields. Error types

@@ -19,6 +19,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod devapi;
+pub mod policy;
 pub mod routing;
 pub mod yaml;
 

@@ -1,0 +1,632 @@
+//! `spec.policy` JSON → [`Rules`], or every problem with its JSON path. Bounded work on any
+//! input: size and nesting are measured iteratively before the tree is walked, and the walk
+//! never recurses deeper than the JSON nesting it has already accepted.
+
+use serde_json::{Map, Value};
+
+use super::cel;
+use super::eval::{Criterion, Node, Op, OpKind, Rules, Test};
+use super::matcher::{Fold, StringMatcher, StringOp};
+use super::{MAX_CRITERIA, MAX_OPERATOR_DEPTH, MAX_POLICY_BYTES, MAX_PROBLEMS, Problem};
+
+/// JSON nesting accepted before walking: a valid policy at the operator-depth limit needs about
+/// `2 * MAX_OPERATOR_DEPTH + 6` levels; the margin lets the depth problem name the operator.
+const MAX_JSON_DEPTH: usize = 2 * MAX_OPERATOR_DEPTH + 16;
+
+const OPERATORS: [(&str, OpKind); 4] = [
+    ("and", OpKind::And),
+    ("or", OpKind::Or),
+    ("not", OpKind::Not),
+    ("nor", OpKind::Nor),
+];
+
+const CRITERIA: &str = "serviceAccount, user, email, domain, groups, claim/<path>, http_method, \
+                        http_path, authenticated_user, expression";
+
+/// Matchers for criteria whose subject is one string.
+const STRING_MATCHERS: &[&str] = &["is", "starts_with", "ends_with", "contains", "in"];
+/// Matchers for `claim/<path>`: one string, a number/bool as JSON text, or a list.
+const CLAIM_MATCHERS: &[&str] = &["is", "starts_with", "ends_with", "contains", "in", "has"];
+/// Matchers for `groups` (Pomerium's string list matcher).
+const LIST_MATCHERS: &[&str] = &["has"];
+
+pub(crate) fn compile(v: &Value) -> Result<Rules, Vec<Problem>> {
+    measure(v)?;
+    let mut c = Compiler::default();
+    let mut rules = Rules::default();
+    match v {
+        Value::Null => {}
+        Value::Object(m) => c.rule(m, "", &mut rules),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let path = format!("[{i}]");
+                match item {
+                    Value::Object(m) => c.rule(m, &path, &mut rules),
+                    other => c.problem(
+                        path,
+                        format!(
+                            "expected a rule (an object with `allow` and/or `deny`), found {}",
+                            json_kind(other)
+                        ),
+                    ),
+                }
+            }
+        }
+        other => c.problem(
+            String::new(),
+            format!(
+                "expected an object with `allow` and/or `deny` (or a list of them), found {}",
+                json_kind(other)
+            ),
+        ),
+    }
+    if c.criteria > MAX_CRITERIA {
+        c.problem(
+            String::new(),
+            format!(
+                "policy has {} criteria; the limit is {MAX_CRITERIA}",
+                c.criteria
+            ),
+        );
+    }
+    let sources: Vec<&str> = c.expressions.iter().map(|e| e.source.as_str()).collect();
+    let parsed = cel::parse_all(&sources);
+    let mut programs = Vec::with_capacity(parsed.len());
+    // Insert each expression's problems where it was written, last first so slots stay valid.
+    let mut placed = Vec::new();
+    for (e, result) in c.expressions.iter().zip(parsed) {
+        match result {
+            Ok(p) => programs.push(p),
+            Err(messages) => placed.push((e.slot, e.path.clone(), messages)),
+        }
+    }
+    for (slot, path, messages) in placed.into_iter().rev() {
+        let problems = messages.into_iter().map(|message| Problem {
+            path: path.clone(),
+            message,
+        });
+        c.problems.splice(slot..slot, problems);
+    }
+    if !c.problems.is_empty() {
+        let mut problems = c.problems;
+        if problems.len() > MAX_PROBLEMS {
+            let more = problems.len() - MAX_PROBLEMS;
+            problems.truncate(MAX_PROBLEMS);
+            problems.push(Problem {
+                path: String::new(),
+                message: format!("{more} more problems not shown"),
+            });
+        }
+        return Err(problems);
+    }
+    rules.programs = programs;
+    Ok(rules)
+}
+
+#[derive(Default)]
+struct Compiler {
+    /// Every problem, in document order (bounded by the policy size; capped when returned).
+    problems: Vec<Problem>,
+    criteria: usize,
+    /// Every expression that passed the pre-parse checks, in `Test::Expression` index order.
+    expressions: Vec<PendingExpression>,
+}
+
+/// An expression waiting to be parsed with the others.
+struct PendingExpression {
+    path: String,
+    source: String,
+    /// Where its problems go in `Compiler::problems`, to keep document order.
+    slot: usize,
+}
+
+impl Compiler {
+    fn problem(&mut self, path: String, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path,
+            message: message.into(),
+        });
+    }
+
+    /// `{allow: <block>, deny: <block>}` (either may be absent).
+    fn rule(&mut self, m: &Map<String, Value>, path: &str, rules: &mut Rules) {
+        for (key, value) in m {
+            let key_path = join(path, key);
+            let target = match key.as_str() {
+                "allow" => &mut rules.allow,
+                "deny" => &mut rules.deny,
+                k if op_kind(k).is_some() => {
+                    self.problem(
+                        key_path,
+                        format!(
+                            "`{k}` must be inside `allow` or `deny`, as in `allow: {{{k}: [...]}}`"
+                        ),
+                    );
+                    continue;
+                }
+                k => {
+                    self.problem(
+                        key_path,
+                        format!("unknown key `{k}`; a rule has `allow` and/or `deny`"),
+                    );
+                    continue;
+                }
+            };
+            if let Some(node) = self.block(value, &key_path) {
+                target.push(node);
+            }
+        }
+    }
+
+    /// The value of `allow` / `deny`: exactly one logical operator.
+    fn block(&mut self, v: &Value, path: &str) -> Option<Node> {
+        let Value::Object(m) = v else {
+            self.problem(
+                path.to_owned(),
+                format!(
+                    "expected one logical operator (and, or, not, nor), as in `{{or: [...]}}`; found {}",
+                    json_kind(v)
+                ),
+            );
+            return None;
+        };
+        let mut entries = m.iter();
+        let (Some((key, value)), None) = (entries.next(), entries.next()) else {
+            let message = if m.is_empty() {
+                "empty block: expected one logical operator (and, or, not, nor)"
+            } else {
+                "a block takes exactly one logical operator; nest them (`and: [{or: [...]}, ...]`) \
+                 or write a list of rules"
+            };
+            self.problem(path.to_owned(), message);
+            return None;
+        };
+        let key_path = join(path, key);
+        match op_kind(key) {
+            Some(k) => self.operator(k, value, &key_path, 1),
+            None => {
+                self.problem(
+                    key_path,
+                    format!(
+                        "expected a logical operator (and, or, not, nor), found `{key}`; \
+                         criteria go in its list, as in `{{or: [{{{key}: ...}}]}}`"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `and` / `or` / `not` / `nor` with its list of criteria and nested operators.
+    fn operator(&mut self, kind: OpKind, v: &Value, path: &str, depth: usize) -> Option<Node> {
+        if depth > MAX_OPERATOR_DEPTH {
+            self.problem(
+                path.to_owned(),
+                format!("logical operators are nested more than {MAX_OPERATOR_DEPTH} deep"),
+            );
+            return None;
+        }
+        let Value::Array(items) = v else {
+            self.problem(
+                path.to_owned(),
+                format!(
+                    "expected a list of criteria and logical operators, found {}",
+                    json_kind(v)
+                ),
+            );
+            return None;
+        };
+        if items.is_empty() {
+            self.problem(path.to_owned(), "empty list: give at least one criterion");
+            return None;
+        }
+        let mut children = Vec::with_capacity(items.len());
+        let mut complete = true;
+        for (i, item) in items.iter().enumerate() {
+            let item_path = format!("{path}[{i}]");
+            match self.item(item, &item_path, depth) {
+                Some(node) => children.push(node),
+                None => complete = false,
+            }
+        }
+        complete.then(|| {
+            Node::Op(Op {
+                kind,
+                children,
+                path: path.to_owned(),
+            })
+        })
+    }
+
+    /// One list element: a single-key map, either a nested operator or a criterion.
+    fn item(&mut self, v: &Value, path: &str, depth: usize) -> Option<Node> {
+        let Value::Object(m) = v else {
+            self.problem(
+                path.to_owned(),
+                format!(
+                    "expected a criterion such as `{{email: {{is: ...}}}}`, found {}",
+                    json_kind(v)
+                ),
+            );
+            return None;
+        };
+        let mut entries = m.iter();
+        let (Some((key, value)), None) = (entries.next(), entries.next()) else {
+            self.problem(
+                path.to_owned(),
+                if m.is_empty() {
+                    "empty criterion: expected one key such as `email` or `or`".to_owned()
+                } else {
+                    let keys: Vec<&str> = m.keys().map(String::as_str).take(5).collect();
+                    format!(
+                        "a criterion has exactly one key, found {} ({}); write each as its own list item",
+                        m.len(),
+                        keys.join(", ")
+                    )
+                },
+            );
+            return None;
+        };
+        let key_path = join(path, key);
+        match op_kind(key) {
+            Some(k) => self.operator(k, value, &key_path, depth + 1),
+            None => self.criterion(key, value, &key_path).map(|test| {
+                Node::Criterion(Criterion {
+                    path: key_path,
+                    test,
+                })
+            }),
+        }
+    }
+
+    fn criterion(&mut self, key: &str, v: &Value, path: &str) -> Option<Test> {
+        self.criteria += 1;
+        let (name, sub) = match key.split_once('/') {
+            Some((n, s)) => (n, Some(s)),
+            None => (key, None),
+        };
+        if name != "claim" && sub.is_some() {
+            self.problem(
+                path.to_owned(),
+                format!("`{name}` takes no sub-path; only `claim/<path>` does"),
+            );
+            return None;
+        }
+        let string = |c: &mut Self, fold| c.matcher(v, path, name, STRING_MATCHERS, fold, false);
+        match name {
+            "serviceAccount" => string(self, Fold::None).map(Test::ServiceAccount),
+            "user" => string(self, Fold::None).map(Test::User),
+            "email" => string(self, Fold::Lower).map(Test::Email),
+            "domain" => string(self, Fold::Lower).map(Test::Domain),
+            "http_method" => string(self, Fold::Upper).map(Test::HttpMethod),
+            "http_path" => string(self, Fold::None).map(Test::HttpPath),
+            "groups" => self
+                .matcher(v, path, name, LIST_MATCHERS, Fold::None, false)
+                .map(Test::Groups),
+            "claim" => {
+                let claim = sub.unwrap_or_default();
+                if claim.is_empty() {
+                    self.problem(
+                        path.to_owned(),
+                        "`claim` needs a path, as in `claim/kubernetes.io.namespace`",
+                    );
+                    return None;
+                }
+                self.matcher(v, path, "claim", CLAIM_MATCHERS, Fold::None, true)
+                    .map(|matcher| Test::Claim {
+                        path: claim.to_owned(),
+                        matcher,
+                    })
+            }
+            "authenticated_user" => {
+                if v == &Value::Bool(true) {
+                    Some(Test::AuthenticatedUser)
+                } else {
+                    self.problem(
+                        path.to_owned(),
+                        "`authenticated_user` takes `true`; negate it with `not`",
+                    );
+                    None
+                }
+            }
+            "expression" => self.expression(v, path),
+            _ => {
+                self.problem(
+                    path.to_owned(),
+                    format!("unknown criterion `{name}`; the criteria are {CRITERIA}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn expression(&mut self, v: &Value, path: &str) -> Option<Test> {
+        let Value::String(src) = v else {
+            self.problem(
+                path.to_owned(),
+                format!(
+                    "expected a CEL expression (a string), found {}",
+                    json_kind(v)
+                ),
+            );
+            return None;
+        };
+        if let Err(message) = cel::check_source(src) {
+            self.problem(path.to_owned(), message);
+            return None;
+        }
+        self.expressions.push(PendingExpression {
+            path: path.to_owned(),
+            source: src.clone(),
+            slot: self.problems.len(),
+        });
+        Some(Test::Expression(self.expressions.len() - 1))
+    }
+
+    /// A matcher object (`{is: x, starts_with: y}`, every operator must hold) or the shorthand
+    /// of a bare value (`is` for strings and claims, `has` for groups).
+    fn matcher(
+        &mut self,
+        v: &Value,
+        path: &str,
+        criterion: &str,
+        allowed: &[&str],
+        fold: Fold,
+        scalars: bool,
+    ) -> Option<StringMatcher> {
+        let m = match v {
+            Value::Object(m) => m,
+            v => {
+                if let Some(text) = operand(v, scalars) {
+                    let op = StringOp::Is(fold.apply(&text).into_owned());
+                    return Some(StringMatcher {
+                        ops: vec![op],
+                        fold,
+                    });
+                }
+                self.problem(
+                    path.to_owned(),
+                    format!(
+                        "expected a matcher such as `{{{}: ...}}` or a string, found {}",
+                        allowed[0],
+                        json_kind(v)
+                    ),
+                );
+                return None;
+            }
+        };
+        if m.is_empty() {
+            self.problem(
+                path.to_owned(),
+                format!("empty matcher; use one of {}", allowed.join(", ")),
+            );
+            return None;
+        }
+        let mut ops = Vec::with_capacity(m.len());
+        let before = self.problems.len();
+        for (name, value) in m {
+            let op_path = join(path, name);
+            if !allowed.contains(&name.as_str()) {
+                let message = if CLAIM_MATCHERS.contains(&name.as_str()) {
+                    format!(
+                        "`{name}` does not apply to `{criterion}`; use {}",
+                        allowed.join(", ")
+                    )
+                } else {
+                    format!("unknown matcher `{name}`; use {}", allowed.join(", "))
+                };
+                self.problem(op_path, message);
+                continue;
+            }
+            if name == "in" {
+                if let Some(list) = self.in_list(value, &op_path, fold, scalars) {
+                    ops.push(StringOp::In(list));
+                }
+                continue;
+            }
+            let Some(text) = operand(value, scalars) else {
+                self.problem(
+                    op_path,
+                    format!(
+                        "expected a string{}, found {}",
+                        if scalars { ", number or bool" } else { "" },
+                        json_kind(value)
+                    ),
+                );
+                continue;
+            };
+            let text = fold.apply(&text).into_owned();
+            let op = match name.as_str() {
+                "starts_with" => StringOp::StartsWith(text),
+                "ends_with" => StringOp::EndsWith(text),
+                "contains" => StringOp::Contains(text),
+                _ => StringOp::Is(text),
+            };
+            if let StringOp::StartsWith(t) | StringOp::EndsWith(t) | StringOp::Contains(t) = &op
+                && t.is_empty()
+            {
+                self.problem(op_path, format!("an empty `{name}` matches everything"));
+                continue;
+            }
+            ops.push(op);
+        }
+        (self.problems.len() == before).then_some(StringMatcher { ops, fold })
+    }
+
+    fn in_list(&mut self, v: &Value, path: &str, fold: Fold, scalars: bool) -> Option<Vec<String>> {
+        let Value::Array(items) = v else {
+            self.problem(
+                path.to_owned(),
+                format!("`in` takes a list of strings, found {}", json_kind(v)),
+            );
+            return None;
+        };
+        if items.is_empty() {
+            self.problem(path.to_owned(), "empty `in` list matches nothing");
+            return None;
+        }
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            match operand(item, scalars) {
+                Some(t) => out.push(fold.apply(&t).into_owned()),
+                None => {
+                    ok = false;
+                    self.problem(
+                        format!("{path}[{i}]"),
+                        format!("expected a string, found {}", json_kind(item)),
+                    );
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+}
+
+/// A matcher operand as text: strings always; numbers and bools (as JSON text) for claims.
+fn operand(v: &Value, scalars: bool) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(_) | Value::Number(_) if scalars => Some(v.to_string()),
+        _ => None,
+    }
+}
+
+fn op_kind(key: &str) -> Option<OpKind> {
+    OPERATORS.iter().find(|(k, _)| *k == key).map(|(_, o)| *o)
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a bool",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Refuses policies over [`MAX_POLICY_BYTES`] (as compact JSON) or nested deeper than
+/// [`MAX_JSON_DEPTH`], without recursion and stopping as soon as a limit is passed.
+fn measure(v: &Value) -> Result<(), Vec<Problem>> {
+    let too_big = || {
+        vec![Problem {
+            path: String::new(),
+            message: format!("policy is larger than {MAX_POLICY_BYTES} bytes (as compact JSON)"),
+        }]
+    };
+    let mut stack = vec![(v, 1usize)];
+    let mut size = 0usize;
+    while let Some((v, depth)) = stack.pop() {
+        if depth > MAX_JSON_DEPTH {
+            return Err(vec![Problem {
+                path: String::new(),
+                message: format!(
+                    "policy is nested more than {MAX_JSON_DEPTH} levels deep \
+                     (logical operators may nest {MAX_OPERATOR_DEPTH} deep)"
+                ),
+            }]);
+        }
+        size += match v {
+            Value::Null | Value::Bool(true) => 4,
+            Value::Bool(false) => 5,
+            Value::Number(n) => n.to_string().len(),
+            Value::String(s) => escaped_len(s),
+            Value::Array(items) => {
+                if items.len() > MAX_POLICY_BYTES {
+                    return Err(too_big());
+                }
+                stack.extend(items.iter().map(|x| (x, depth + 1)));
+                2 + items.len().saturating_sub(1)
+            }
+            Value::Object(m) => {
+                if m.len() > MAX_POLICY_BYTES {
+                    return Err(too_big());
+                }
+                for (k, x) in m {
+                    size += escaped_len(k) + 1;
+                    stack.push((x, depth + 1));
+                }
+                2 + m.len().saturating_sub(1)
+            }
+        };
+        if size > MAX_POLICY_BYTES {
+            return Err(too_big());
+        }
+    }
+    Ok(())
+}
+
+/// Length of `s` as a JSON string literal, quotes included (serde_json's escaping).
+fn escaped_len(s: &str) -> usize {
+    2 + s
+        .chars()
+        .map(|c| match c {
+            '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+            c if (c as u32) < 0x20 => 6,
+            c => c.len_utf8(),
+        })
+        .sum::<usize>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn measured_size_is_the_compact_json_size() {
+        let samples = [
+            json!(null),
+            json!({"allow": {"or": [{"email": {"is": "a\"b\\c\n\u{1}é"}}]}}),
+            json!([1, 2.5, -3, true, false, "x", {}, []]),
+            json!({"a": {"b": [null, {"c": "\t"}]}}),
+        ];
+        for v in samples {
+            let exact = serde_json::to_string(&v).map(|s| s.len()).unwrap_or(0);
+            let mut measured = 0;
+            let mut stack = vec![&v];
+            while let Some(v) = stack.pop() {
+                measured += match v {
+                    Value::Null | Value::Bool(true) => 4,
+                    Value::Bool(false) => 5,
+                    Value::Number(n) => n.to_string().len(),
+                    Value::String(s) => escaped_len(s),
+                    Value::Array(a) => {
+                        stack.extend(a.iter());
+                        2 + a.len().saturating_sub(1)
+                    }
+                    Value::Object(m) => {
+                        for (k, x) in m {
+                            measured += escaped_len(k) + 1;
+                            stack.push(x);
+                        }
+                        2 + m.len().saturating_sub(1)
+                    }
+                };
+            }
+            assert_eq!(measured, exact, "{v}");
+        }
+    }
+
+    #[test]
+    fn size_limit_is_exact() {
+        // {"allow":{"or":[{"http_path":{"is":"/xxx"}}]}} grows with the string.
+        let base = serde_json::to_string(&json!({"allow": {"or": [{"http_path": {"is": "/"}}]}}))
+            .map(|s| s.len())
+            .unwrap_or(0);
+        let at_limit = json!({"allow": {"or": [{"http_path": {"is": format!("/{}", "x".repeat(MAX_POLICY_BYTES - base))}}]}});
+        assert!(measure(&at_limit).is_ok());
+        let over = json!({"allow": {"or": [{"http_path": {"is": format!("/{}", "x".repeat(MAX_POLICY_BYTES - base + 1))}}]}});
+        assert!(measure(&over).is_err());
+    }
+}

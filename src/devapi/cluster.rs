@@ -95,16 +95,20 @@ impl ssa::SchemaLookup for super::builtin_schema::Definitions {
 }
 
 /// The schema of a kind, for managedFields: the CRD schema or the upstream definition.
-fn kind_schema(def: &ResourceDef) -> Option<(&'static dyn ssa::SchemaLookup, Value)> {
+/// Shared, not copied: this runs on every write (managedFields bookkeeping).
+fn kind_schema(def: &ResourceDef) -> Option<(&'static dyn ssa::SchemaLookup, Arc<Value>)> {
     if let Some(c) = &def.custom {
         return c
             .schema
-            .as_ref()
-            .map(|s| (&CrdSchema as &dyn ssa::SchemaLookup, (**s).clone()));
+            .clone()
+            .map(|s| (&CrdSchema as &dyn ssa::SchemaLookup, s));
     }
     let defs = super::builtin_schema::definitions().ok()?;
     let name = defs.for_kind(&def.group, &def.version, &def.kind)?;
-    Some((defs as &dyn ssa::SchemaLookup, json!({"$ref": name})))
+    Some((
+        defs as &dyn ssa::SchemaLookup,
+        Arc::new(json!({"$ref": name})),
+    ))
 }
 
 fn ssa_error(def: &ResourceDef, name: &str, e: ssa::SsaError) -> ApiError {

@@ -381,6 +381,13 @@ async fn route(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Respo
     if rp.namespace.is_some() && !def.namespaced {
         return Err(ApiError::no_route(&path));
     }
+    let query = Query::parse(req.uri().query());
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     if rp.sub.as_deref() == Some("token") && def.group.is_empty() && def.plural == "serviceaccounts"
     {
         let (Some(ns), Some(name)) = (rp.namespace.as_deref(), rp.name.as_deref()) else {
@@ -398,13 +405,6 @@ async fn route(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Respo
         let Some(name) = rp.name.clone() else {
             return Err(ApiError::no_route(&path));
         };
-        let user_agent = req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let query = Query::parse(req.uri().query());
         let t = target(def.clone(), rp.namespace.as_deref().unwrap_or(""), name)?;
         return scale_request(cluster, &t, req, &query, &user_agent).await;
     }
@@ -413,13 +413,6 @@ async fn route(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Respo
         Some("status") if def.status_subresource => true,
         Some(_) => return Err(ApiError::no_route(&path)),
     };
-    let query = Query::parse(req.uri().query());
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
     let table = if wants_table(&req) {
         Some(
             IncludeObject::from_query(query.get("includeObject").unwrap_or("")).ok_or_else(|| {

@@ -604,10 +604,18 @@ impl Store {
                 })
             }
             WatchFrom::After(rv) => {
-                if rv < st.floor || rv > st.rv {
+                if rv < st.floor {
                     return Err(ApiError::expired(format!(
                         "too old resource version: {rv} ({})",
                         st.floor
+                    )));
+                }
+                // A version this store never reached (the client saw writes a crash lost before
+                // they were acknowledged): 410 as well, so the client re-lists.
+                if rv > st.rv {
+                    return Err(ApiError::expired(format!(
+                        "Too large resource version: {rv}, current: {}",
+                        st.rv
                     )));
                 }
                 let initial = st

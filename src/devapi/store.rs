@@ -808,4 +808,19 @@ mod tests {
         assert!(s.by_uid("u-kid").is_none());
         assert_eq!(s.namespace_len("a"), 1);
     }
+
+    #[test]
+    fn versions_from_the_future_are_expired_too() {
+        let s = small();
+        let err = s
+            .watch("p/", WatchFrom::After(s.current_rv() + 5))
+            .err()
+            .expect("future version");
+        assert_eq!(err.code, 410);
+        assert!(
+            err.message.starts_with("Too large resource version"),
+            "{}",
+            err.message
+        );
+    }
 }

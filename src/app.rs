@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use tokio::sync::watch;
 
 use crate::config::{ConfigError, Settings};
+use crate::controller::Controller;
+use crate::controller::leader::{LeaderConfig, Leadership};
 use crate::devapi::{DevApi, DevApiConfig, DevApiError, ensure_namespaces, manifests};
+use crate::routing::live::LiveTable;
 
 /// Errors starting or running a Portcullis process.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +37,15 @@ pub enum AppError {
     /// Installing our CRDs into the embedded API failed.
     #[error("installing the Portcullis CRDs: {0}")]
     Crds(String),
+    /// Installing the `portcullis` IngressClass into the embedded API failed.
+    #[error("installing the portcullis IngressClass: {0}")]
+    IngressClass(String),
+    /// Leader election could not start.
+    #[error(transparent)]
+    Leader(#[from] crate::controller::leader::LeaderError),
+    /// No Kubernetes client could be built.
+    #[error("connecting to the Kubernetes API")]
+    Client(#[source] kube::Error),
 }
 
 /// Options of `portcullis dev` that are not process settings.
@@ -53,6 +65,10 @@ pub struct Dev {
     pub api: DevApi,
     /// The admin listener's address.
     pub admin_addr: SocketAddr,
+    /// The live routing table.
+    pub live: LiveTable,
+    /// The controller feeding it.
+    pub controller: Controller,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -93,6 +109,7 @@ impl Dev {
         ensure_namespaces(&api.cluster, &[settings.namespace.as_str()])
             .await
             .map_err(DevApiError::from)?;
+        install_ingress_class(&api).await?;
         let dirs: Vec<PathBuf> = opts.manifests.iter().map(|d| absolute(d)).collect();
         if !dirs.is_empty() {
             manifests::initial_sync(&api.cluster, &dirs).await;
@@ -102,11 +119,56 @@ impl Dev {
                 shutdown_rx.clone(),
             )));
         }
-        // The receiver keeps the last value after the sender is gone.
-        let _ = ready_tx.send(true);
+        let client = api.client().await.map_err(AppError::Client)?;
+        let (leadership, leader_task) = Leadership::start(
+            client.clone(),
+            LeaderConfig::new(&settings.namespace, DEV_IDENTITY),
+            shutdown_rx.clone(),
+        )?;
+        tasks.push(leader_task);
+        let live = LiveTable::new();
+        let api_uri: http::Uri = api.url().parse().map_err(|e: http::uri::InvalidUri| {
+            AppError::Client(kube::Error::Service(Box::new(e)))
+        })?;
+        let context = crate::controller::compile_context(
+            settings,
+            &api_uri,
+            Some(dev_authenticate_host(settings)),
+            &[api.addr],
+        );
+        let controller = Controller::start(
+            client,
+            settings,
+            context,
+            live.clone(),
+            leadership,
+            shutdown_rx.clone(),
+        );
+        // Ready once the first routing table is live.
+        {
+            let live = live.clone();
+            let mut shutdown = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut generations = live.subscribe();
+                tokio::select! {
+                    r = generations.wait_for(|g| *g >= 1) => if r.is_ok() {
+                        // The receiver keeps the last value after the sender is gone.
+                        let _ = ready_tx.send(true);
+                    },
+                    _ = shutdown.wait_for(|s| *s) => {}
+                }
+            }));
+        }
+        if live.wait_for(1, FIRST_TABLE_WAIT).await.is_none() {
+            tracing::warn!(
+                "the first routing table is not live yet; /readyz reports ready once it is"
+            );
+        }
         Ok(Self {
             api,
             admin_addr,
+            live,
+            controller,
             shutdown,
             tasks,
         })
@@ -136,11 +198,48 @@ impl Dev {
     /// Stop everything in reverse order and flush storage.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        self.controller.join().await;
         for t in self.tasks {
             let _ = t.await;
         }
         self.api.shutdown().await;
     }
+}
+
+/// The Lease holder name of `portcullis dev`: stable across restarts, so a restarted process
+/// takes its lease back at once instead of waiting for it to expire.
+const DEV_IDENTITY: &str = "portcullis-dev";
+
+/// How long `portcullis dev` waits for the first routing table before printing its banner.
+const FIRST_TABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The authenticate host under `portcullis dev`: `authenticateURL`'s, else `localhost`
+/// (identity endpoints on `http://localhost:<http port>`).
+fn dev_authenticate_host(settings: &Settings) -> String {
+    settings
+        .authenticate_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// The `portcullis` IngressClass, default class of the dev cluster, so that `kubectl create
+/// ingress` without `--class` reaches Portcullis.
+async fn install_ingress_class(api: &DevApi) -> Result<(), AppError> {
+    let doc = serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IngressClass",
+        "metadata": {
+            "name": crate::controller::compile::INGRESS_CLASS,
+            "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"},
+        },
+        "spec": {"controller": crate::controller::compile::INGRESS_CONTROLLER},
+    });
+    manifests::apply(&api.cluster, doc, "")
+        .await
+        .map(|_| ())
+        .map_err(|e| AppError::IngressClass(e.message))
 }
 
 async fn install_crds(api: &DevApi) -> Result<(), AppError> {

@@ -284,6 +284,8 @@ pub struct Settings {
     pub watch_namespaces: Vec<String>,
     /// Allow loopback upstream URLs.
     pub allow_loopback_upstreams: bool,
+    /// Allow Services of type `ExternalName` as backends (off: they can point anywhere).
+    pub allow_external_name_services: bool,
     /// Downstream mTLS.
     #[serde(rename = "downstreamMTLS")]
     pub downstream_mtls: DownstreamMtls,
@@ -309,6 +311,7 @@ impl Default for Settings {
             access_token_audience: "portcullis".into(),
             watch_namespaces: Vec::new(),
             allow_loopback_upstreams: false,
+            allow_external_name_services: false,
             downstream_mtls: DownstreamMtls::default(),
             tls: TlsSettings::default(),
             log: LogSettings::default(),

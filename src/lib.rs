@@ -18,6 +18,7 @@ pub mod admin;
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod controller;
 pub mod devapi;
 pub mod policy;
 pub mod routing;

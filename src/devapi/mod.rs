@@ -258,6 +258,18 @@ impl DevApi {
         serde_yaml::to_string(&doc).unwrap_or_default()
     }
 
+    /// A kube client for this API, configured from [`DevApi::kubeconfig_yaml`] as a user's
+    /// tools would be.
+    pub async fn client(&self) -> Result<kube::Client, kube::Error> {
+        use kube::config::{KubeConfigOptions, Kubeconfig};
+        let kc = Kubeconfig::from_yaml(&self.kubeconfig_yaml())
+            .map_err(|e| kube::Error::Service(Box::new(e)))?;
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| kube::Error::Service(Box::new(e)))?;
+        kube::Client::try_from(cfg)
+    }
+
     /// Stop serving, end watches, and flush storage.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);

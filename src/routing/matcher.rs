@@ -4,7 +4,8 @@
 //! Lookup is two levels of hash maps, never a scan of the routes:
 //!
 //! 1. the canonical host name in the map of exact hosts; only when the host has no exact entry,
-//!    its suffix after the first label in the map of wildcards. An exact host never falls back to
+//!    its suffix after the first label in the map of wildcards; only when neither has it, the
+//!    catch-all host (Ingress rules without a host, an Ingress default backend). An exact host never falls back to
 //!    a wildcard for paths it does not route (the virtual-host model of nginx and Envoy: whoever
 //!    owns `a.example.com` owns all of it);
 //! 2. within the host, the whole path in a map of `Exact` paths, then the path cut at each
@@ -46,6 +47,8 @@ pub struct RouteTable<R> {
     exact_hosts: HashMap<String, HostRoutes>,
     /// Keyed by the suffix after `*.`.
     wildcard_hosts: HashMap<String, HostRoutes>,
+    /// [`HostPattern::Any`]: hosts with neither an exact nor a wildcard entry.
+    any_host: Option<HostRoutes>,
     /// Exact hosts then `*.suffix` patterns, sorted.
     hosts: Vec<String>,
     reserved_hosts: HashSet<String>,
@@ -126,10 +129,10 @@ impl<R> RouteTable<R> {
         }
         let routes = match self.exact_hosts.get(name) {
             Some(routes) => routes,
-            None => {
-                let (_, suffix) = name.split_once('.')?;
-                self.wildcard_hosts.get(suffix)?
-            }
+            None => name
+                .split_once('.')
+                .and_then(|(_, suffix)| self.wildcard_hosts.get(suffix))
+                .or(self.any_host.as_ref())?,
         };
         let entry = self.entries.get(routes.lookup(path)?)?;
         let matched = Match {
@@ -315,11 +318,21 @@ impl<R, K: Ord> TableBuilder<R, K> {
 
         let mut exact_hosts: HashMap<String, HostRoutes> = HashMap::new();
         let mut wildcard_hosts: HashMap<String, HostRoutes> = HashMap::new();
+        let mut any_host: Option<HostRoutes> = None;
         let mut hosts = Vec::new();
         for (index, entry) in entries.iter().enumerate() {
             let (map, key) = match &entry.host {
                 HostPattern::Exact(name) => (&mut exact_hosts, name),
                 HostPattern::Wildcard(suffix) => (&mut wildcard_hosts, suffix),
+                HostPattern::Any => {
+                    if any_host.is_none() {
+                        hosts.push(entry.host.to_string());
+                    }
+                    any_host
+                        .get_or_insert_with(HostRoutes::default)
+                        .insert(&entry.path, index);
+                    continue;
+                }
             };
             if !map.contains_key(key) {
                 hosts.push(entry.host.to_string());
@@ -328,7 +341,11 @@ impl<R, K: Ord> TableBuilder<R, K> {
                 .or_default()
                 .insert(&entry.path, index);
         }
-        for routes in exact_hosts.values_mut().chain(wildcard_hosts.values_mut()) {
+        for routes in exact_hosts
+            .values_mut()
+            .chain(wildcard_hosts.values_mut())
+            .chain(any_host.as_mut())
+        {
             routes.finish();
         }
 
@@ -336,6 +353,7 @@ impl<R, K: Ord> TableBuilder<R, K> {
             entries,
             exact_hosts,
             wildcard_hosts,
+            any_host,
             hosts,
             reserved_hosts,
             reserved_prefixes,
@@ -407,6 +425,47 @@ mod tests {
             route(&t, "B.Example.com.:8443", "/").as_deref(),
             Some("wild")
         );
+    }
+
+    #[test]
+    fn any_host_catches_only_hosts_nobody_else_claims() {
+        let mut b = RouteTable::builder();
+        b.reserve_host("auth.example.com");
+        for (i, (host, path, id)) in [
+            (HostPattern::Any, prefix("/"), "default"),
+            (
+                HostPattern::Exact("a.example.com".into()),
+                prefix("/api"),
+                "a",
+            ),
+            (
+                HostPattern::Wildcard("example.com".into()),
+                prefix("/w"),
+                "w",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let e = Entry {
+                host,
+                path,
+                route: Arc::new(id.to_owned()),
+                id: id.to_owned(),
+            };
+            b.add(e, rank(i as i64, id));
+        }
+        let (t, refused) = b.build();
+        assert!(refused.is_empty());
+        assert_eq!(route(&t, "other.test", "/x").as_deref(), Some("default"));
+        assert_eq!(route(&t, "localhost:8080", "/").as_deref(), Some("default"));
+        // Hosts with their own entries never fall back to the catch-all.
+        assert_eq!(route(&t, "a.example.com", "/x"), None);
+        assert_eq!(route(&t, "b.example.com", "/x"), None);
+        assert_eq!(route(&t, "b.example.com", "/w/1").as_deref(), Some("w"));
+        // Nor does the reserved host.
+        assert_eq!(route(&t, "auth.example.com", "/"), None);
+        assert!(t.hosts().any(|h| h == "*"));
     }
 
     #[test]

@@ -14,9 +14,14 @@
 //! The module knows no Kubernetes types: the controller fills the payload `R` with its route and
 //! passes the rank (creation time, then namespace/name) that settles conflicts.
 
+pub mod certs;
 pub mod host;
+pub mod live;
 pub mod matcher;
+pub mod options;
 pub mod path;
+pub mod route;
+pub mod upstream;
 
 use std::fmt;
 use std::sync::Arc;
@@ -37,6 +42,9 @@ pub enum HostPattern {
     /// (`a.example.com` for `example.com`, not `a.b.example.com`, not `example.com`). Holds the
     /// suffix only: `Wildcard("*.example.com")` is refused, [`HostPattern::parse`] strips the `*.`.
     Wildcard(String),
+    /// Every host that has neither an exact nor a wildcard entry (an Ingress rule without a
+    /// host, an Ingress default backend). Shown as `*`.
+    Any,
 }
 
 impl HostPattern {
@@ -65,6 +73,7 @@ impl HostPattern {
                 }
                 Ok(HostPattern::Wildcard(suffix))
             }
+            HostPattern::Any => Ok(HostPattern::Any),
         }
     }
 
@@ -75,6 +84,7 @@ impl HostPattern {
             HostPattern::Wildcard(suffix) => name
                 .split_once('.')
                 .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+            HostPattern::Any => true,
         }
     }
 }
@@ -84,6 +94,7 @@ impl fmt::Display for HostPattern {
         match self {
             HostPattern::Exact(h) => f.write_str(h),
             HostPattern::Wildcard(s) => write!(f, "*.{s}"),
+            HostPattern::Any => f.write_str("*"),
         }
     }
 }

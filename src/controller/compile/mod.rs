@@ -1,0 +1,593 @@
+//! `compile`: the pure function from a [`Snapshot`] of watched objects to the [`Table`] the proxy
+//! serves, plus one [`Report`] per Route and Ingress (what becomes status conditions and Events).
+//!
+//! ```text
+//! Snapshot ──► Index (by namespace/name, slices by Service) ──► route.rs   (Route objects)
+//!                                                          └──► ingress.rs (Ingresses of our class)
+//!            each object ─► options.rs (spec / annotations ─► RouteOptions + Policy)
+//!                        ─► backends.rs + routing::upstream (Services, EndpointSlices, URLs, SSRF)
+//!                        ─► routing::certs (TLS Secrets by SNI)
+//!            TableBuilder (conflicts oldest-first, reserved host and prefixes) ─► Table + Reports
+//! ```
+//!
+//! No I/O, no clock (`now` comes in the context), no global state; the same snapshot always gives
+//! the same table and reports, whatever the order of objects in it. One bad object only ever
+//! affects its own routes.
+
+pub mod backends;
+mod ingress;
+pub mod options;
+mod route;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::snapshot::Snapshot;
+use crate::routing::certs::{CertStore, CertStoreBuilder, Certificate, parse_pem_pair};
+use crate::routing::route::{Backend, Route, Table};
+use crate::routing::upstream::{AddressPolicy, Upstream, UpstreamScheme, parse_url_upstream};
+use crate::routing::{Entry, HostPattern, RefuseReason, TableBuilder};
+
+/// Path prefixes served by Portcullis itself on every route host; no route can claim them.
+pub const RESERVED_PREFIXES: &[&str] = &["/.portcullis", "/.pomerium"];
+
+/// The `spec.controller` of IngressClasses that Portcullis serves.
+pub const INGRESS_CONTROLLER: &str = "portcullis.dev/ingress-controller";
+
+/// The IngressClass name Portcullis answers to even when no IngressClass object names it.
+pub const INGRESS_CLASS: &str = "portcullis";
+
+/// Most characters of a condition message or Event note; longer ones are cut.
+pub const MAX_MESSAGE: usize = 1024;
+
+/// What compile needs besides the objects: settings, and the current time for certificate
+/// expiry.
+#[derive(Debug, Clone)]
+pub struct CompileContext {
+    /// The authenticate host (no route may claim it).
+    pub authenticate_host: Option<String>,
+    /// Which upstream addresses are allowed (SSRF rules).
+    pub address_policy: AddressPolicy,
+    /// Whether Services of type `ExternalName` may be backends.
+    pub allow_external_name: bool,
+    /// `tls.defaultCertificateSecret` as (namespace, name).
+    pub default_certificate: Option<(String, String)>,
+    /// Seconds since the Unix epoch.
+    pub now: i64,
+}
+
+/// The kinds compile reports on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// `portcullis.dev/v1alpha1` Route.
+    Route,
+    /// `networking.k8s.io/v1` Ingress.
+    Ingress,
+}
+
+impl Kind {
+    /// The Kubernetes kind name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Route => "Route",
+            Kind::Ingress => "Ingress",
+        }
+    }
+}
+
+/// An object compile reports on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    /// Its kind.
+    pub kind: Kind,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}/{}", self.kind.as_str(), self.namespace, self.name)
+    }
+}
+
+/// The status conditions of a Route that a problem can turn false.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Condition {
+    /// The object is valid and its host and path are its own.
+    Accepted,
+    /// Every reference (Service, Secret, URL backend) resolved and is allowed.
+    ResolvedRefs,
+}
+
+/// One thing wrong with an object, for a condition and a Warning Event.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Problem {
+    /// The condition it makes false.
+    pub condition: Condition,
+    /// A CamelCase reason (`Conflict`, `BackendNotFound`, ...).
+    pub reason: &'static str,
+    /// What is wrong, for people; never secret material.
+    pub message: String,
+}
+
+impl Problem {
+    fn new(condition: Condition, reason: &'static str, message: impl Into<String>) -> Self {
+        Problem {
+            condition,
+            reason,
+            message: truncate(message.into()),
+        }
+    }
+
+    fn accepted(reason: &'static str, message: impl Into<String>) -> Self {
+        Problem::new(Condition::Accepted, reason, message)
+    }
+
+    fn refs(reason: &'static str, message: impl Into<String>) -> Self {
+        Problem::new(Condition::ResolvedRefs, reason, message)
+    }
+}
+
+/// What compile concluded about one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The object.
+    pub key: ObjectKey,
+    /// Its uid (Events refer to it).
+    pub uid: Option<String>,
+    /// The `metadata.generation` compiled.
+    pub generation: Option<i64>,
+    /// The URL it is served at (`status.url`), when accepted.
+    pub url: Option<String>,
+    /// Everything wrong with it, sorted; empty when it is fully served.
+    pub problems: Vec<Problem>,
+    /// Number of its routes in the table (an Ingress may have many).
+    pub served: usize,
+    /// Whether some upstream of a served route has no address (no ready endpoint).
+    pub no_endpoints: bool,
+}
+
+impl Report {
+    fn new(key: ObjectKey, meta: &ObjectMeta) -> Self {
+        Report {
+            key,
+            uid: meta.uid.clone(),
+            generation: meta.generation,
+            url: None,
+            problems: Vec::new(),
+            served: 0,
+            no_endpoints: false,
+        }
+    }
+
+    /// The first problem against `condition`, if any.
+    pub fn problem(&self, condition: Condition) -> Option<&Problem> {
+        self.problems.iter().find(|p| p.condition == condition)
+    }
+}
+
+/// The result of one compile.
+#[derive(Debug, Default)]
+pub struct Compiled {
+    /// The table to publish (generation 0 until published).
+    pub table: Table,
+    /// One report per Route and per Ingress of our class, by object.
+    pub reports: BTreeMap<ObjectKey, Report>,
+}
+
+/// Compiles a snapshot. Pure and deterministic.
+pub fn compile(snap: &Snapshot, ctx: &CompileContext) -> Compiled {
+    let index = Index::new(snap);
+    let mut b = Builder::new(ctx);
+    let mut routes: Vec<_> = snap.routes.iter().collect();
+    routes.sort_by_key(|r| key_of(&r.metadata));
+    for r in routes {
+        route::compile(r, &index, ctx, &mut b);
+    }
+    let classes = ingress::Classes::new(&snap.ingress_classes);
+    let mut ingresses: Vec<_> = snap
+        .ingresses
+        .iter()
+        .filter(|i| classes.is_ours(i))
+        .collect();
+    ingresses.sort_by_key(|i| key_of(&i.metadata));
+    for i in ingresses {
+        ingress::compile(i, &index, ctx, &mut b);
+    }
+    if let Some((ns, name)) = &ctx.default_certificate {
+        match index.tls_certificate(ns, name) {
+            Ok(cert) => b.certs.default_certificate(cert),
+            Err(e) => tracing::warn!(
+                secret = %format!("{ns}/{name}"),
+                error = %e,
+                "default certificate unusable; serving without one"
+            ),
+        }
+    }
+    b.finish()
+}
+
+/// Conflict rank: creation time, then `namespace/name`, then kind. Lower wins.
+pub(crate) type Rank = (i64, String);
+
+fn rank(key: &ObjectKey, meta: &ObjectMeta) -> Rank {
+    let created = meta
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .unwrap_or(i64::MAX);
+    (
+        created,
+        format!("{}/{} {}", key.namespace, key.name, key.kind.as_str()),
+    )
+}
+
+fn key_of(meta: &ObjectMeta) -> (String, String) {
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+/// Lookups by namespace and name over the snapshot.
+pub(crate) struct Index<'a> {
+    services: HashMap<(&'a str, &'a str), &'a Service>,
+    slices: HashMap<(String, String), Vec<&'a EndpointSlice>>,
+    secrets: HashMap<(&'a str, &'a str), &'a Secret>,
+}
+
+/// Why a TLS Secret cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SecretError {
+    #[error("Secret {0} not found")]
+    NotFound(String),
+    #[error("Secret {0} is not of type kubernetes.io/tls")]
+    NotTls(String),
+    #[error("Secret {0} lacks {1}")]
+    MissingKey(String, &'static str),
+    #[error("Secret {secret}: {source}")]
+    Invalid {
+        secret: String,
+        #[source]
+        source: crate::routing::certs::CertError,
+    },
+}
+
+impl<'a> Index<'a> {
+    fn new(snap: &'a Snapshot) -> Self {
+        let ns_name = |m: &'a ObjectMeta| {
+            (
+                m.namespace.as_deref().unwrap_or_default(),
+                m.name.as_deref().unwrap_or_default(),
+            )
+        };
+        Index {
+            services: snap
+                .services
+                .iter()
+                .map(|s| (ns_name(&s.metadata), s.as_ref()))
+                .collect(),
+            slices: backends::slices_by_service(snap.endpoint_slices.iter().map(Arc::as_ref)),
+            secrets: snap
+                .secrets
+                .iter()
+                .map(|s| (ns_name(&s.metadata), s.as_ref()))
+                .collect(),
+        }
+    }
+
+    fn service(&self, namespace: &str, name: &str) -> Option<&'a Service> {
+        self.services.get(&(namespace, name)).copied()
+    }
+
+    fn slices(&self, namespace: &str, service: &str) -> &[&'a EndpointSlice] {
+        self.slices
+            .get(&(namespace.to_owned(), service.to_owned()))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// The certificate in a TLS Secret of `namespace` (never another namespace's).
+    fn tls_certificate(&self, namespace: &str, name: &str) -> Result<Certificate, SecretError> {
+        let id = format!("{namespace}/{name}");
+        let secret = self
+            .secrets
+            .get(&(namespace, name))
+            .ok_or_else(|| SecretError::NotFound(id.clone()))?;
+        if secret.type_.as_deref() != Some("kubernetes.io/tls") {
+            return Err(SecretError::NotTls(id));
+        }
+        let data = secret.data.as_ref();
+        let get = |k: &'static str| {
+            data.and_then(|d| d.get(k))
+                .map(|b| b.0.as_slice())
+                .ok_or_else(|| SecretError::MissingKey(id.clone(), k))
+        };
+        let (crt, key) = (get("tls.crt")?, get("tls.key")?);
+        parse_pem_pair(crt, key).map_err(|source| SecretError::Invalid {
+            secret: id.clone(),
+            source,
+        })
+    }
+}
+
+/// Accumulates entries, certificates, SSH routes and reports while objects compile.
+pub(crate) struct Builder {
+    table: TableBuilder<Route>,
+    certs: CertStoreBuilder,
+    ssh: BTreeMap<String, Vec<(Rank, Arc<Route>, ObjectKey)>>,
+    reports: BTreeMap<ObjectKey, Report>,
+    /// Entry id → object, to attribute refusals.
+    ids: HashMap<String, ObjectKey>,
+}
+
+impl Builder {
+    fn new(ctx: &CompileContext) -> Self {
+        let mut table = TableBuilder::new();
+        if let Some(host) = &ctx.authenticate_host {
+            table.reserve_host(host);
+        }
+        for p in RESERVED_PREFIXES {
+            table.reserve_prefix(p);
+        }
+        Builder {
+            table,
+            certs: CertStore::builder(),
+            ssh: BTreeMap::new(),
+            reports: BTreeMap::new(),
+            ids: HashMap::new(),
+        }
+    }
+
+    fn report(&mut self, key: &ObjectKey, meta: &ObjectMeta) -> &mut Report {
+        self.reports
+            .entry(key.clone())
+            .or_insert_with(|| Report::new(key.clone(), meta))
+    }
+
+    fn problem(&mut self, key: &ObjectKey, meta: &ObjectMeta, p: Problem) {
+        self.report(key, meta).problems.push(p);
+    }
+
+    fn add_entry(&mut self, key: &ObjectKey, entry: Entry<Route>, rank: Rank) {
+        self.ids.insert(entry.id.clone(), key.clone());
+        self.table.add(entry, rank);
+    }
+
+    fn add_ssh(&mut self, key: &ObjectKey, name: String, route: Arc<Route>, rank: Rank) {
+        self.ssh
+            .entry(name)
+            .or_default()
+            .push((rank, route, key.clone()));
+    }
+
+    fn finish(mut self) -> Compiled {
+        let (routes, refused) = self.table.build();
+        for r in refused {
+            let Some(key) = self.ids.get(&r.id).cloned() else {
+                continue;
+            };
+            let (reason, message) = match &r.reason {
+                RefuseReason::Conflict { winner_id } if *winner_id == r.id => (
+                    "Conflict",
+                    format!(
+                        "{} {} is listed twice; the first one is used",
+                        r.host, r.path
+                    ),
+                ),
+                RefuseReason::Conflict { winner_id } => (
+                    "Conflict",
+                    format!(
+                        "{} {} is already served by {winner_id}, which is older",
+                        r.host, r.path
+                    ),
+                ),
+                RefuseReason::ReservedHost => (
+                    "ReservedHost",
+                    format!("{} is Portcullis's authenticate host", r.host),
+                ),
+                RefuseReason::ReservedPath { prefix } => (
+                    "ReservedPath",
+                    format!("{} is reserved for Portcullis on every host", prefix),
+                ),
+                RefuseReason::InvalidHost(e) => {
+                    ("InvalidHost", format!("host {:?}: {e}", r.host.to_string()))
+                }
+                RefuseReason::InvalidPath(e) => {
+                    ("InvalidPath", format!("path {:?}: {e}", r.path.as_str()))
+                }
+            };
+            if let Some(report) = self.reports.get_mut(&key) {
+                report.problems.push(Problem::accepted(reason, message));
+            }
+        }
+        for e in routes.entries() {
+            if let Some(report) = self.ids.get(&e.id).and_then(|k| self.reports.get_mut(k)) {
+                report.served += 1;
+                if e.route.backends.iter().all(|b| b.upstreams.is_empty()) {
+                    report.no_endpoints = true;
+                }
+            }
+        }
+
+        let mut ssh = BTreeMap::new();
+        for (name, mut claimants) in self.ssh {
+            claimants.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut it = claimants.into_iter();
+            let Some((_, winner, winner_key)) = it.next() else {
+                continue;
+            };
+            for (_, _, key) in it {
+                if let Some(report) = self.reports.get_mut(&key) {
+                    report.problems.push(Problem::accepted(
+                        "Conflict",
+                        format!("ssh://{name} is already served by {winner_key}, which is older"),
+                    ));
+                }
+            }
+            if let Some(report) = self.reports.get_mut(&winner_key) {
+                report.served += 1;
+            }
+            ssh.insert(name, winner);
+        }
+
+        let (certs, cert_refused) = self.certs.build();
+        for r in cert_refused {
+            if let Some(key) = self.ids.get(&r.owner_id).cloned()
+                && let Some(report) = self.reports.get_mut(&key)
+            {
+                report.problems.push(Problem::refs(
+                    "CertificateConflict",
+                    format!(
+                        "the certificate for {} is already provided by {}, which is older",
+                        r.host, r.winner_id
+                    ),
+                ));
+            }
+        }
+
+        for report in self.reports.values_mut() {
+            report.problems.sort();
+            report.problems.dedup();
+            if report.served == 0 {
+                report.url = None;
+            }
+        }
+        Compiled {
+            table: Table {
+                generation: 0,
+                routes,
+                certs,
+                ssh,
+            },
+            reports: self.reports,
+        }
+    }
+}
+
+fn truncate(mut s: String) -> String {
+    if s.len() > MAX_MESSAGE {
+        let mut cut = MAX_MESSAGE;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+/// A Service backend of `namespace` as a weighted [`Backend`]: its ready endpoints, or its DNS
+/// name when it has no EndpointSlices. `scheme` is the route's; a Service port's `appProtocol`
+/// may upgrade `http` to `https`.
+fn service_backend(
+    namespace: &str,
+    name: &str,
+    port: &backends::ServicePort,
+    weight: u32,
+    ssh: bool,
+    index: &Index<'_>,
+    ctx: &CompileContext,
+) -> Result<(Backend, Vec<String>), Problem> {
+    let resolved = backends::resolve_service(
+        namespace,
+        name,
+        port,
+        index.service(namespace, name),
+        index.slices(namespace, name),
+        &ctx.address_policy,
+        ctx.allow_external_name,
+    )
+    .map_err(|e| {
+        let reason = match e {
+            backends::BackendError::ExternalNameNotAllowed { .. }
+            | backends::BackendError::Forbidden { .. } => "BackendNotAllowed",
+            _ => "BackendNotFound",
+        };
+        Problem::refs(reason, e.to_string())
+    })?;
+    let scheme = if ssh {
+        UpstreamScheme::Ssh
+    } else {
+        resolved.scheme_hint.unwrap_or(UpstreamScheme::Http)
+    };
+    let upstreams = resolved
+        .targets
+        .into_iter()
+        .map(|target| Upstream {
+            scheme,
+            target,
+            weight,
+            base_path: String::new(),
+        })
+        .collect();
+    Ok((Backend { weight, upstreams }, resolved.dropped))
+}
+
+/// A URL backend, after the SSRF rules.
+fn url_backend(url: &str, weight: u32, ctx: &CompileContext) -> Result<Backend, Problem> {
+    let upstream = parse_url_upstream(url, weight, &ctx.address_policy).map_err(|e| {
+        let reason = if e.is_forbidden() {
+            "BackendNotAllowed"
+        } else {
+            "InvalidBackend"
+        };
+        Problem::refs(reason, e.to_string())
+    })?;
+    Ok(Backend {
+        weight,
+        upstreams: vec![upstream],
+    })
+}
+
+/// A TLS Secret reference of `namespace` as a certificate for `host`, or the problem with it.
+/// Names with a `/` are references into another namespace and are refused.
+fn certificate_for(
+    namespace: &str,
+    secret: &str,
+    hosts: &[&HostPattern],
+    index: &Index<'_>,
+    ctx: &CompileContext,
+) -> Result<(Certificate, Vec<Problem>), Problem> {
+    if secret.contains('/') {
+        return Err(Problem::refs(
+            "RefNotPermitted",
+            format!(
+                "TLS Secret {secret:?} is not in namespace {namespace}; references across namespaces are not allowed"
+            ),
+        ));
+    }
+    let cert = index.tls_certificate(namespace, secret).map_err(|e| {
+        let reason = match e {
+            SecretError::NotFound(_) => "SecretNotFound",
+            _ => "InvalidCertificate",
+        };
+        Problem::refs(reason, e.to_string())
+    })?;
+    let mut warnings = Vec::new();
+    if cert.expired_at(ctx.now) {
+        warnings.push(Problem::refs(
+            "CertificateExpired",
+            format!("the certificate in Secret {namespace}/{secret} has expired"),
+        ));
+    }
+    for host in hosts {
+        if !cert.covers_pattern(host) {
+            warnings.push(Problem::refs(
+                "CertificateMismatch",
+                format!("the certificate in Secret {namespace}/{secret} does not cover {host}"),
+            ));
+        }
+    }
+    Ok((cert, warnings))
+}

@@ -1,0 +1,44 @@
+//! The input of `compile`: every watched object, as the reflectors hold them at one moment.
+//! Plain data, so compile tests build snapshots by hand (`mk_*` builders) and never touch an API.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+
+use crate::api::{Route, ServiceAccountCredential};
+
+/// The watched objects at one moment, in no particular order (compile sorts what it needs).
+#[derive(Clone, Default)]
+pub struct Snapshot {
+    /// `portcullis.dev` Routes.
+    pub routes: Vec<Arc<Route>>,
+    /// `portcullis.dev` ServiceAccountCredentials.
+    pub credentials: Vec<Arc<ServiceAccountCredential>>,
+    /// All Ingresses in the watched namespaces (compile picks ours by class).
+    pub ingresses: Vec<Arc<Ingress>>,
+    /// All IngressClasses.
+    pub ingress_classes: Vec<Arc<IngressClass>>,
+    /// TLS Secrets and Portcullis's own Secrets.
+    pub secrets: Vec<Arc<Secret>>,
+    /// Services.
+    pub services: Vec<Arc<Service>>,
+    /// EndpointSlices.
+    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
+}
+
+// Secrets hold key material: never print them, only count.
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("routes", &self.routes.len())
+            .field("credentials", &self.credentials.len())
+            .field("ingresses", &self.ingresses.len())
+            .field("ingress_classes", &self.ingress_classes.len())
+            .field("secrets", &self.secrets.len())
+            .field("services", &self.services.len())
+            .field("endpoint_slices", &self.endpoint_slices.len())
+            .finish()
+    }
+}

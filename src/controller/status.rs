@@ -1,0 +1,275 @@
+//! Status and Events: turns the reports of each published table into Route status
+//! (`Accepted`, `ResolvedRefs`, `Ready`, `observedGeneration`, `url`) and into one Warning Event
+//! per new problem on any object. Only the leader writes, it checks leadership right before each
+//! write, and it writes nothing when the status is already what it would write.
+//!
+//! [`desired_status`] is pure (time comes in as a parameter); [`run`] is the loop around it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition as K8sCondition, Time};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource};
+use tokio::sync::watch;
+
+use super::compile::{Condition, Kind, Problem, Report};
+use super::leader::Leadership;
+use super::publisher::Published;
+use super::watch::Watchers;
+use crate::api::{Route, RouteStatus};
+
+/// The field manager and Event reporter name of the controller.
+pub const MANAGER: &str = "portcullis-controller";
+
+/// How many status writes run at once.
+const WRITE_CONCURRENCY: usize = 16;
+
+/// The status a Route should have for `report`. Conditions keep their `lastTransitionTime` from
+/// `prior` when their status did not change; `now` stamps the ones that did.
+pub fn desired_status(report: &Report, prior: Option<&RouteStatus>, now: &Time) -> RouteStatus {
+    let prior_conditions = prior.and_then(|s| s.conditions.as_deref()).unwrap_or(&[]);
+    let condition = |type_: &str, ok: bool, reason: &str, message: String| {
+        let status = if ok { "True" } else { "False" };
+        let last = prior_conditions
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+        K8sCondition {
+            type_: type_.to_owned(),
+            status: status.to_owned(),
+            reason: reason.to_owned(),
+            message,
+            observed_generation: report.generation,
+            last_transition_time: last,
+        }
+    };
+    let verdict = |c: Condition, ok_reason: &'static str, ok_message: &str| {
+        let problems: Vec<&Problem> = report
+            .problems
+            .iter()
+            .filter(|p| p.condition == c)
+            .collect();
+        match problems.first() {
+            None => (true, ok_reason, ok_message.to_owned()),
+            Some(first) => {
+                let message = problems
+                    .iter()
+                    .map(|p| p.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                (false, first.reason, message)
+            }
+        }
+    };
+    let (accepted, a_reason, a_message) = verdict(
+        Condition::Accepted,
+        "Accepted",
+        "the route is valid and its host and path are its own",
+    );
+    let (resolved, r_reason, r_message) = verdict(
+        Condition::ResolvedRefs,
+        "ResolvedRefs",
+        "every reference resolved",
+    );
+    let served = accepted && report.served > 0;
+    let (ready, ready_reason, ready_message) = if !served {
+        (false, "NotAccepted", "the route is not served".to_owned())
+    } else if report.no_endpoints {
+        (
+            false,
+            "NoReadyEndpoints",
+            "the route is served, but no backend has a ready endpoint (requests get 503)"
+                .to_owned(),
+        )
+    } else if !resolved {
+        (
+            true,
+            "ReadyWithUnresolvedRefs",
+            "the route is served; some references did not resolve (see ResolvedRefs)".to_owned(),
+        )
+    } else {
+        (true, "Ready", "the route is served".to_owned())
+    };
+    RouteStatus {
+        url: report.url.clone().filter(|_| served),
+        observed_generation: report.generation,
+        conditions: Some(vec![
+            condition("Accepted", accepted, a_reason, a_message),
+            condition("ResolvedRefs", resolved, r_reason, r_message),
+            condition("Ready", ready, ready_reason, ready_message),
+        ]),
+    }
+}
+
+/// Whether two statuses differ in anything but condition timestamps.
+pub fn status_differs(a: Option<&RouteStatus>, b: &RouteStatus) -> bool {
+    let Some(a) = a else { return true };
+    let strip = |s: &RouteStatus| {
+        let conds: Vec<_> = s
+            .conditions
+            .iter()
+            .flatten()
+            .map(|c| {
+                (
+                    c.type_.clone(),
+                    c.status.clone(),
+                    c.reason.clone(),
+                    c.message.clone(),
+                    c.observed_generation,
+                )
+            })
+            .collect();
+        (s.url.clone(), s.observed_generation, conds)
+    };
+    strip(a) != strip(b)
+}
+
+/// Runs until `shutdown`: after each published table (and on gaining leadership), bring status
+/// and Events in line with the reports.
+pub async fn run(
+    client: Client,
+    watchers: Arc<Watchers>,
+    mut published: watch::Receiver<Arc<Published>>,
+    leadership: Leadership,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: MANAGER.into(),
+            instance: None,
+        },
+    );
+    let mut leader_rx = leadership.subscribe();
+    let mut sent = EventMemory::default();
+    loop {
+        tokio::select! {
+            r = published.changed() => if r.is_err() { return },
+            r = leader_rx.changed() => if r.is_err() { return },
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        if !leadership.is_leader() {
+            // A new leader re-sends what it has not seen itself.
+            sent = EventMemory::default();
+            continue;
+        }
+        let current = published.borrow_and_update().clone();
+        sync(
+            &client,
+            &recorder,
+            &watchers,
+            &current,
+            &leadership,
+            &mut sent,
+        )
+        .await;
+    }
+}
+
+/// Problems already sent as Events, per object uid, so a problem is reported once and again
+/// only after it went away and came back.
+#[derive(Default)]
+struct EventMemory {
+    sent: HashMap<String, BTreeSet<(&'static str, String)>>,
+}
+
+async fn sync(
+    client: &Client,
+    recorder: &Recorder,
+    watchers: &Watchers,
+    published: &Published,
+    leadership: &Leadership,
+    sent: &mut EventMemory,
+) {
+    let now = Time(jiff::Timestamp::from_second(published.compiled_at).unwrap_or_default());
+    let mut writes = Vec::new();
+    let mut events = Vec::new();
+    let mut seen = HashMap::new();
+    for report in published.reports.values() {
+        let Some(uid) = report.uid.clone() else {
+            continue;
+        };
+        let reference = match report.key.kind {
+            Kind::Route => {
+                let Some(obj) = watchers.route(&report.key.namespace, &report.key.name) else {
+                    continue;
+                };
+                // The object changed identity since it was compiled: the next table covers it.
+                if obj.metadata.uid.as_deref() != Some(uid.as_str()) {
+                    continue;
+                }
+                let desired = desired_status(report, obj.status.as_ref(), &now);
+                if status_differs(obj.status.as_ref(), &desired) {
+                    writes.push((report.key.clone(), desired));
+                }
+                obj.object_ref(&())
+            }
+            Kind::Ingress => {
+                let Some(obj) = watchers.ingress(&report.key.namespace, &report.key.name) else {
+                    continue;
+                };
+                if obj.metadata.uid.as_deref() != Some(uid.as_str()) {
+                    continue;
+                }
+                obj.object_ref(&())
+            }
+        };
+        let now_problems: BTreeSet<(&'static str, String)> = report
+            .problems
+            .iter()
+            .map(|p| (p.reason, p.message.clone()))
+            .collect();
+        let before = sent.sent.get(&uid);
+        for p in &now_problems {
+            if before.is_none_or(|b| !b.contains(p)) {
+                events.push((reference.clone(), p.clone()));
+            }
+        }
+        seen.insert(uid, now_problems);
+    }
+    sent.sent = seen;
+
+    let writes = futures::stream::iter(writes.into_iter().map(|(key, status)| {
+        let api: Api<Route> = Api::namespaced(client.clone(), &key.namespace);
+        async move {
+            if !leadership.is_leader() {
+                return;
+            }
+            let patch = Patch::Merge(serde_json::json!({ "status": status }));
+            let params = PatchParams {
+                field_manager: Some(MANAGER.into()),
+                ..PatchParams::default()
+            };
+            if let Err(e) = api.patch_status(&key.name, &params, &patch).await {
+                tracing::warn!(object = %key, error = %crate::error_chain(&e), "writing status failed");
+            }
+        }
+    }))
+    .buffer_unordered(WRITE_CONCURRENCY);
+    writes.collect::<()>().await;
+
+    for (reference, (reason, message)) in events {
+        if !leadership.is_leader() {
+            return;
+        }
+        tracing::warn!(
+            object = %format!("{} {}/{}", reference.kind.as_deref().unwrap_or_default(), reference.namespace.as_deref().unwrap_or_default(), reference.name.as_deref().unwrap_or_default()),
+            reason,
+            message = %message,
+            "object refused or degraded"
+        );
+        let event = Event {
+            type_: EventType::Warning,
+            reason: reason.to_owned(),
+            note: Some(message),
+            action: "Compile".into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            tracing::warn!(error = %crate::error_chain(&e), "recording an Event failed");
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The watchers: one kube-runtime reflector per watched kind (and per namespace when
+//! `watchNamespaces` is set), each feeding a store and waking the publisher on every change.
+//!
+//! Watched: Routes, ServiceAccountCredentials, Ingresses, IngressClasses, Services,
+//! EndpointSlices, Secrets of type `kubernetes.io/tls`, and Secrets labelled as ours
+//! (`portcullis.dev/credential`, and everything in Portcullis's own namespace). `managedFields`
+//! are dropped before objects reach a store: they are large and compile never reads them.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use super::snapshot::Snapshot;
+use crate::api::{Route, ServiceAccountCredential};
+
+/// Label on the Secrets generated for credentials.
+pub const CREDENTIAL_LABEL: &str = "portcullis.dev/credential";
+
+/// Which namespaces to watch: all, or a list (`watchNamespaces`).
+#[derive(Debug, Clone)]
+pub enum Namespaces {
+    /// Every namespace.
+    All,
+    /// Only these.
+    Some(Vec<String>),
+}
+
+impl Namespaces {
+    /// From the `watchNamespaces` setting (empty = all).
+    pub fn from_setting(list: &[String]) -> Self {
+        if list.is_empty() {
+            Namespaces::All
+        } else {
+            let mut v = list.to_vec();
+            v.sort();
+            v.dedup();
+            Namespaces::Some(v)
+        }
+    }
+
+    /// Whether objects in `namespace` are watched.
+    pub fn contains(&self, namespace: &str) -> bool {
+        match self {
+            Namespaces::All => true,
+            Namespaces::Some(v) => v.iter().any(|n| n == namespace),
+        }
+    }
+}
+
+/// The stores of one kind (one per watched namespace, or one for all).
+pub struct Stores<K: Resource + 'static>
+where
+    K::DynamicType: Hash + Eq + Clone,
+{
+    stores: Vec<Store<K>>,
+}
+
+impl<K> Stores<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Hash + Eq + Clone,
+{
+    fn state(&self) -> Vec<Arc<K>> {
+        let mut out = Vec::new();
+        for s in &self.stores {
+            out.extend(s.state());
+        }
+        out
+    }
+
+    async fn wait_until_ready(&self) -> bool {
+        for s in &self.stores {
+            if s.wait_until_ready().await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Every store compile reads, and the tasks that fill them.
+pub struct Watchers {
+    routes: Stores<Route>,
+    credentials: Stores<ServiceAccountCredential>,
+    ingresses: Stores<Ingress>,
+    ingress_classes: Stores<IngressClass>,
+    tls_secrets: Stores<Secret>,
+    own_secrets: Stores<Secret>,
+    services: Stores<Service>,
+    endpoint_slices: Stores<EndpointSlice>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Watchers {
+    /// Starts every reflector. `changed` is notified on every event of every watcher.
+    pub fn start(
+        client: &Client,
+        namespaces: &Namespaces,
+        own_namespace: &str,
+        changed: Arc<Notify>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Self {
+        let mut tasks = Vec::new();
+        let mut ctx = Spawner {
+            client,
+            namespaces,
+            changed: &changed,
+            shutdown,
+            tasks: &mut tasks,
+        };
+        let routes = ctx.kind::<Route>(watcher::Config::default());
+        let credentials = ctx.kind::<ServiceAccountCredential>(watcher::Config::default());
+        let ingresses = ctx.kind::<Ingress>(watcher::Config::default());
+        let services = ctx.kind::<Service>(watcher::Config::default());
+        let endpoint_slices = ctx.kind::<EndpointSlice>(watcher::Config::default());
+        let tls_secrets =
+            ctx.kind::<Secret>(watcher::Config::default().fields("type=kubernetes.io/tls"));
+        let mut own_secrets =
+            ctx.kind::<Secret>(watcher::Config::default().labels(CREDENTIAL_LABEL));
+        // Portcullis's own namespace is always watched for its own Secrets (signing keys,
+        // digests), whatever `watchNamespaces` says.
+        own_secrets.stores.push(ctx.one(
+            Api::namespaced(client.clone(), own_namespace),
+            watcher::Config::default().fields("type!=kubernetes.io/tls"),
+        ));
+        let ingress_classes = Stores {
+            stores: vec![ctx.one(Api::all(client.clone()), watcher::Config::default())],
+        };
+        Watchers {
+            routes,
+            credentials,
+            ingresses,
+            ingress_classes,
+            tls_secrets,
+            own_secrets,
+            services,
+            endpoint_slices,
+            tasks,
+        }
+    }
+
+    /// Waits until every store has seen its first full list. False when a watcher is gone.
+    pub async fn ready(&self) -> bool {
+        self.routes.wait_until_ready().await
+            && self.credentials.wait_until_ready().await
+            && self.ingresses.wait_until_ready().await
+            && self.ingress_classes.wait_until_ready().await
+            && self.tls_secrets.wait_until_ready().await
+            && self.own_secrets.wait_until_ready().await
+            && self.services.wait_until_ready().await
+            && self.endpoint_slices.wait_until_ready().await
+    }
+
+    /// What the stores hold now.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut secrets = self.tls_secrets.state();
+        secrets.extend(self.own_secrets.state());
+        Snapshot {
+            routes: self.routes.state(),
+            credentials: self.credentials.state(),
+            ingresses: self.ingresses.state(),
+            ingress_classes: self.ingress_classes.state(),
+            secrets,
+            services: self.services.state(),
+            endpoint_slices: self.endpoint_slices.state(),
+        }
+    }
+
+    /// The current Route object, as the store has it (for status diffs).
+    pub fn route(&self, namespace: &str, name: &str) -> Option<Arc<Route>> {
+        let key = reflector::ObjectRef::new(name).within(namespace);
+        self.routes.stores.iter().find_map(|s| s.get(&key))
+    }
+
+    /// The current Ingress object, as the store has it.
+    pub fn ingress(&self, namespace: &str, name: &str) -> Option<Arc<Ingress>> {
+        let key = reflector::ObjectRef::new(name).within(namespace);
+        self.ingresses.stores.iter().find_map(|s| s.get(&key))
+    }
+
+    /// Waits for every watcher task to end (after shutdown).
+    pub async fn join(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+struct Spawner<'a> {
+    client: &'a Client,
+    namespaces: &'a Namespaces,
+    changed: &'a Arc<Notify>,
+    shutdown: &'a watch::Receiver<bool>,
+    tasks: &'a mut Vec<JoinHandle<()>>,
+}
+
+impl Spawner<'_> {
+    /// One reflector per watched namespace (or one over all namespaces).
+    fn kind<K>(&mut self, cfg: watcher::Config) -> Stores<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + Debug
+            + DeserializeOwned
+            + Send
+            + Sync
+            + 'static,
+        K::DynamicType: Default + Hash + Eq + Clone,
+    {
+        let apis: Vec<Api<K>> = match self.namespaces {
+            Namespaces::All => vec![Api::all(self.client.clone())],
+            Namespaces::Some(list) => list
+                .iter()
+                .map(|ns| Api::namespaced(self.client.clone(), ns))
+                .collect(),
+        };
+        let stores = apis
+            .into_iter()
+            .map(|api| self.one(api, cfg.clone()))
+            .collect();
+        Stores { stores }
+    }
+
+    fn one<K>(&mut self, api: Api<K>, cfg: watcher::Config) -> Store<K>
+    where
+        K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+        K::DynamicType: Default + Hash + Eq + Clone,
+    {
+        let (reader, writer) = reflector::store();
+        let changed = Arc::clone(self.changed);
+        let mut shutdown = self.shutdown.clone();
+        let kind = K::kind(&K::DynamicType::default()).into_owned();
+        let stream = watcher(api, cfg)
+            .default_backoff()
+            .modify(|o| o.meta_mut().managed_fields = None)
+            .reflect(writer);
+        self.tasks.push(tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            loop {
+                tokio::select! {
+                    _ = shutdown.wait_for(|s| *s) => break,
+                    ev = stream.next() => match ev {
+                        Some(Ok(_)) => changed.notify_one(),
+                        Some(Err(e)) => {
+                            tracing::warn!(kind = %kind, error = %crate::error_chain(&e), "watch failed; retrying");
+                        }
+                        None => break,
+                    }
+                }
+            }
+        }));
+        reader
+    }
+}

@@ -120,45 +120,21 @@ impl Dev {
             )));
         }
         let client = api.client().await.map_err(AppError::Client)?;
-        let (leadership, leader_task) = Leadership::start(
-            client.clone(),
-            LeaderConfig::new(&settings.namespace, DEV_IDENTITY),
-            shutdown_rx.clone(),
-        )?;
-        tasks.push(leader_task);
-        let live = LiveTable::new();
         let api_uri: http::Uri = api.url().parse().map_err(|e: http::uri::InvalidUri| {
             AppError::Client(kube::Error::Service(Box::new(e)))
         })?;
-        let context = crate::controller::compile_context(
+        let core = Core::start(
+            client,
             settings,
             &api_uri,
             Some(dev_authenticate_host(settings)),
             &[api.addr],
-        );
-        let controller = Controller::start(
-            client,
-            settings,
-            context,
-            live.clone(),
-            leadership,
-            shutdown_rx.clone(),
-        );
-        // Ready once the first routing table is live.
-        {
-            let live = live.clone();
-            let mut shutdown = shutdown_rx.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut generations = live.subscribe();
-                tokio::select! {
-                    r = generations.wait_for(|g| *g >= 1) => if r.is_ok() {
-                        // The receiver keeps the last value after the sender is gone.
-                        let _ = ready_tx.send(true);
-                    },
-                    _ = shutdown.wait_for(|s| *s) => {}
-                }
-            }));
-        }
+            DEV_IDENTITY.to_owned(),
+            ready_tx,
+            &shutdown_rx,
+            &mut tasks,
+        )?;
+        let Core { live, controller } = core;
         if live.wait_for(1, FIRST_TABLE_WAIT).await.is_none() {
             tracing::warn!(
                 "the first routing table is not live yet; /readyz reports ready once it is"
@@ -203,6 +179,147 @@ impl Dev {
             let _ = t.await;
         }
         self.api.shutdown().await;
+    }
+}
+
+/// What `portcullis dev` and `portcullis run` share: leader election, the controller and the
+/// live table, with readiness once the first table is live.
+struct Core {
+    live: LiveTable,
+    controller: Controller,
+}
+
+impl Core {
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        client: kube::Client,
+        settings: &Settings,
+        api_uri: &http::Uri,
+        authenticate_host: Option<String>,
+        extra_listeners: &[SocketAddr],
+        identity: String,
+        ready_tx: watch::Sender<bool>,
+        shutdown_rx: &watch::Receiver<bool>,
+        tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+    ) -> Result<Self, AppError> {
+        let (leadership, leader_task) = Leadership::start(
+            client.clone(),
+            LeaderConfig::new(&settings.namespace, identity),
+            shutdown_rx.clone(),
+        )?;
+        tasks.push(leader_task);
+        let live = LiveTable::new();
+        let context = crate::controller::compile_context(
+            settings,
+            api_uri,
+            authenticate_host,
+            extra_listeners,
+        );
+        let controller = Controller::start(
+            client,
+            settings,
+            context,
+            live.clone(),
+            leadership,
+            shutdown_rx.clone(),
+        );
+        let waiter = live.clone();
+        let mut shutdown = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut generations = waiter.subscribe();
+            tokio::select! {
+                r = generations.wait_for(|g| *g >= 1) => if r.is_ok() {
+                    // The receiver keeps the last value after the sender is gone.
+                    let _ = ready_tx.send(true);
+                },
+                _ = shutdown.wait_for(|s| *s) => {}
+            }
+        }));
+        Ok(Core { live, controller })
+    }
+}
+
+/// A running `portcullis run`: the controller against a real cluster.
+pub struct Run {
+    /// The admin listener's address.
+    pub admin_addr: SocketAddr,
+    /// The live routing table.
+    pub live: LiveTable,
+    /// The controller feeding it.
+    pub controller: Controller,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Run {
+    /// Connects with `kubeconfig` (or the in-cluster configuration / `KUBECONFIG`), binds the
+    /// admin listener and starts leader election and the controller.
+    pub async fn start(settings: &Settings, kubeconfig: Option<&Path>) -> Result<Self, AppError> {
+        let config = match kubeconfig {
+            Some(path) => {
+                let kc = kube::config::Kubeconfig::read_from(path)
+                    .map_err(|e| AppError::Client(kube::Error::Service(Box::new(e))))?;
+                kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                    .await
+                    .map_err(|e| AppError::Client(kube::Error::Service(Box::new(e))))?
+            }
+            None => kube::Config::infer()
+                .await
+                .map_err(|e| AppError::Client(kube::Error::Service(Box::new(e))))?,
+        };
+        let api_uri = config.cluster_url.clone();
+        let client = kube::Client::try_from(config).map_err(AppError::Client)?;
+        let admin = crate::admin::bind(settings.listen.admin)
+            .await
+            .map_err(|source| AppError::Bind {
+                what: "admin",
+                addr: settings.listen.admin,
+                source,
+            })?;
+        let admin_addr = admin.local_addr().map_err(|source| AppError::Bind {
+            what: "admin",
+            addr: settings.listen.admin,
+            source,
+        })?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (ready_tx, ready_rx) = watch::channel(false);
+        let mut tasks = vec![tokio::spawn(crate::admin::serve(
+            admin,
+            ready_rx,
+            shutdown_rx.clone(),
+        ))];
+        let authenticate_host = settings
+            .authenticate_url
+            .as_deref()
+            .and_then(|u| url::Url::parse(u).ok())
+            .and_then(|u| u.host_str().map(str::to_owned));
+        let Core { live, controller } = Core::start(
+            client,
+            settings,
+            &api_uri,
+            authenticate_host,
+            &[],
+            crate::controller::leader::default_identity(),
+            ready_tx,
+            &shutdown_rx,
+            &mut tasks,
+        )?;
+        Ok(Run {
+            admin_addr,
+            live,
+            controller,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Stops the controller (releasing the lease) and the admin listener.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        self.controller.join().await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
     }
 }
 

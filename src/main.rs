@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
-use portcullis::app::{Dev, DevOptions, shutdown_signal};
+use portcullis::app::{Dev, DevOptions, Run, shutdown_signal};
 use portcullis::config::{Settings, dev_defaults};
 
 /// Kubernetes ingress controller with an identity-aware proxy for people and programs.
@@ -24,8 +24,21 @@ struct Cli {
 enum Command {
     /// Run the embedded Kubernetes-compatible API with Portcullis in one process (no cluster needed).
     Dev(Box<DevArgs>),
+    /// Run against a Kubernetes cluster (in-cluster configuration, `KUBECONFIG` or --kubeconfig).
+    Run(RunArgs),
     /// Print the Portcullis CustomResourceDefinitions as YAML.
     Crds,
+}
+
+/// Flags of `portcullis run`.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Kubeconfig file (default: in-cluster configuration, then `KUBECONFIG`, then ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Settings file (YAML).
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 /// Flags of `portcullis dev`.
@@ -101,6 +114,34 @@ async fn dev(
     Ok(())
 }
 
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    // In a pod, the Downward API's POD_NAMESPACE is the default for `namespace`.
+    let defaults = match std::env::var("POD_NAMESPACE") {
+        Ok(ns) if !ns.is_empty() => json!({"namespace": ns}),
+        _ => json!({}),
+    };
+    let settings = Settings::load(
+        defaults,
+        args.config.as_deref(),
+        std::env::vars(),
+        Default::default(),
+    )?;
+    init_logging(&settings);
+    let run = Run::start(&settings, args.kubeconfig.as_deref()).await?;
+    tracing::info!(admin = %run.admin_addr, "portcullis running");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    run.shutdown().await;
+    Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // kube pulls in more than one rustls backend; choose one for the whole process.
@@ -109,27 +150,24 @@ fn main() -> ExitCode {
         Command::Crds => portcullis::api::crds_yaml()
             .context("rendering the CRDs")
             .map(|y| print!("{y}")),
-        Command::Dev(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")
-            .and_then(|rt| {
-                let a = *args;
-                rt.block_on(dev(
-                    a.config,
-                    DevOptions {
-                        data_dir: a.data_dir,
-                        manifests: a.manifests,
-                        api_addr: a.api_addr,
-                    },
-                    [
-                        ("listen.http", a.http_addr),
-                        ("listen.https", a.https_addr),
-                        ("listen.ssh", a.ssh_addr),
-                        ("listen.admin", a.admin_addr),
-                    ],
-                ))
-            }),
+        Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(args))),
+        Command::Dev(args) => runtime().and_then(|rt| {
+            let a = *args;
+            rt.block_on(dev(
+                a.config,
+                DevOptions {
+                    data_dir: a.data_dir,
+                    manifests: a.manifests,
+                    api_addr: a.api_addr,
+                },
+                [
+                    ("listen.http", a.http_addr),
+                    ("listen.https", a.https_addr),
+                    ("listen.ssh", a.ssh_addr),
+                    ("listen.admin", a.admin_addr),
+                ],
+            ))
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

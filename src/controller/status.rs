@@ -140,7 +140,7 @@ pub async fn run(
         client.clone(),
         Reporter {
             controller: MANAGER.into(),
-            instance: None,
+            instance: Some(leadership.identity().to_owned()).filter(|i| !i.is_empty()),
         },
     );
     let mut leader_rx = leadership.subscribe();
@@ -271,5 +271,108 @@ async fn sync(
         if let Err(e) = recorder.publish(&event, &reference).await {
             tracing::warn!(error = %crate::error_chain(&e), "recording an Event failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::compile::ObjectKey;
+
+    fn report(problems: Vec<Problem>, served: usize) -> Report {
+        Report {
+            key: ObjectKey {
+                kind: Kind::Route,
+                namespace: "a".into(),
+                name: "r".into(),
+            },
+            uid: Some("u".into()),
+            generation: Some(3),
+            url: Some("https://r.example.com".into()),
+            problems,
+            served,
+            no_endpoints: false,
+        }
+    }
+
+    fn at(s: i64) -> Time {
+        Time(jiff::Timestamp::from_second(s).unwrap())
+    }
+
+    fn cond<'a>(s: &'a RouteStatus, t: &str) -> &'a K8sCondition {
+        s.conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == t)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_served_route_is_accepted_resolved_and_ready() {
+        let s = desired_status(&report(vec![], 1), None, &at(100));
+        assert_eq!(s.url.as_deref(), Some("https://r.example.com"));
+        assert_eq!(s.observed_generation, Some(3));
+        for t in ["Accepted", "ResolvedRefs", "Ready"] {
+            assert_eq!(cond(&s, t).status, "True", "{t}");
+            assert_eq!(cond(&s, t).observed_generation, Some(3));
+            assert_eq!(cond(&s, t).last_transition_time, at(100));
+        }
+    }
+
+    #[test]
+    fn problems_turn_their_condition_false_with_every_message() {
+        let problems = vec![
+            Problem {
+                condition: Condition::ResolvedRefs,
+                reason: "BackendNotFound",
+                message: "Service a/x not found".into(),
+            },
+            Problem {
+                condition: Condition::ResolvedRefs,
+                reason: "SecretNotFound",
+                message: "Secret a/tls not found".into(),
+            },
+        ];
+        let s = desired_status(&report(problems, 1), None, &at(100));
+        let refs = cond(&s, "ResolvedRefs");
+        assert_eq!(
+            (refs.status.as_str(), refs.reason.as_str()),
+            ("False", "BackendNotFound")
+        );
+        assert_eq!(
+            refs.message,
+            "Service a/x not found; Secret a/tls not found"
+        );
+        assert_eq!(cond(&s, "Accepted").status, "True");
+        assert_eq!(cond(&s, "Ready").reason, "ReadyWithUnresolvedRefs");
+
+        let conflict = vec![Problem {
+            condition: Condition::Accepted,
+            reason: "Conflict",
+            message: "taken".into(),
+        }];
+        let s = desired_status(&report(conflict, 0), None, &at(100));
+        assert_eq!(cond(&s, "Accepted").reason, "Conflict");
+        assert_eq!(cond(&s, "Ready").status, "False");
+        assert_eq!(cond(&s, "Ready").reason, "NotAccepted");
+        assert_eq!(s.url, None);
+    }
+
+    #[test]
+    fn unchanged_conditions_keep_their_transition_time_and_need_no_write() {
+        let first = desired_status(&report(vec![], 1), None, &at(100));
+        let again = desired_status(&report(vec![], 1), Some(&first), &at(200));
+        assert_eq!(cond(&again, "Ready").last_transition_time, at(100));
+        assert!(!status_differs(Some(&first), &again));
+
+        let mut degraded = report(vec![], 1);
+        degraded.no_endpoints = true;
+        let next = desired_status(&degraded, Some(&first), &at(300));
+        assert!(status_differs(Some(&first), &next));
+        assert_eq!(cond(&next, "Ready").reason, "NoReadyEndpoints");
+        assert_eq!(cond(&next, "Ready").last_transition_time, at(300));
+        assert_eq!(cond(&next, "Accepted").last_transition_time, at(100));
+        assert!(status_differs(None, &next));
     }
 }

@@ -197,6 +197,55 @@ impl Watchers {
     }
 }
 
+/// Skips the events compile cannot care about: a write to the `status` of an object that has
+/// a `generation` (our own status writes to Routes and Ingresses) leaves uid, generation,
+/// labels, annotations and deletion unchanged. Everything else, and every delete, counts.
+#[derive(Default)]
+struct Relevance {
+    last: std::collections::HashMap<(Option<String>, Option<String>), u64>,
+}
+
+impl Relevance {
+    fn matters<K: Resource>(&mut self, ev: &watcher::Event<K>) -> bool {
+        match ev {
+            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                let meta = o.meta();
+                if meta.generation.is_none() {
+                    return true;
+                }
+                let key = (meta.namespace.clone(), meta.name.clone());
+                let print = fingerprint(meta);
+                self.last.insert(key, print) != Some(print)
+            }
+            watcher::Event::Delete(o) => {
+                let meta = o.meta();
+                self.last
+                    .remove(&(meta.namespace.clone(), meta.name.clone()));
+                true
+            }
+            watcher::Event::Init => {
+                self.last.clear();
+                true
+            }
+            watcher::Event::InitDone => true,
+        }
+    }
+}
+
+fn fingerprint(meta: &kube::api::ObjectMeta) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    meta.uid.hash(&mut h);
+    meta.generation.hash(&mut h);
+    meta.labels.hash(&mut h);
+    meta.annotations.hash(&mut h);
+    meta.deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .hash(&mut h);
+    h.finish()
+}
+
 struct Spawner<'a> {
     client: &'a Client,
     namespaces: &'a Namespaces,
@@ -245,13 +294,16 @@ impl Spawner<'_> {
             .default_backoff()
             .modify(|o| o.meta_mut().managed_fields = None)
             .reflect(writer);
+        let mut seen = Relevance::default();
         self.tasks.push(tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             loop {
                 tokio::select! {
                     _ = shutdown.wait_for(|s| *s) => break,
                     ev = stream.next() => match ev {
-                        Some(Ok(_)) => changed.notify_one(),
+                        Some(Ok(ev)) => if seen.matters(&ev) {
+                            changed.notify_one();
+                        },
                         Some(Err(e)) => {
                             tracing::warn!(kind = %kind, error = %crate::error_chain(&e), "watch failed; retrying");
                         }

@@ -1,0 +1,524 @@
+//! The controller against the embedded API: objects applied through the Kubernetes API reach the
+//! live routing table, and their status and Events come back.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{client, eventually, start_api};
+use k8s_openapi::api::core::v1::{Event, Namespace, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use portcullis::api::Route;
+use portcullis::config::Settings;
+use portcullis::controller::Controller;
+use portcullis::controller::leader::Leadership;
+use portcullis::devapi::DevApi;
+use portcullis::routing::live::LiveTable;
+use portcullis::routing::upstream::Target;
+use serde_json::json;
+use tokio::sync::watch;
+
+struct Fixture {
+    api: DevApi,
+    client: Client,
+    live: LiveTable,
+    controller: Option<Controller>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Fixture {
+    async fn start() -> Self {
+        Self::with_settings(Settings {
+            allow_loopback_upstreams: true,
+            ..Settings::default()
+        })
+        .await
+    }
+
+    async fn with_settings(settings: Settings) -> Self {
+        let api = start_api().await;
+        let client = client(&api).await;
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for crd in portcullis::api::all_crds() {
+            crds.create(&PostParams::default(), &crd)
+                .await
+                .expect("crd");
+        }
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        for ns in ["team-a", "team-b"] {
+            namespaces
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+                )
+                .await
+                .expect("namespace");
+        }
+        let live = LiveTable::new();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let context = portcullis::controller::compile_context(
+            &settings,
+            &api.url().parse().unwrap(),
+            Some("auth.localhost".into()),
+            &[api.addr],
+        );
+        let controller = Controller::start(
+            client.clone(),
+            &settings,
+            context,
+            live.clone(),
+            Leadership::always(),
+            shutdown_rx,
+        );
+        live.wait_for(1, Duration::from_secs(10))
+            .await
+            .expect("the first table is published");
+        Fixture {
+            api,
+            client,
+            live,
+            controller: Some(controller),
+            shutdown,
+        }
+    }
+
+    fn routes(&self, ns: &str) -> Api<Route> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    async fn apply<K>(&self, ns: &str, doc: serde_json::Value) -> K
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), ns);
+        let name = doc["metadata"]["name"].as_str().unwrap().to_owned();
+        api.patch(
+            &name,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(doc),
+        )
+        .await
+        .expect("apply")
+    }
+
+    async fn route(&self, ns: &str, name: &str, spec: serde_json::Value) -> Route {
+        self.apply(
+            ns,
+            json!({
+                "apiVersion": "portcullis.dev/v1alpha1", "kind": "Route",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": spec,
+            }),
+        )
+        .await
+    }
+
+    /// Waits until `host` + `path` is served by `id` (or by nothing, for `None`).
+    async fn served(&self, host: &str, path: &str, id: Option<&str>) {
+        let what = format!("{host}{path} served by {id:?}");
+        eventually(10, &what, || async {
+            let table = self.live.load();
+            let now = table.find(host, path).map(|(_, r)| r.id.to_string());
+            (now.as_deref() == id).then_some(())
+        })
+        .await;
+    }
+
+    /// Waits until a condition of a Route has `status` and returns its reason.
+    async fn condition(&self, ns: &str, name: &str, type_: &str, status: &str) -> String {
+        let routes = self.routes(ns);
+        eventually(10, &format!("{ns}/{name} {type_}={status}"), || {
+            let routes = routes.clone();
+            async move {
+                let r = routes.get(name).await.ok()?;
+                let c = r
+                    .status?
+                    .conditions?
+                    .into_iter()
+                    .find(|c| c.type_ == type_)?;
+                (c.status == status).then_some(c.reason)
+            }
+        })
+        .await
+    }
+
+    async fn events_for(&self, ns: &str, name: &str) -> Vec<Event> {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), ns);
+        events
+            .list(&ListParams::default())
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .filter(|e| e.involved_object.name.as_deref() == Some(name))
+            .collect()
+    }
+
+    async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(c) = self.controller.take() {
+            c.join().await;
+        }
+        self.api.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_route_goes_live_gets_its_status_and_leaves() {
+    let f = Fixture::start().await;
+    let before = f.live.generation();
+    f.route(
+        "team-a",
+        "billing",
+        json!({"from": "https://billing.localhost/api", "to": [{"url": "http://127.0.0.1:9000"}], "allowAnyAuthenticatedUser": true}),
+    )
+    .await;
+    f.served("billing.localhost", "/api/x", Some("Route team-a/billing"))
+        .await;
+    assert!(f.live.generation() > before);
+    assert_eq!(
+        f.condition("team-a", "billing", "Ready", "True").await,
+        "Ready"
+    );
+    let r = f.routes("team-a").get("billing").await.unwrap();
+    let status = r.status.unwrap();
+    assert_eq!(status.url.as_deref(), Some("https://billing.localhost/api"));
+    assert_eq!(status.observed_generation, Some(1));
+
+    // A spec change is compiled and observed.
+    f.route(
+        "team-a",
+        "billing",
+        json!({"from": "https://billing.localhost/v2", "to": [{"url": "http://127.0.0.1:9000"}], "allowAnyAuthenticatedUser": true}),
+    )
+    .await;
+    f.served("billing.localhost", "/v2", Some("Route team-a/billing"))
+        .await;
+    f.served("billing.localhost", "/api/x", None).await;
+    let routes = f.routes("team-a");
+    eventually(10, "observedGeneration 2", || {
+        let routes = routes.clone();
+        async move {
+            let s = routes.get("billing").await.ok()?.status?;
+            (s.observed_generation == Some(2)
+                && s.url.as_deref() == Some("https://billing.localhost/v2"))
+            .then_some(())
+        }
+    })
+    .await;
+
+    routes
+        .delete("billing", &DeleteParams::default())
+        .await
+        .unwrap();
+    f.served("billing.localhost", "/v2", None).await;
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn one_bad_route_does_not_disturb_the_others_and_says_why() {
+    let f = Fixture::start().await;
+    let to = json!([{"url": "http://127.0.0.1:9000"}]);
+    f.route(
+        "team-a",
+        "first",
+        json!({"from": "http://shared.localhost", "to": to, "allowAnyAuthenticatedUser": true}),
+    )
+    .await;
+    f.served("shared.localhost", "/", Some("Route team-a/first"))
+        .await;
+    // Creation times have a one-second resolution: make sure the second one is younger.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    f.route(
+        "team-b",
+        "second",
+        json!({"from": "http://shared.localhost", "to": to, "allowAnyAuthenticatedUser": true}),
+    )
+    .await;
+    f.route(
+        "team-a",
+        "metadata",
+        json!({"from": "http://m.localhost", "to": [{"url": "http://169.254.169.254/"}], "allowAnyAuthenticatedUser": true}),
+    )
+    .await;
+    f.route(
+        "team-a",
+        "cel",
+        json!({"from": "http://cel.localhost", "to": to, "policy": {"allow": {"or": [{"expression": "request.method =="}]}}}),
+    )
+    .await;
+    f.route(
+        "team-a",
+        "auth",
+        json!({"from": "http://auth.localhost", "to": to, "allowAnyAuthenticatedUser": true}),
+    )
+    .await;
+
+    assert_eq!(
+        f.condition("team-b", "second", "Accepted", "False").await,
+        "Conflict"
+    );
+    assert_eq!(
+        f.condition("team-a", "metadata", "ResolvedRefs", "False")
+            .await,
+        "BackendNotAllowed"
+    );
+    assert_eq!(
+        f.condition("team-a", "cel", "Accepted", "False").await,
+        "InvalidPolicy"
+    );
+    assert_eq!(
+        f.condition("team-a", "auth", "Accepted", "False").await,
+        "ReservedHost"
+    );
+    // The older route keeps its host: no flapping.
+    f.served("shared.localhost", "/", Some("Route team-a/first"))
+        .await;
+    assert_eq!(
+        f.condition("team-a", "first", "Ready", "True").await,
+        "Ready"
+    );
+    f.served("cel.localhost", "/", None).await;
+
+    // Each problem is an Event on its object, as `kubectl describe` shows.
+    let events = eventually(10, "conflict event", || async {
+        let e = f.events_for("team-b", "second").await;
+        (!e.is_empty()).then_some(e)
+    })
+    .await;
+    assert_eq!(events[0].reason.as_deref(), Some("Conflict"));
+    assert_eq!(events[0].type_.as_deref(), Some("Warning"));
+    assert!(
+        events[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("Route team-a/first")
+    );
+    let events = eventually(10, "ssrf event", || async {
+        let e = f.events_for("team-a", "metadata").await;
+        (!e.is_empty()).then_some(e)
+    })
+    .await;
+    assert_eq!(events[0].reason.as_deref(), Some("BackendNotAllowed"));
+
+    // Removing the winner hands the host to the next oldest.
+    f.routes("team-a")
+        .delete("first", &DeleteParams::default())
+        .await
+        .unwrap();
+    f.served("shared.localhost", "/", Some("Route team-b/second"))
+        .await;
+    assert_eq!(
+        f.condition("team-b", "second", "Accepted", "True").await,
+        "Accepted"
+    );
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn upstreams_follow_endpoint_slices() {
+    let f = Fixture::start().await;
+    f.apply::<Service>(
+        "team-a",
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "echo", "namespace": "team-a"},
+               "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}),
+    )
+    .await;
+    let slice = |ready: bool| {
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+               "metadata": {"name": "echo-1", "namespace": "team-a", "labels": {"kubernetes.io/service-name": "echo"}},
+               "addressType": "IPv4",
+               "endpoints": [{"addresses": ["10.0.0.7"], "conditions": {"ready": ready}}],
+               "ports": [{"name": "http", "port": 8080}]})
+    };
+    f.route(
+        "team-a",
+        "echo",
+        json!({"from": "http://echo.localhost", "to": [{"service": {"name": "echo", "port": 80}}], "allowAnyAuthenticatedUser": true}),
+    )
+    .await;
+    // No EndpointSlice yet: the Service's DNS name.
+    let targets = |f: &Fixture| -> Vec<String> {
+        let t = f.live.load();
+        let Some((_, r)) = t.find("echo.localhost", "/") else {
+            return vec!["<none>".into()];
+        };
+        r.backends
+            .iter()
+            .flat_map(|b| &b.upstreams)
+            .map(|u| match &u.target {
+                Target::Addr(a) => a.to_string(),
+                Target::Name { host, port } => format!("{host}:{port}"),
+            })
+            .collect()
+    };
+    eventually(10, "dns fallback", || async {
+        (targets(&f) == ["echo.team-a.svc:80"]).then_some(())
+    })
+    .await;
+    f.apply::<EndpointSlice>("team-a", slice(true)).await;
+    eventually(10, "ready endpoint", || async {
+        (targets(&f) == ["10.0.0.7:8080"]).then_some(())
+    })
+    .await;
+    assert_eq!(
+        f.condition("team-a", "echo", "Ready", "True").await,
+        "Ready"
+    );
+    f.apply::<EndpointSlice>("team-a", slice(false)).await;
+    eventually(10, "no ready endpoint", || async {
+        targets(&f).is_empty().then_some(())
+    })
+    .await;
+    assert_eq!(
+        f.condition("team-a", "echo", "Ready", "False").await,
+        "NoReadyEndpoints"
+    );
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn ingresses_of_our_class_are_served_and_their_problems_are_events() {
+    let f = Fixture::start().await;
+    let ingress = |name: &str, host: &str, annotations: serde_json::Value| {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+               "metadata": {"name": name, "namespace": "team-a", "annotations": annotations},
+               "spec": {"ingressClassName": "portcullis", "rules": [{"host": host, "http": {"paths": [
+                   {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}})
+    };
+    f.apply::<Ingress>(
+        "team-a",
+        ingress(
+            "good",
+            "web.localhost",
+            json!({"portcullis.dev/allow-any-authenticated-user": "true"}),
+        ),
+    )
+    .await;
+    f.apply::<Ingress>(
+        "team-a",
+        ingress(
+            "bad",
+            "bad.localhost",
+            json!({"portcullis.dev/alow-websockets": "true"}),
+        ),
+    )
+    .await;
+    let mut other = ingress("nginx", "nginx.localhost", json!({}));
+    other["spec"]["ingressClassName"] = json!("nginx");
+    f.apply::<Ingress>("team-a", other).await;
+
+    f.served("web.localhost", "/", Some("Ingress team-a/good"))
+        .await;
+    let events = eventually(10, "annotation event", || async {
+        let e = f.events_for("team-a", "bad").await;
+        (!e.is_empty()).then_some(e)
+    })
+    .await;
+    assert_eq!(events[0].reason.as_deref(), Some("InvalidAnnotation"));
+    assert!(
+        events[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("portcullis.dev/alow-websockets")
+    );
+    // The missing Service is reported too, on the served Ingress.
+    let events = eventually(10, "backend event", || async {
+        let e = f.events_for("team-a", "good").await;
+        (!e.is_empty()).then_some(e)
+    })
+    .await;
+    assert_eq!(events[0].reason.as_deref(), Some("BackendNotFound"));
+    assert!(f.live.load().find("bad.localhost", "/").is_none());
+    assert!(f.live.load().find("nginx.localhost", "/").is_none());
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn status_is_not_written_again_when_nothing_changed() {
+    let f = Fixture::start().await;
+    let to = json!([{"url": "http://127.0.0.1:9000"}]);
+    f.route(
+        "team-a",
+        "steady",
+        json!({"from": "http://steady.localhost", "to": to, "allowAnyAuthenticatedUser": true}),
+    )
+    .await;
+    f.condition("team-a", "steady", "Ready", "True").await;
+    let version = f
+        .routes("team-a")
+        .get("steady")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    // Unrelated changes publish new tables; the steady route's status stays as it was.
+    for i in 0..3 {
+        let generation = f.live.generation();
+        f.route(
+            "team-b",
+            &format!("other-{i}"),
+            json!({"from": format!("http://other-{i}.localhost"), "to": to, "allowAnyAuthenticatedUser": true}),
+        )
+        .await;
+        f.live
+            .wait_for(generation + 1, Duration::from_secs(10))
+            .await
+            .expect("a new table");
+        f.condition("team-b", &format!("other-{i}"), "Ready", "True")
+            .await;
+    }
+    let after = f
+        .routes("team-a")
+        .get("steady")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    assert_eq!(version, after);
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn only_watched_namespaces_are_served() {
+    let f = Fixture::with_settings(Settings {
+        allow_loopback_upstreams: true,
+        watch_namespaces: vec!["team-a".into()],
+        ..Settings::default()
+    })
+    .await;
+    let to = json!([{"url": "http://127.0.0.1:9000"}]);
+    f.route(
+        "team-b",
+        "outside",
+        json!({"from": "http://outside.localhost", "to": to, "allowAnyAuthenticatedUser": true}),
+    )
+    .await;
+    f.route(
+        "team-a",
+        "inside",
+        json!({"from": "http://inside.localhost", "to": to, "allowAnyAuthenticatedUser": true}),
+    )
+    .await;
+    f.served("inside.localhost", "/", Some("Route team-a/inside"))
+        .await;
+    assert!(f.live.load().find("outside.localhost", "/").is_none());
+    let outside = f.routes("team-b").get("outside").await.unwrap();
+    assert!(
+        outside.status.is_none(),
+        "routes outside watchNamespaces are left alone"
+    );
+    f.stop().await;
+}

@@ -144,7 +144,7 @@ pub async fn run(
         },
     );
     let mut leader_rx = leadership.subscribe();
-    let mut sent = EventMemory::default();
+    let mut sent: Option<EventMemory> = None;
     loop {
         tokio::select! {
             r = published.changed() => if r.is_err() { return },
@@ -152,20 +152,19 @@ pub async fn run(
             _ = shutdown.wait_for(|s| *s) => return,
         }
         if !leadership.is_leader() {
-            // A new leader re-sends what it has not seen itself.
-            sent = EventMemory::default();
+            sent = None;
             continue;
         }
+        // A new leader starts from the Events already recorded (by any replica), so a
+        // failover does not repeat them.
+        if sent.is_none() {
+            sent = Some(EventMemory::recorded(&client).await);
+        }
+        let Some(memory) = sent.as_mut() else {
+            continue;
+        };
         let current = published.borrow_and_update().clone();
-        sync(
-            &client,
-            &recorder,
-            &watchers,
-            &current,
-            &leadership,
-            &mut sent,
-        )
-        .await;
+        sync(&client, &recorder, &watchers, &current, &leadership, memory).await;
     }
 }
 
@@ -173,7 +172,33 @@ pub async fn run(
 /// only after it went away and came back.
 #[derive(Default)]
 struct EventMemory {
-    sent: HashMap<String, BTreeSet<(&'static str, String)>>,
+    sent: HashMap<String, BTreeSet<(String, String)>>,
+}
+
+impl EventMemory {
+    /// The Warning Events this controller already recorded, by object uid. On an error the
+    /// memory starts empty (at worst an Event is repeated).
+    async fn recorded(client: &Client) -> Self {
+        let api: Api<k8s_openapi::api::events::v1::Event> = Api::all(client.clone());
+        let params = kube::api::ListParams::default()
+            .fields(&format!("reportingController={MANAGER},type=Warning"));
+        let mut memory = EventMemory::default();
+        match api.list(&params).await {
+            Ok(list) => {
+                for e in list.items {
+                    let uid = e.regarding.and_then(|r| r.uid);
+                    if let (Some(uid), Some(reason), Some(note)) = (uid, e.reason, e.note) {
+                        memory.sent.entry(uid).or_default().insert((reason, note));
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(
+                error = %crate::error_chain(&e),
+                "listing recorded Events failed; current problems will be recorded again"
+            ),
+        }
+        memory
+    }
 }
 
 async fn sync(
@@ -217,10 +242,10 @@ async fn sync(
                 obj.object_ref(&())
             }
         };
-        let now_problems: BTreeSet<(&'static str, String)> = report
+        let now_problems: BTreeSet<(String, String)> = report
             .problems
             .iter()
-            .map(|p| (p.reason, p.message.clone()))
+            .map(|p| (p.reason.to_owned(), p.message.clone()))
             .collect();
         let before = sent.sent.get(&uid);
         for p in &now_problems {
@@ -259,11 +284,12 @@ async fn sync(
             object = %format!("{} {}/{}", reference.kind.as_deref().unwrap_or_default(), reference.namespace.as_deref().unwrap_or_default(), reference.name.as_deref().unwrap_or_default()),
             reason,
             message = %message,
+            replica = leadership.identity(),
             "object refused or degraded"
         );
         let event = Event {
             type_: EventType::Warning,
-            reason: reason.to_owned(),
+            reason,
             note: Some(message),
             action: "Compile".into(),
             secondary: None,

@@ -286,6 +286,9 @@ pub struct Settings {
     pub allow_loopback_upstreams: bool,
     /// Allow Services of type `ExternalName` as backends (off: they can point anywhere).
     pub allow_external_name_services: bool,
+    /// The proxy's address (IP or host name) written into `status.loadBalancer` of our
+    /// Ingresses; empty writes nothing.
+    pub publish_status_address: String,
     /// Downstream mTLS.
     #[serde(rename = "downstreamMTLS")]
     pub downstream_mtls: DownstreamMtls,
@@ -312,6 +315,7 @@ impl Default for Settings {
             watch_namespaces: Vec::new(),
             allow_loopback_upstreams: false,
             allow_external_name_services: false,
+            publish_status_address: String::new(),
             downstream_mtls: DownstreamMtls::default(),
             tls: TlsSettings::default(),
             log: LogSettings::default(),
@@ -406,7 +410,7 @@ fn merge(base: &mut Value, over: Value) {
 
 /// What `portcullis dev` changes in the defaults.
 pub fn dev_defaults() -> Value {
-    json!({"allowLoopbackUpstreams": true, "log": {"format": "text"}})
+    json!({"allowLoopbackUpstreams": true, "publishStatusAddress": "127.0.0.1", "log": {"format": "text"}})
 }
 
 impl Settings {

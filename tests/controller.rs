@@ -35,6 +35,7 @@ impl Fixture {
     async fn start() -> Self {
         Self::with_settings(Settings {
             allow_loopback_upstreams: true,
+            publish_status_address: "127.0.0.1".into(),
             ..Settings::default()
         })
         .await
@@ -443,6 +444,24 @@ async fn ingresses_of_our_class_are_served_and_their_problems_are_events() {
     assert_eq!(events[0].reason.as_deref(), Some("BackendNotFound"));
     assert!(f.live.load().find("bad.localhost", "/").is_none());
     assert!(f.live.load().find("nginx.localhost", "/").is_none());
+    // Ingresses of our class carry the proxy's address; others are left alone.
+    let ingresses: Api<Ingress> = Api::namespaced(f.client.clone(), "team-a");
+    eventually(10, "loadBalancer address", || {
+        let ingresses = ingresses.clone();
+        async move {
+            let lb = ingresses.get("good").await.ok()?.status?.load_balancer?;
+            (lb.ingress?[0].ip.as_deref() == Some("127.0.0.1")).then_some(())
+        }
+    })
+    .await;
+    let nginx = ingresses.get("nginx").await.unwrap();
+    assert!(
+        nginx
+            .status
+            .and_then(|s| s.load_balancer)
+            .and_then(|l| l.ingress)
+            .is_none()
+    );
     f.stop().await;
 }
 

@@ -117,6 +117,7 @@ pub const HOST_PATTERN: &str = concat!("^", host!(), "$");
     validation = Rule::new("!has(self.tls) || self.from.startsWith('https://')").message("tls only applies to routes whose from starts with https://"),
     validation = Rule::new("self.to.all(t, !has(t.url) || (t.url.startsWith('ssh://') == self.from.startsWith('ssh://')))").message("an ssh:// route needs ssh:// upstream URLs, and an http:// or https:// route needs http:// or https:// upstream URLs"),
     validation = Rule::new("self.to.exists(t, !has(t.weight) || t.weight > 0)").message("at least one to entry needs a weight above 0"),
+    validation = Rule::new("!has(self.identityProviders) || size(self.identityProviders) == 0 || (has(self.bearerTokenFormat) && self.bearerTokenFormat == 'jwt')").message("identityProviders only applies with bearerTokenFormat: jwt"),
     validation = Rule::new("!(has(self.allowPublicUnauthenticatedAccess) && self.allowPublicUnauthenticatedAccess) || (!has(self.policy) && !(has(self.allowAnyAuthenticatedUser) && self.allowAnyAuthenticatedUser))").message("allowPublicUnauthenticatedAccess lets everyone in, so it cannot be combined with policy or allowAnyAuthenticatedUser"),
 )]
 #[serde(rename_all = "camelCase")]
@@ -601,10 +602,14 @@ status:
         let crd = serde_json::to_value(Route::crd()).unwrap();
         let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
         let spec = rules_at(schema, "/properties/spec");
-        assert_eq!(spec.len(), 4);
+        assert_eq!(spec.len(), 5);
         assert!(
             spec.iter()
                 .any(|r| r.contains("self.from.startsWith('https://')"))
+        );
+        assert!(
+            spec.iter()
+                .any(|r| r.contains("self.bearerTokenFormat == 'jwt'"))
         );
         assert!(spec.iter().any(|r| r.contains("t.weight > 0")));
         assert!(

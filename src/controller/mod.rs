@@ -73,11 +73,14 @@ impl Controller {
             published_tx,
             shutdown.clone(),
         ));
+        let publish_address =
+            Some(settings.publish_status_address.clone()).filter(|a| !a.is_empty());
         let status = tokio::spawn(status::run(
             client,
             Arc::clone(&watchers),
             published.clone(),
             leadership,
+            publish_address,
             shutdown,
         ));
         Controller {

@@ -15,7 +15,11 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource};
 use tokio::sync::watch;
 
-use super::compile::{Condition, Kind, Problem, Report};
+use k8s_openapi::api::networking::v1::{
+    Ingress, IngressLoadBalancerIngress, IngressLoadBalancerStatus,
+};
+
+use super::compile::{Condition, Kind, ObjectKey, Problem, Report};
 use super::leader::Leadership;
 use super::publisher::Published;
 use super::watch::Watchers;
@@ -134,8 +138,10 @@ pub async fn run(
     watchers: Arc<Watchers>,
     mut published: watch::Receiver<Arc<Published>>,
     leadership: Leadership,
+    publish_address: Option<String>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let load_balancer = publish_address.as_deref().map(load_balancer_status);
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -164,7 +170,14 @@ pub async fn run(
             continue;
         };
         let current = published.borrow_and_update().clone();
-        sync(&client, &recorder, &watchers, &current, &leadership, memory).await;
+        let ctx = SyncContext {
+            client: &client,
+            recorder: &recorder,
+            watchers: &watchers,
+            leadership: &leadership,
+            load_balancer: load_balancer.as_ref(),
+        };
+        sync(&ctx, &current, memory).await;
     }
 }
 
@@ -201,16 +214,37 @@ impl EventMemory {
     }
 }
 
-async fn sync(
-    client: &Client,
-    recorder: &Recorder,
-    watchers: &Watchers,
-    published: &Published,
-    leadership: &Leadership,
-    sent: &mut EventMemory,
-) {
+/// `status.loadBalancer` of an Ingress served at `address` (an IP, else a host name).
+pub fn load_balancer_status(address: &str) -> IngressLoadBalancerStatus {
+    let mut entry = IngressLoadBalancerIngress::default();
+    if address.parse::<std::net::IpAddr>().is_ok() {
+        entry.ip = Some(address.to_owned());
+    } else {
+        entry.hostname = Some(address.to_owned());
+    }
+    IngressLoadBalancerStatus {
+        ingress: Some(vec![entry]),
+    }
+}
+
+struct SyncContext<'a> {
+    client: &'a Client,
+    recorder: &'a Recorder,
+    watchers: &'a Watchers,
+    leadership: &'a Leadership,
+    load_balancer: Option<&'a IngressLoadBalancerStatus>,
+}
+
+async fn sync(ctx: &SyncContext<'_>, published: &Published, sent: &mut EventMemory) {
+    let SyncContext {
+        client,
+        recorder,
+        watchers,
+        leadership,
+        load_balancer,
+    } = *ctx;
     let now = Time(jiff::Timestamp::from_second(published.compiled_at).unwrap_or_default());
-    let mut writes = Vec::new();
+    let mut writes: Vec<(ObjectKey, serde_json::Value)> = Vec::new();
     let mut events = Vec::new();
     let mut seen = HashMap::new();
     for report in published.reports.values() {
@@ -228,7 +262,7 @@ async fn sync(
                 }
                 let desired = desired_status(report, obj.status.as_ref(), &now);
                 if status_differs(obj.status.as_ref(), &desired) {
-                    writes.push((report.key.clone(), desired));
+                    writes.push((report.key.clone(), serde_json::json!({ "status": desired })));
                 }
                 obj.object_ref(&())
             }
@@ -238,6 +272,13 @@ async fn sync(
                 };
                 if obj.metadata.uid.as_deref() != Some(uid.as_str()) {
                     continue;
+                }
+                let current = obj.status.as_ref().and_then(|s| s.load_balancer.as_ref());
+                if let Some(lb) = load_balancer
+                    && current != Some(lb)
+                {
+                    let patch = serde_json::json!({"status": {"loadBalancer": lb}});
+                    writes.push((report.key.clone(), patch));
                 }
                 obj.object_ref(&())
             }
@@ -257,20 +298,27 @@ async fn sync(
     }
     sent.sent = seen;
 
-    let writes = futures::stream::iter(writes.into_iter().map(|(key, status)| {
-        let api: Api<Route> = Api::namespaced(client.clone(), &key.namespace);
-        async move {
-            if !leadership.is_leader() {
-                return;
-            }
-            let patch = Patch::Merge(serde_json::json!({ "status": status }));
-            let params = PatchParams {
-                field_manager: Some(MANAGER.into()),
-                ..PatchParams::default()
-            };
-            if let Err(e) = api.patch_status(&key.name, &params, &patch).await {
-                tracing::warn!(object = %key, error = %crate::error_chain(&e), "writing status failed");
-            }
+    let writes = futures::stream::iter(writes.into_iter().map(|(key, body)| async move {
+        if !leadership.is_leader() {
+            return;
+        }
+        let patch = Patch::Merge(body);
+        let params = PatchParams {
+            field_manager: Some(MANAGER.into()),
+            ..PatchParams::default()
+        };
+        let written = match key.kind {
+            Kind::Route => Api::<Route>::namespaced(client.clone(), &key.namespace)
+                .patch_status(&key.name, &params, &patch)
+                .await
+                .map(drop),
+            Kind::Ingress => Api::<Ingress>::namespaced(client.clone(), &key.namespace)
+                .patch_status(&key.name, &params, &patch)
+                .await
+                .map(drop),
+        };
+        if let Err(e) = written {
+            tracing::warn!(object = %key, error = %crate::error_chain(&e), "writing status failed");
         }
     }))
     .buffer_unordered(WRITE_CONCURRENCY);
@@ -303,7 +351,6 @@ async fn sync(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::compile::ObjectKey;
 
     fn report(problems: Vec<Problem>, served: usize) -> Report {
         Report {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 
-use super::compile::{CompileContext, Report, compile};
+use super::compile::{CompileContext, Compiled, Report, compile};
 use super::watch::Watchers;
 use crate::routing::live::LiveTable;
 
@@ -57,29 +57,41 @@ pub async fn run(
         let now = ctx.now;
         let started = Instant::now();
         let compiled = tokio::task::spawn_blocking(move || compile(&snapshot, &ctx)).await;
-        match compiled {
-            Ok(compiled) => {
-                let routes = compiled.table.routes.len();
-                let generation = live.publish(compiled.table);
-                let problems: usize = compiled.reports.values().map(|r| r.problems.len()).sum();
-                tracing::debug!(
-                    generation,
-                    routes,
-                    problems,
-                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
-                    "routing table published"
-                );
-                reports.send_replace(Arc::new(Published {
-                    generation,
-                    compiled_at: now,
-                    reports: compiled.reports,
-                }));
-            }
-            Err(e) => tracing::error!(
+        if let Some(generation) = publish(&live, &reports, compiled, now) {
+            tracing::debug!(
+                generation,
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                "routing table published"
+            );
+        }
+    }
+}
+
+/// Publishes a compile result: the table goes live and the reports go to the status writer.
+/// A failed compile (the compile task panicked) publishes nothing: the last good table stays.
+fn publish(
+    live: &LiveTable,
+    reports: &watch::Sender<Arc<Published>>,
+    compiled: Result<Compiled, tokio::task::JoinError>,
+    compiled_at: i64,
+) -> Option<u64> {
+    match compiled {
+        Ok(compiled) => {
+            let generation = live.publish(compiled.table);
+            reports.send_replace(Arc::new(Published {
+                generation,
+                compiled_at,
+                reports: compiled.reports,
+            }));
+            Some(generation)
+        }
+        Err(e) => {
+            tracing::error!(
                 error = %e,
                 generation = live.generation(),
                 "compiling the routing table failed; the last good table stays live"
-            ),
+            );
+            None
         }
     }
 }
@@ -94,5 +106,34 @@ async fn settle(changed: &Notify) {
             _ = tokio::time::sleep_until(deadline) => return,
             _ = changed.notified() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_compile_keeps_the_last_good_table() {
+        let live = LiveTable::new();
+        let (tx, rx) = watch::channel(Arc::new(Published::default()));
+        let good = tokio::task::spawn_blocking(Compiled::default).await;
+        assert_eq!(publish(&live, &tx, good, 10), Some(1));
+        let before = live.load();
+        assert_eq!(rx.borrow().generation, 1);
+
+        let failed = tokio::task::spawn_blocking(|| -> Compiled { panic!("compile bug") }).await;
+        assert!(failed.is_err());
+        assert_eq!(publish(&live, &tx, failed, 20), None);
+        assert_eq!(live.generation(), 1);
+        assert!(
+            Arc::ptr_eq(&before, &live.load()),
+            "the same table stays live"
+        );
+        assert_eq!(
+            rx.borrow().compiled_at,
+            10,
+            "no reports for a failed compile"
+        );
     }
 }

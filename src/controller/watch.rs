@@ -197,11 +197,16 @@ impl Watchers {
     }
 }
 
-/// Skips the events compile cannot care about: a write to the `status` of an object that has
-/// a `generation` (our own status writes to Routes and Ingresses) leaves uid, generation,
-/// labels, annotations and deletion unchanged. Everything else, and every delete, counts.
-#[derive(Default)]
+/// Kinds whose status Portcullis writes and whose `generation` moves with every change compile
+/// reads (their spec).
+const STATUS_KINDS: &[&str] = &["Route", "Ingress", "ServiceAccountCredential"];
+
+/// Skips the events compile cannot care about: for [`STATUS_KINDS`], a write to `status` (our
+/// own status writes) leaves uid, generation, labels, annotations and deletion unchanged. For
+/// other kinds every event counts (a Secret or an EndpointSlice has no spec/status split), and
+/// so does every delete.
 struct Relevance {
+    skip_status_only: bool,
     last: std::collections::HashMap<(Option<String>, Option<String>), u64>,
 }
 
@@ -210,7 +215,7 @@ impl Relevance {
         match ev {
             watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
                 let meta = o.meta();
-                if meta.generation.is_none() {
+                if !self.skip_status_only || meta.generation.is_none() {
                     return true;
                 }
                 let key = (meta.namespace.clone(), meta.name.clone());
@@ -294,7 +299,10 @@ impl Spawner<'_> {
             .default_backoff()
             .modify(|o| o.meta_mut().managed_fields = None)
             .reflect(writer);
-        let mut seen = Relevance::default();
+        let mut seen = Relevance {
+            skip_status_only: STATUS_KINDS.contains(&kind.as_str()),
+            last: Default::default(),
+        };
         self.tasks.push(tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             loop {

@@ -20,6 +20,7 @@ pub mod app;
 pub mod config;
 pub mod controller;
 pub mod devapi;
+pub mod identity;
 pub mod policy;
 pub mod routing;
 pub mod yaml;

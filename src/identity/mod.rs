@@ -1,4 +1,9 @@
-//! The identity surface (DESIGN.md §4): signing keys and JWKS today; the token service, login,
-//! sessions and federation join here. Works on plain domain types, never Kubernetes ones.
+//! The identity surface (DESIGN.md §4): signing keys and JWKS, endpoint paths and metadata, the
+//! token endpoint's request parsing, client authentication, scopes, access-token claims and the
+//! OAuth error responses; login, sessions and federation join here. Works on plain domain types,
+//! never Kubernetes ones.
 
+pub mod endpoints;
+pub mod error;
 pub mod keys;
+pub mod token;

@@ -87,7 +87,7 @@ fn from_of(i: usize) -> String {
             ["/api", "/web", "/admin/v1", ""][k - 15]
         ),
         _ => {
-            let scheme = if i % 2 == 0 { "https" } else { "http" };
+            let scheme = if i.is_multiple_of(2) { "https" } else { "http" };
             format!("{scheme}://app-{i}.{}.example.com", namespace(i))
         }
     }
@@ -106,19 +106,27 @@ fn mix_route(i: usize) -> Route {
                 name: format!("svc-{i}"),
                 port: 80,
             }),
-            weight: (i % 10 == 0).then_some(90),
+            weight: i.is_multiple_of(10).then_some(90),
             ..RouteTarget::default()
         });
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             to.push(RouteTarget {
-                url: Some(format!("http://10.201.{}.{}:8080", (i / 250) % 250, i % 250)),
+                url: Some(format!(
+                    "http://10.201.{}.{}:8080",
+                    (i / 250) % 250,
+                    i % 250
+                )),
                 weight: Some(10),
                 ..RouteTarget::default()
             });
         }
     } else {
         to.push(RouteTarget {
-            url: Some(format!("http://10.200.{}.{}:8080", (i / 250) % 250, i % 250)),
+            url: Some(format!(
+                "http://10.200.{}.{}:8080",
+                (i / 250) % 250,
+                i % 250
+            )),
             ..RouteTarget::default()
         });
     }
@@ -126,10 +134,10 @@ fn mix_route(i: usize) -> Route {
         json!({"email": {"is": format!("owner-{i}@example.com")}}),
         json!({"groups": {"has": ns}}),
     ];
-    if i % 3 != 0 {
+    if !i.is_multiple_of(3) {
         or.push(json!({"domain": {"is": "example.com"}}));
     }
-    if i % 25 == 0 {
+    if i.is_multiple_of(25) {
         or.push(json!({"expression": format!(
             "request.method == 'GET' && claims.iss == 'https://issuer-{}.example.com'",
             i % 7
@@ -324,7 +332,12 @@ fn lookup_bench(c: &mut Criterion) {
         let j = (n / 2) / 20 * 20 + 3;
         let exact = format!("app-{j}.{}.example.com", namespace(j));
         let cases = [
-            ("exact host", exact.as_str(), "/orders/42", Some(format!("r{j:05}"))),
+            (
+                "exact host",
+                exact.as_str(),
+                "/orders/42",
+                Some(format!("r{j:05}")),
+            ),
             (
                 "wildcard host",
                 "tenant-42.wild.example.com",
@@ -375,7 +388,9 @@ where
             let ns = o.meta().namespace.clone().unwrap_or_default();
             let api: Api<K> = Api::namespaced(client.clone(), &ns);
             async move {
-                api.create(&PostParams::default(), &o).await.expect("create");
+                api.create(&PostParams::default(), &o)
+                    .await
+                    .expect("create");
             }
         })
         .buffer_unordered(CONCURRENCY)
@@ -408,6 +423,7 @@ struct Fixture {
     client: Client,
     live: LiveTable,
     controller: Controller,
+    context: CompileContext,
     shutdown: watch::Sender<bool>,
 }
 
@@ -444,7 +460,7 @@ impl Fixture {
         let controller = Controller::start(
             client.clone(),
             &settings,
-            context,
+            context.clone(),
             live.clone(),
             Leadership::always(),
             shutdown_rx,
@@ -457,8 +473,32 @@ impl Fixture {
             client,
             live,
             controller,
+            context,
             shutdown,
         }
+    }
+
+    /// Medians of 5 compiles of the controller's current snapshot, off the async runtime as the
+    /// publisher runs them: (compile, dropping the result).
+    async fn compile_now(&self) -> (Duration, Duration) {
+        let snap = self.controller.watchers.snapshot();
+        let ctx = self.context.clone();
+        tokio::task::spawn_blocking(move || {
+            let (mut compiling, mut dropping) = (Vec::new(), Vec::new());
+            for _ in 0..5 {
+                let t = Instant::now();
+                let compiled = compile(&snap, &ctx);
+                compiling.push(t.elapsed());
+                let t = Instant::now();
+                drop(compiled);
+                dropping.push(t.elapsed());
+            }
+            compiling.sort();
+            dropping.sort();
+            (compiling[2], dropping[2])
+        })
+        .await
+        .unwrap()
     }
 
     /// Waits until the live table has `routes` routes and every Route has a status (the
@@ -633,27 +673,29 @@ fn row(label: &str, mut v: Vec<Duration>) {
     );
 }
 
-/// Applies per table size.
+/// Applies per table size (`--applies N` changes it).
 const APPLIES: usize = 500;
 /// kubectl applies per table size (each starts a process).
 const KUBECTL_APPLIES: usize = 50;
 /// Routes preloaded for the "10k" measurements.
 const ROUTES: usize = 10_000;
 
-async fn live_apply() {
+async fn live_apply(applies: usize) {
     let dir = tempfile::tempdir().unwrap();
     let kubectl = kubectl_available();
     let f = Fixture::start().await;
-    println!("route applied → served by the live table (embedded API in memory, in-process controller)");
+    println!(
+        "route applied → served by the live table (embedded API in memory, in-process controller)"
+    );
     println!(
         "  {:<44} {:>9} {:>9} {:>9} {:>9}",
         "", "p50", "p90", "p99", "max"
     );
     row(
         "kube-rs create, empty table",
-        apply_with_client(&f, "empty", APPLIES).await,
+        apply_with_client(&f, "empty", applies).await,
     );
-    let mut extra = APPLIES;
+    let mut extra = applies;
     if kubectl {
         let [served, exited] = apply_with_kubectl(&f, dir.path(), "kempty", KUBECTL_APPLIES).await;
         row("kubectl apply, empty table", served);
@@ -671,7 +713,7 @@ async fn live_apply() {
     );
     row(
         "kube-rs create, 10k Routes",
-        apply_with_client(&f, "full", APPLIES).await,
+        apply_with_client(&f, "full", applies).await,
     );
     if kubectl {
         let [served, exited] = apply_with_kubectl(&f, dir.path(), "kfull", KUBECTL_APPLIES).await;
@@ -680,6 +722,12 @@ async fn live_apply() {
     } else {
         println!("  (kubectl not on PATH: no kubectl figures)");
     }
+    let (compiling, dropping) = f.compile_now().await;
+    println!(
+        "  where the time goes with 10k Routes: one compile of the live snapshot {:.1} ms, dropping a compiled table {:.1} ms (medians of 5, in this process)",
+        compiling.as_secs_f64() * 1e3,
+        dropping.as_secs_f64() * 1e3
+    );
     f.stop().await;
 }
 
@@ -806,13 +854,17 @@ async fn live_rss() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let full = status_kib(pid, "VmRSS:");
     let peak = status_kib(pid, "VmHWM:");
+    let (run, run_peak) = controller_only_rss(&kubeconfig).await;
     let _ = child.start_kill();
     let _ = child.wait().await;
 
     println!(
         "RSS of `portcullis dev` (durable store, embedded API + controller in one process, whole process)"
     );
-    println!("  idle, first table live                          {:>10}", mib(idle));
+    println!(
+        "  idle, first table live                          {:>10}",
+        mib(idle)
+    );
     println!(
         "  + {services} Services and {services} EndpointSlices          {:>10}",
         mib(backends)
@@ -823,15 +875,80 @@ async fn live_rss() {
         mib(peak),
         served_after.as_secs_f64()
     );
+    println!(
+        "RSS of `portcullis run` (controller only, a follower) against that API, first table live"
+    );
+    println!(
+        "  {ROUTES} Routes, {services} Services, {services} EndpointSlices         {:>10}   (peak {})",
+        mib(run),
+        mib(run_peak)
+    );
+}
+
+/// RSS and peak RSS of a `portcullis run` process (the controller without the embedded API)
+/// watching the API of `kubeconfig`, once its first table is live. The `portcullis dev` process
+/// holds the lease, so this one only watches, compiles and serves, like a second replica.
+async fn controller_only_rss(kubeconfig: &str) -> (u64, u64) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["run", "--kubeconfig", kubeconfig])
+        .env("PORTCULLIS_LISTEN_ADMIN", "127.0.0.1:0")
+        .env("PORTCULLIS_LOG_LEVEL", "info")
+        .env("PORTCULLIS_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("portcullis run");
+    let pid = child.id().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let admin = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if let Some(a) = v["admin"].as_str() {
+                return a.to_owned();
+            }
+        }
+        panic!("portcullis run exited");
+    })
+    .await
+    .expect("portcullis run prints its admin address");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let t = Instant::now();
+    while http_status(&admin, "/readyz").await != Some(200) {
+        assert!(
+            t.elapsed() < Duration::from_secs(300),
+            "portcullis run never ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss = (status_kib(pid, "VmRSS:"), status_kib(pid, "VmHWM:"));
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    rss
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--live") {
         let which = args.get(i + 1).map(String::as_str).unwrap_or("all");
+        // `RUST_LOG=portcullis::controller::publisher=debug` shows each compile's duration.
+        if std::env::var_os("RUST_LOG").is_some() {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_writer(std::io::stderr)
+                .init();
+        }
+        let applies = args
+            .iter()
+            .position(|a| a == "--applies")
+            .and_then(|i| args.get(i + 1)?.parse().ok())
+            .unwrap_or(APPLIES);
         let rt = runtime();
         if which != "rss" {
-            rt.block_on(live_apply());
+            rt.block_on(live_apply(applies));
         }
         if which != "apply" {
             rt.block_on(live_rss());

@@ -2,11 +2,14 @@
 //! 100 ms, host lookup O(1), under 100 MB RSS; a route applied → served under 50 ms p99).
 //!
 //! * `cargo bench --bench controller`: criterion runs of the pure `compile` of 100 / 1k / 10k
-//!   Routes and of `Table::find` on tables of 10 / 1k / 10k routes.
-//! * `cargo bench --bench controller -- --live [apply|rss]`: no criterion; prints the latency
-//!   from a Route created through the Kubernetes API (in-process embedded API and controller,
-//!   then `kubectl apply` when kubectl is on PATH) until the live table serves it, with an empty
-//!   table and with 10k Routes, and the RSS of a `portcullis dev` process holding 10k Routes.
+//!   Routes (dropping the result is not timed) and of `Table::find` on tables of 10 / 1k / 10k
+//!   routes.
+//! * `cargo bench --bench controller -- --live [apply|rss] [--applies N]`: no criterion; prints
+//!   the latency from a Route created through the Kubernetes API (embedded API and controller in
+//!   this process, then `kubectl apply` when kubectl is on PATH) until the live table serves it,
+//!   with an empty table and with 10k Routes; then the RSS of a `portcullis dev` process holding
+//!   10k Routes, and of a `portcullis run` process (the controller alone) watching it.
+//!   `RUST_LOG=portcullis::controller::publisher=debug` also logs each compile's duration.
 //!
 //! Figures are in docs/benchmarks.md. No timing is asserted anywhere.
 

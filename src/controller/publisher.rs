@@ -77,7 +77,10 @@ fn publish(
 ) -> Option<u64> {
     match compiled {
         Ok(compiled) => {
-            let generation = live.publish(compiled.table);
+            let (generation, old) = live.publish(compiled.table);
+            // The last reader of the old table may be a request still in flight; whoever holds
+            // the last reference frees it. Ours is freed off the runtime.
+            tokio::task::spawn_blocking(move || drop(old));
             reports.send_replace(Arc::new(Published {
                 generation,
                 compiled_at,

@@ -4,7 +4,8 @@
 //! Watched: Routes, ServiceAccountCredentials, Ingresses, IngressClasses, Services,
 //! EndpointSlices, Secrets of type `kubernetes.io/tls`, and Secrets labelled as ours
 //! (`portcullis.dev/credential`, and everything in Portcullis's own namespace). `managedFields`
-//! are dropped before objects reach a store: they are large and compile never reads them.
+//! and kubectl's last-applied annotation are dropped before objects reach a store: they are
+//! large and compile never reads them.
 
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -23,6 +24,9 @@ use tokio::task::JoinHandle;
 
 use super::snapshot::Snapshot;
 use crate::api::{Route, ServiceAccountCredential};
+
+/// The annotation `kubectl apply` keeps a full copy of the object in; compile never reads it.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Label on the Secrets generated for credentials.
 pub const CREDENTIAL_LABEL: &str = "portcullis.dev/credential";
@@ -297,7 +301,13 @@ impl Spawner<'_> {
         let kind = K::kind(&K::DynamicType::default()).into_owned();
         let stream = watcher(api, cfg)
             .default_backoff()
-            .modify(|o| o.meta_mut().managed_fields = None)
+            .modify(|o| {
+                let meta = o.meta_mut();
+                meta.managed_fields = None;
+                if let Some(a) = meta.annotations.as_mut() {
+                    a.remove(LAST_APPLIED);
+                }
+            })
             .reflect(writer);
         let mut seen = Relevance {
             skip_status_only: STATUS_KINDS.contains(&kind.as_str()),

@@ -48,14 +48,15 @@ impl LiveTable {
         self.inner.table.load()
     }
 
-    /// Publishes `table` as the next generation and returns that generation. Only the
-    /// publisher calls this.
-    pub fn publish(&self, mut table: Table) -> u64 {
+    /// Publishes `table` as the next generation and returns that generation with the table it
+    /// replaced. Only the publisher calls this; it drops the old table off the async runtime
+    /// (freeing 10k routes takes tens of milliseconds).
+    pub fn publish(&self, mut table: Table) -> (u64, Arc<Table>) {
         let generation = *self.inner.generation.borrow() + 1;
         table.generation = generation;
-        self.inner.table.store(Arc::new(table));
+        let old = self.inner.table.swap(Arc::new(table));
         self.inner.generation.send_replace(generation);
-        generation
+        (generation, old)
     }
 
     /// The generation of the current table.
@@ -94,8 +95,9 @@ mod tests {
             let live = live.clone();
             tokio::spawn(async move { live.wait_for(2, Duration::from_secs(5)).await })
         };
-        assert_eq!(live.publish(Table::default()), 1);
-        assert_eq!(live.publish(Table::default()), 2);
+        assert_eq!(live.publish(Table::default()).0, 1);
+        let (generation, old) = live.publish(Table::default());
+        assert_eq!((generation, old.generation), (2, 1));
         assert_eq!(waiter.await.unwrap(), Some(2));
         assert_eq!(live.load().generation, 2);
         // A reader holding the old table still sees it whole.

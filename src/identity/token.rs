@@ -60,64 +60,53 @@ const BASIC_BASE64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-/// A client secret as presented or generated. `Debug` and `Display` print `[redacted]`; the
-/// value is reachable only through [`ClientSecret::expose`]. There is deliberately no
-/// `PartialEq`: secrets are compared as digests, in constant time.
-#[derive(Clone)]
-pub struct ClientSecret(String);
+/// A string credential whose `Debug` and `Display` print `[redacted]`; the value is reachable
+/// only through `expose`. There is deliberately no `PartialEq`: secrets are compared as digests,
+/// in constant time.
+macro_rules! redacted_string {
+    ($(#[$doc:meta])* $name:ident, $expose_doc:literal) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name(String);
 
-impl ClientSecret {
-    /// Wraps a secret.
-    pub fn new(secret: impl Into<String>) -> Self {
-        Self(secret.into())
-    }
+        impl $name {
+            /// Wraps the value.
+            pub fn new(value: impl Into<String>) -> Self {
+                Self(value.into())
+            }
 
-    /// The secret itself, for hashing or writing to the workload's Secret; never for logs.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
+            #[doc = $expose_doc]
+            pub fn expose(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("[redacted]")
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("[redacted]")
+            }
+        }
+    };
 }
 
-impl std::fmt::Debug for ClientSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+redacted_string!(
+    /// A client secret as presented or generated (redacted in `Debug` and `Display`).
+    ClientSecret,
+    "The secret itself, for hashing or writing to the workload's Secret; never for logs."
+);
 
-impl std::fmt::Display for ClientSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-/// A JWT client assertion (RFC 7523), a bearer credential like a secret: `Debug` and `Display`
-/// print `[redacted]`.
-#[derive(Clone)]
-pub struct ClientAssertion(String);
-
-impl ClientAssertion {
-    /// Wraps an assertion.
-    pub fn new(assertion: impl Into<String>) -> Self {
-        Self(assertion.into())
-    }
-
-    /// The compact JWT, for verification only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for ClientAssertion {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl std::fmt::Display for ClientAssertion {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+redacted_string!(
+    /// A JWT client assertion (RFC 7523), a bearer credential like a secret (redacted in
+    /// `Debug` and `Display`).
+    ClientAssertion,
+    "The compact JWT, for verification only."
+);
 
 /// The `grant_type` values Portcullis knows (DESIGN.md §4). Only
 /// [`GrantType::ClientCredentials`] is served today; the others are answered

@@ -167,6 +167,17 @@ pub fn resolve_service(
         ServicePort::Number(n) => p.port == *n,
         ServicePort::Name(want) => p.name.as_deref().unwrap_or("") == want,
     });
+    // A DNS name (the Service's own or its externalName) the address policy must allow.
+    let named_target = |host: &str, port: u16| {
+        policy
+            .checked_target(host, port)
+            .map_err(|reason| BackendError::Forbidden {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                host: host.to_owned(),
+                reason,
+            })
+    };
     let port_not_found = || BackendError::PortNotFound {
         namespace: namespace.to_owned(),
         name: name.to_owned(),
@@ -194,14 +205,7 @@ pub fn resolve_service(
         let external_name = spec
             .and_then(|s| s.external_name.as_deref())
             .unwrap_or_default();
-        let target = policy
-            .checked_target(external_name, number)
-            .map_err(|reason| BackendError::Forbidden {
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                host: external_name.to_owned(),
-                reason,
-            })?;
+        let target = named_target(external_name, number)?;
         return Ok(ResolvedService {
             targets: vec![target],
             scheme_hint,
@@ -221,15 +225,7 @@ pub fn resolve_service(
     let use_dns = !picked.ip_slices || (!picked.carrying && picked.any_endpoint);
     if use_dns {
         let host = format!("{name}.{namespace}.svc");
-        let target =
-            policy
-                .checked_target(&host, number)
-                .map_err(|reason| BackendError::Forbidden {
-                    namespace: namespace.to_owned(),
-                    name: name.to_owned(),
-                    host: host.clone(),
-                    reason,
-                })?;
+        let target = named_target(&host, number)?;
         return Ok(ResolvedService {
             targets: vec![target],
             scheme_hint,

@@ -127,7 +127,9 @@ impl Dev {
             client,
             settings,
             &api_uri,
-            Some(dev_authenticate_host(settings)),
+            // Without authenticateURL, dev serves the identity endpoints on
+            // http://localhost:<http port>.
+            Some(authenticate_host(settings).unwrap_or_else(|| "localhost".to_owned())),
             &[api.addr],
             DEV_IDENTITY.to_owned(),
             ready_tx,
@@ -288,16 +290,11 @@ impl Run {
             ready_rx,
             shutdown_rx.clone(),
         ))];
-        let authenticate_host = settings
-            .authenticate_url
-            .as_deref()
-            .and_then(|u| url::Url::parse(u).ok())
-            .and_then(|u| u.host_str().map(str::to_owned));
         let Core { live, controller } = Core::start(
             client,
             settings,
             &api_uri,
-            authenticate_host,
+            authenticate_host(settings),
             &[],
             crate::controller::leader::default_identity(),
             ready_tx,
@@ -330,15 +327,13 @@ const DEV_IDENTITY: &str = "portcullis-dev";
 /// How long `portcullis dev` waits for the first routing table before printing its banner.
 const FIRST_TABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The authenticate host under `portcullis dev`: `authenticateURL`'s, else `localhost`
-/// (identity endpoints on `http://localhost:<http port>`).
-fn dev_authenticate_host(settings: &Settings) -> String {
+/// The host of `authenticateURL`, if set.
+fn authenticate_host(settings: &Settings) -> Option<String> {
     settings
         .authenticate_url
         .as_deref()
         .and_then(|u| url::Url::parse(u).ok())
         .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 /// The `portcullis` IngressClass, default class of the dev cluster, so that `kubectl create

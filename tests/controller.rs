@@ -165,6 +165,15 @@ impl Fixture {
             .collect()
     }
 
+    /// Waits until `ns/name` has at least one Event and returns its Events.
+    async fn wait_events(&self, ns: &str, name: &str) -> Vec<Event> {
+        eventually(10, &format!("an Event on {ns}/{name}"), || async {
+            let e = self.events_for(ns, name).await;
+            (!e.is_empty()).then_some(e)
+        })
+        .await
+    }
+
     async fn stop(mut self) {
         let _ = self.shutdown.send(true);
         if let Some(c) = self.controller.take() {
@@ -292,11 +301,7 @@ async fn one_bad_route_does_not_disturb_the_others_and_says_why() {
     f.served("cel.localhost", "/", None).await;
 
     // Each problem is an Event on its object, as `kubectl describe` shows.
-    let events = eventually(10, "conflict event", || async {
-        let e = f.events_for("team-b", "second").await;
-        (!e.is_empty()).then_some(e)
-    })
-    .await;
+    let events = f.wait_events("team-b", "second").await;
     assert_eq!(events[0].reason.as_deref(), Some("Conflict"));
     assert_eq!(events[0].type_.as_deref(), Some("Warning"));
     assert!(
@@ -306,11 +311,7 @@ async fn one_bad_route_does_not_disturb_the_others_and_says_why() {
             .unwrap()
             .contains("Route team-a/first")
     );
-    let events = eventually(10, "ssrf event", || async {
-        let e = f.events_for("team-a", "metadata").await;
-        (!e.is_empty()).then_some(e)
-    })
-    .await;
+    let events = f.wait_events("team-a", "metadata").await;
     assert_eq!(events[0].reason.as_deref(), Some("BackendNotAllowed"));
 
     // Removing the winner hands the host to the next oldest.
@@ -422,11 +423,7 @@ async fn ingresses_of_our_class_are_served_and_their_problems_are_events() {
 
     f.served("web.localhost", "/", Some("Ingress team-a/good"))
         .await;
-    let events = eventually(10, "annotation event", || async {
-        let e = f.events_for("team-a", "bad").await;
-        (!e.is_empty()).then_some(e)
-    })
-    .await;
+    let events = f.wait_events("team-a", "bad").await;
     assert_eq!(events[0].reason.as_deref(), Some("InvalidAnnotation"));
     assert!(
         events[0]
@@ -436,11 +433,7 @@ async fn ingresses_of_our_class_are_served_and_their_problems_are_events() {
             .contains("portcullis.dev/alow-websockets")
     );
     // The missing Service is reported too, on the served Ingress.
-    let events = eventually(10, "backend event", || async {
-        let e = f.events_for("team-a", "good").await;
-        (!e.is_empty()).then_some(e)
-    })
-    .await;
+    let events = f.wait_events("team-a", "good").await;
     assert_eq!(events[0].reason.as_deref(), Some("BackendNotFound"));
     assert!(f.live.load().find("bad.localhost", "/").is_none());
     assert!(f.live.load().find("nginx.localhost", "/").is_none());
@@ -483,7 +476,9 @@ async fn status_is_not_written_again_when_nothing_changed() {
         .unwrap()
         .metadata
         .resource_version;
-    // Unrelated changes publish new tables; the steady route's status stays as it was.
+    // Unrelated changes publish new tables; the steady route's status stays as it was. (A
+    // rewrite of the same status would keep the version, as in Kubernetes: that no write is
+    // sent at all is unit-tested in `status.rs`; this catches rewrites with new timestamps.)
     for i in 0..3 {
         let generation = f.live.generation();
         f.route(

@@ -37,7 +37,7 @@ use crate::routing::upstream::{AddressPolicy, Upstream, UpstreamScheme, parse_ur
 use crate::routing::{Entry, HostPattern, RefuseReason, TableBuilder};
 
 /// Path prefixes served by Portcullis itself on every route host; no route can claim them.
-pub const RESERVED_PREFIXES: &[&str] = &["/.portcullis", "/.pomerium"];
+pub const RESERVED_PREFIXES: [&str; 2] = crate::identity::endpoints::ROUTE_PREFIXES;
 
 /// The `spec.controller` of IngressClasses that Portcullis serves.
 pub const INGRESS_CONTROLLER: &str = "portcullis.dev/ingress-controller";

@@ -466,6 +466,7 @@ impl Fixture {
             context.clone(),
             live.clone(),
             Leadership::always(),
+            Some("http://auth.localhost".parse().unwrap()),
             shutdown_rx,
         );
         live.wait_for(1, Duration::from_secs(30))

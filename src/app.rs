@@ -223,6 +223,7 @@ impl Core {
             context,
             live.clone(),
             leadership,
+            issuer_url(settings),
             shutdown_rx.clone(),
         );
         let waiter = live.clone();
@@ -326,6 +327,14 @@ const DEV_IDENTITY: &str = "portcullis-dev";
 
 /// How long `portcullis dev` waits for the first routing table before printing its banner.
 const FIRST_TABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The issuer: `authenticateURL`, if set.
+fn issuer_url(settings: &Settings) -> Option<url::Url> {
+    settings
+        .authenticate_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+}
 
 /// The host of `authenticateURL`, if set.
 fn authenticate_host(settings: &Settings) -> Option<String> {

@@ -74,6 +74,7 @@ impl Fixture {
             context,
             live.clone(),
             Leadership::always(),
+            Some("http://auth.localhost".parse().unwrap()),
             shutdown_rx,
         );
         live.wait_for(1, Duration::from_secs(10))

@@ -11,6 +11,7 @@
 //! kube `Client` (the embedded API's under `portcullis dev`, the cluster's under `portcullis run`).
 
 pub mod compile;
+pub mod credentials;
 pub mod leader;
 pub mod publisher;
 pub mod snapshot;
@@ -50,8 +51,11 @@ impl Controller {
         context: CompileContext,
         live: LiveTable,
         leadership: Leadership,
+        issuer: Option<url::Url>,
         shutdown: channel::Receiver<bool>,
     ) -> Self {
+        // Used by the credential reconciler (token_url and issuer in workload Secrets).
+        let _ = issuer;
         let changed = Arc::new(Notify::new());
         let namespaces = Namespaces::from_setting(&settings.watch_namespaces);
         let watchers = Arc::new(Watchers::start(
@@ -141,6 +145,8 @@ pub fn compile_context(
         },
         allow_external_name: settings.allow_external_name_services,
         default_certificate,
+        namespace: settings.namespace.clone(),
+        signing_secret: settings.signing.secret_name.clone(),
         now: jiff::Timestamp::now().as_second(),
     }
 }

@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -612,6 +612,10 @@ pub struct CredentialRecord {
     pub client_id: String,
     /// Digest of the current secret.
     pub current: SecretDigest,
+    /// Digest of a secret being issued: recorded before it is written to the workload's Secret
+    /// and accepted like the current one, so a workload that reads the new Secret before the
+    /// rotation completes is not refused.
+    pub pending: Option<SecretDigest>,
     /// Digest and expiry of the previous secret, during a rotation overlap.
     pub previous: Option<PreviousSecret>,
     /// `spec.scopes` (`route:<name>` or `route:<namespace>/<name>`); empty = no narrowing.
@@ -629,11 +633,43 @@ impl CredentialRecord {
     }
 }
 
-/// Whether `presented` is the credential's current secret, or its previous secret before that
-/// one's expiry. Digests are compared in constant time, and both comparisons always run.
+/// The credentials of one table generation, by `client_id`.
+#[derive(Debug, Default, Clone)]
+pub struct Credentials {
+    by_client_id: HashMap<String, Arc<CredentialRecord>>,
+}
+
+impl Credentials {
+    /// Adds a record; a second record with the same `client_id` replaces the first.
+    pub fn insert(&mut self, record: CredentialRecord) {
+        self.by_client_id
+            .insert(record.client_id.clone(), Arc::new(record));
+    }
+
+    /// The record of `client_id`.
+    pub fn get(&self, client_id: &str) -> Option<&Arc<CredentialRecord>> {
+        self.by_client_id.get(client_id)
+    }
+
+    /// How many credentials there are.
+    pub fn len(&self) -> usize {
+        self.by_client_id.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_client_id.is_empty()
+    }
+}
+
+/// Whether `presented` is the credential's current (or pending) secret, or its previous secret
+/// before that one's expiry. Digests are compared in constant time, and every comparison runs.
 pub fn verify_secret(record: &CredentialRecord, presented: &ClientSecret, now: i64) -> bool {
     let presented = digest(presented.expose());
     let mut accepted = record.current.0.ct_eq(&presented.0);
+    if let Some(pending) = &record.pending {
+        accepted |= pending.0.ct_eq(&presented.0);
+    }
     if let Some(previous) = &record.previous {
         let live = Choice::from(u8::from(now < previous.expires));
         accepted |= previous.digest.0.ct_eq(&presented.0) & live;
@@ -698,7 +734,8 @@ pub fn normalize_scope(namespace: &str, scope: &str) -> Option<String> {
     (is_dns_label(ns) && is_dns_subdomain(name)).then(|| format!("route:{ns}/{name}"))
 }
 
-fn is_dns_label(label: &str) -> bool {
+/// Whether `label` is a DNS-1123 label (a Kubernetes namespace name).
+pub fn is_dns_label(label: &str) -> bool {
     let bytes = label.as_bytes();
     (1..=63).contains(&bytes.len())
         && bytes
@@ -708,7 +745,8 @@ fn is_dns_label(label: &str) -> bool {
         && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
 }
 
-fn is_dns_subdomain(name: &str) -> bool {
+/// Whether `name` is a DNS-1123 subdomain (most Kubernetes object names).
+pub fn is_dns_subdomain(name: &str) -> bool {
     name.len() <= 253 && name.split('.').all(is_dns_label)
 }
 
@@ -1059,6 +1097,7 @@ mod tests {
             name: "billing-bot".into(),
             client_id: "team-a.billing-bot".into(),
             current: digest(SECRET),
+            pending: None,
             previous: None,
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             access_token_ttl: Duration::from_secs(3600),

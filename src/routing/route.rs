@@ -101,6 +101,10 @@ pub struct Table {
     pub certs: CertStore,
     /// SSH routes by name (`ssh://<name>`).
     pub ssh: BTreeMap<String, Arc<Route>>,
+    /// OAuth clients (ServiceAccountCredentials with issued secrets) by `client_id`.
+    pub credentials: crate::identity::token::Credentials,
+    /// The signing keys, once the signing-key Secret exists and parses.
+    pub keys: Option<Arc<crate::identity::keys::KeySet>>,
 }
 
 impl Table {

@@ -15,6 +15,7 @@
 //! affects its own routes.
 
 pub mod backends;
+mod credentials;
 mod ingress;
 pub mod options;
 mod route;
@@ -60,6 +61,10 @@ pub struct CompileContext {
     pub allow_external_name: bool,
     /// `tls.defaultCertificateSecret` as (namespace, name).
     pub default_certificate: Option<(String, String)>,
+    /// Portcullis's own namespace (signing keys, credential digests).
+    pub namespace: String,
+    /// Name of the signing-key Secret in `namespace`.
+    pub signing_secret: String,
     /// Seconds since the Unix epoch.
     pub now: i64,
 }
@@ -214,7 +219,10 @@ pub fn compile(snap: &Snapshot, ctx: &CompileContext) -> Compiled {
             ),
         }
     }
-    b.finish()
+    let mut compiled = b.finish();
+    compiled.table.credentials = credentials::credentials(snap, &index, ctx);
+    compiled.table.keys = credentials::signing_keys(&index, ctx);
+    compiled
 }
 
 /// Conflict rank: creation time, then `namespace/name`, then kind. Lower wins.
@@ -299,6 +307,10 @@ impl<'a> Index<'a> {
     }
 
     /// The certificate in a TLS Secret of `namespace` (never another namespace's).
+    fn secret(&self, namespace: &str, name: &str) -> Option<&'a Secret> {
+        self.secrets.get(&(namespace, name)).copied()
+    }
+
     fn tls_certificate(&self, namespace: &str, name: &str) -> Result<Certificate, SecretError> {
         let id = format!("{namespace}/{name}");
         let secret = self
@@ -470,6 +482,7 @@ impl Builder {
                 routes,
                 certs,
                 ssh,
+                ..Table::default()
             },
             reports: self.reports,
         }

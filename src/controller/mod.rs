@@ -26,6 +26,8 @@ use tokio::sync::{Notify, watch as channel};
 use tokio::task::JoinHandle;
 
 use self::compile::CompileContext;
+use self::credentials::reconcile::CredentialContext;
+use self::credentials::signing::SigningConfig;
 use self::leader::Leadership;
 use self::publisher::Published;
 use self::watch::{Namespaces, Watchers};
@@ -54,8 +56,6 @@ impl Controller {
         issuer: Option<url::Url>,
         shutdown: channel::Receiver<bool>,
     ) -> Self {
-        // Used by the credential reconciler (token_url and issuer in workload Secrets).
-        let _ = issuer;
         let changed = Arc::new(Notify::new());
         let namespaces = Namespaces::from_setting(&settings.watch_namespaces);
         let watchers = Arc::new(Watchers::start(
@@ -80,17 +80,29 @@ impl Controller {
         let publish_address =
             Some(settings.publish_status_address.clone()).filter(|a| !a.is_empty());
         let status = tokio::spawn(status::run(
+            client.clone(),
+            Arc::clone(&watchers),
+            published.clone(),
+            leadership.clone(),
+            publish_address,
+            shutdown.clone(),
+        ));
+        let credentials = tokio::spawn(credentials::reconcile::run(
             client,
             Arc::clone(&watchers),
             published.clone(),
             leadership,
-            publish_address,
+            CredentialContext {
+                namespace: settings.namespace.clone(),
+                issuer,
+                signing: signing_config(settings),
+            },
             shutdown,
         ));
         Controller {
             watchers,
             published,
-            tasks: vec![publisher, status],
+            tasks: vec![publisher, status, credentials],
         }
     }
 
@@ -102,6 +114,20 @@ impl Controller {
         if let Ok(w) = Arc::try_unwrap(self.watchers) {
             w.join().await;
         }
+    }
+}
+
+/// The signing keys these settings ask for. Replaced keys stay published for the longest
+/// token lifetime (access tokens up to 24h, sessions up to `sessionLifetime`) plus leeway.
+pub fn signing_config(settings: &Settings) -> SigningConfig {
+    let longest = credentials::spec::ACCESS_TOKEN_TTL_RANGE
+        .1
+        .max(settings.session_lifetime.0);
+    SigningConfig {
+        secret_name: settings.signing.secret_name.clone(),
+        algorithm: settings.signing.algorithm.parse().unwrap_or_default(),
+        rotate_every: settings.signing.rotate_every.0,
+        max_token_lifetime: longest + std::time::Duration::from_secs(300),
     }
 }
 

@@ -36,19 +36,15 @@ const WRITE_CONCURRENCY: usize = 16;
 pub fn desired_status(report: &Report, prior: Option<&RouteStatus>, now: &Time) -> RouteStatus {
     let prior_conditions = prior.and_then(|s| s.conditions.as_deref()).unwrap_or(&[]);
     let condition = |type_: &str, ok: bool, reason: &str, message: String| {
-        let status = if ok { "True" } else { "False" };
-        let last = prior_conditions
-            .iter()
-            .find(|c| c.type_ == type_ && c.status == status)
-            .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
-        K8sCondition {
-            type_: type_.to_owned(),
-            status: status.to_owned(),
-            reason: reason.to_owned(),
+        condition(
+            prior_conditions,
+            type_,
+            ok,
+            reason,
             message,
-            observed_generation: report.generation,
-            last_transition_time: last,
-        }
+            report.generation,
+            now,
+        )
     };
     let verdict = |c: Condition, ok_reason: &'static str, ok_message: &str| {
         let problems: Vec<&Problem> = report
@@ -108,25 +104,60 @@ pub fn desired_status(report: &Report, prior: Option<&RouteStatus>, now: &Time) 
     }
 }
 
+/// A condition of `type_`, keeping its `lastTransitionTime` from `prior` when its status did
+/// not change and stamping `now` when it did.
+pub fn condition(
+    prior: &[K8sCondition],
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: &Time,
+) -> K8sCondition {
+    let status = if ok { "True" } else { "False" };
+    let last = prior
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    K8sCondition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        observed_generation: generation,
+        last_transition_time: last,
+    }
+}
+
+/// Conditions without their timestamps, for comparing statuses.
+pub fn conditions_key(
+    conditions: Option<&Vec<K8sCondition>>,
+) -> Vec<(String, String, String, String, Option<i64>)> {
+    conditions
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c.type_.clone(),
+                c.status.clone(),
+                c.reason.clone(),
+                c.message.clone(),
+                c.observed_generation,
+            )
+        })
+        .collect()
+}
+
 /// Whether two statuses differ in anything but condition timestamps.
 pub fn status_differs(a: Option<&RouteStatus>, b: &RouteStatus) -> bool {
     let Some(a) = a else { return true };
     let strip = |s: &RouteStatus| {
-        let conds: Vec<_> = s
-            .conditions
-            .iter()
-            .flatten()
-            .map(|c| {
-                (
-                    c.type_.clone(),
-                    c.status.clone(),
-                    c.reason.clone(),
-                    c.message.clone(),
-                    c.observed_generation,
-                )
-            })
-            .collect();
-        (s.url.clone(), s.observed_generation, conds)
+        (
+            s.url.clone(),
+            s.observed_generation,
+            conditions_key(s.conditions.as_ref()),
+        )
     };
     strip(a) != strip(b)
 }

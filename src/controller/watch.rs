@@ -193,6 +193,22 @@ impl Watchers {
         self.ingresses.stores.iter().find_map(|s| s.get(&key))
     }
 
+    /// Every ServiceAccountCredential in the store.
+    pub fn credentials(&self) -> Vec<Arc<ServiceAccountCredential>> {
+        self.credentials.state()
+    }
+
+    /// A Secret from the store of Secrets labelled as ours and Portcullis's own Secrets.
+    pub fn own_secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
+        let key = reflector::ObjectRef::new(name).within(namespace);
+        self.own_secrets.stores.iter().find_map(|s| s.get(&key))
+    }
+
+    /// Every Secret of that store (digest Secrets are picked by label by the caller).
+    pub fn own_secrets(&self) -> Vec<Arc<Secret>> {
+        self.own_secrets.state()
+    }
+
     /// Waits for every watcher task to end (after shutdown).
     pub async fn join(self) {
         for t in self.tasks {

@@ -2,6 +2,8 @@
 //! port and a kube-rs client configured from the kubeconfig it generates.
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod fixture;
+
 use std::time::Duration;
 
 use kube::Client;

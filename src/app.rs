@@ -321,6 +321,24 @@ impl Run {
     }
 }
 
+/// A Kubernetes client from `kubeconfig`, or the in-cluster configuration / `KUBECONFIG` /
+/// `~/.kube/config`.
+pub async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client, AppError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| AppError::Client(kube::Error::Service(Box::new(e))))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|e| AppError::Client(kube::Error::Service(Box::new(e))))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| AppError::Client(kube::Error::Service(Box::new(e))))?,
+    };
+    kube::Client::try_from(config).map_err(AppError::Client)
+}
+
 /// The Lease holder name of `portcullis dev`: stable across restarts, so a restarted process
 /// takes its lease back at once instead of waiting for it to expire.
 const DEV_IDENTITY: &str = "portcullis-dev";

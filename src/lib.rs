@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod api;
 pub mod app;
+pub mod client;
 pub mod config;
 pub mod controller;
 pub mod devapi;

@@ -28,6 +28,30 @@ enum Command {
     Run(RunArgs),
     /// Print the Portcullis CustomResourceDefinitions as YAML.
     Crds,
+    /// Print a fresh access token for a ServiceAccountCredential (client credentials grant).
+    Token(TokenArgs),
+}
+
+/// Flags of `portcullis token`.
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["credential", "secret_file"])))]
+struct TokenArgs {
+    /// The credential as NAMESPACE/NAME; its Secret is read through the kubeconfig.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    credential: Option<String>,
+    /// A mounted Secret instead: a directory with one file per entry, or a Secret manifest
+    /// (YAML or JSON, `data` or `stringData`).
+    #[arg(long, value_name = "PATH")]
+    secret_file: Option<PathBuf>,
+    /// Kubeconfig file (default: `KUBECONFIG`, then ~/.kube/config, then in-cluster).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Narrow the token to a route: `route:<name>` or `route:<namespace>/<name>` (repeatable).
+    #[arg(long = "scope", value_name = "SCOPE")]
+    scopes: Vec<String>,
+    /// Also trust this CA certificate (PEM) for the token URL, e.g. `portcullis dev`'s ca.crt.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
 }
 
 /// Flags of `portcullis run`.
@@ -135,6 +159,24 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn token(args: TokenArgs) -> anyhow::Result<()> {
+    use portcullis::client::{ClientCredentials, request_token};
+    let creds = match (&args.credential, &args.secret_file) {
+        (_, Some(path)) => ClientCredentials::from_path(path)?,
+        (Some(id), None) => {
+            let Some((namespace, name)) = id.split_once('/') else {
+                anyhow::bail!("--credential must be NAMESPACE/NAME, not {id:?}");
+            };
+            let client = portcullis::app::kube_client(args.kubeconfig.as_deref()).await?;
+            ClientCredentials::from_cluster(&client, namespace, name).await?
+        }
+        (None, None) => anyhow::bail!("--credential or --secret-file is required"),
+    };
+    let token = request_token(&creds, &args.scopes, args.ca_file.as_deref()).await?;
+    println!("{token}");
+    Ok(())
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -151,6 +193,7 @@ fn main() -> ExitCode {
             .context("rendering the CRDs")
             .map(|y| print!("{y}")),
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(args))),
+        Command::Token(args) => runtime().and_then(|rt| rt.block_on(token(args))),
         Command::Dev(args) => runtime().and_then(|rt| {
             let a = *args;
             rt.block_on(dev(

@@ -135,7 +135,14 @@ impl Reconciler {
     /// One pass over the signing keys and every credential; returns when the next pass is due.
     async fn pass(&mut self, watchers: &Watchers, now: i64) -> i64 {
         let mut next = now.saturating_add(IDLE.as_secs() as i64);
-        match signing::ensure(&self.client, &self.ctx.namespace, &self.ctx.signing, now).await {
+        let cached = watchers.own_secret(&self.ctx.namespace, &self.ctx.signing.secret_name);
+        let keys = match signing::settled(cached.as_deref(), &self.ctx.signing, now) {
+            Some(due) => Ok(due),
+            None => {
+                signing::ensure(&self.client, &self.ctx.namespace, &self.ctx.signing, now).await
+            }
+        };
+        match keys {
             Ok(due) => next = next.min(due),
             Err(e) => tracing::error!(error = %crate::error_chain(&e), "signing keys"),
         }
@@ -252,7 +259,11 @@ impl Reconciler {
         let mut action = self.plan(sac, &spec, &state, now);
         // A foreign Secret is not in our (label-selected) store: without one there, ask the API
         // before creating anything. Anything else that needs work is confirmed the same way.
-        let store_settled = action == Action::Nothing && state.workload.is_some();
+        let store_settled = match &action {
+            Action::Nothing => state.workload.is_some(),
+            Action::Refuse(Refusal::Spec(_) | Refusal::NoIssuer) => true,
+            _ => false,
+        };
         if !store_settled {
             state = self.state_from_api(&namespace, &secret_name, &uid).await?;
             action = self.plan(sac, &spec, &state, now);

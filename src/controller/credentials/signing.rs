@@ -58,6 +58,23 @@ pub enum SigningError {
     Generate(#[source] KeyError),
 }
 
+/// When the keys in `secret` (a watch store's copy) next need attention, if they parse and
+/// nothing is due before then; `None` means "ask the API" ([`ensure`]).
+pub fn settled(secret: Option<&Secret>, cfg: &SigningConfig, now: i64) -> Option<i64> {
+    let set = KeySet::from_secret_data(&secret_data(secret?)).ok()?;
+    let due = set.next_rotation(cfg.rotate_every);
+    (set.current().alg() == cfg.algorithm && now < due).then_some(due)
+}
+
+fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
+    secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, ByteString(v))| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// Brings the signing-key Secret in line; returns when it next needs attention (unix seconds).
 pub async fn ensure(
     client: &Client,
@@ -95,15 +112,11 @@ pub async fn ensure(
             Err(e) => Err(api_err("creating")(e)),
         };
     };
-    let data: BTreeMap<String, Vec<u8>> = existing
-        .data
-        .iter()
-        .flatten()
-        .map(|(k, ByteString(v))| (k.clone(), v.clone()))
-        .collect();
-    let set = KeySet::from_secret_data(&data).map_err(|source| SigningError::Unusable {
-        secret: id.clone(),
-        source,
+    let set = KeySet::from_secret_data(&secret_data(&existing)).map_err(|source| {
+        SigningError::Unusable {
+            secret: id.clone(),
+            source,
+        }
     })?;
     let Some(next) = set
         .rotate(cfg.algorithm, now, cfg.rotate_every, cfg.max_token_lifetime)
@@ -151,5 +164,33 @@ fn key_secret(namespace: &str, name: &str, set: &KeySet, rv: Option<String>) -> 
                 .collect(),
         ),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_copy_settles_a_pass_only_when_nothing_is_due() {
+        let cfg = SigningConfig {
+            secret_name: "keys".into(),
+            algorithm: Algorithm::Es256,
+            rotate_every: Duration::from_secs(100),
+            max_token_lifetime: Duration::from_secs(10),
+        };
+        let set = KeySet::generate(Algorithm::Es256, 1000).unwrap();
+        let secret = key_secret("ns", "keys", &set, None);
+        assert_eq!(settled(None, &cfg, 1000), None);
+        assert_eq!(settled(Some(&secret), &cfg, 1099), Some(1100));
+        assert_eq!(settled(Some(&secret), &cfg, 1100), None);
+        let eddsa = SigningConfig {
+            algorithm: Algorithm::EdDsa,
+            ..cfg.clone()
+        };
+        assert_eq!(settled(Some(&secret), &eddsa, 1000), None);
+        let mut broken = secret;
+        broken.data = Some([("keys.json".to_owned(), ByteString(b"{".to_vec()))].into());
+        assert_eq!(settled(Some(&broken), &cfg, 1000), None);
     }
 }

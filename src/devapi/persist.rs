@@ -1927,9 +1927,11 @@ mod tests {
         let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
         let mut last: Option<(u64, Vec<(String, Value)>)> = None;
         let mut parse = |line: String| {
+            // The kill can cut the child's last line short: only whole lines count as acked.
             if let Some((rv, objects)) = line.strip_prefix("ACKED ").and_then(|r| r.split_once(' '))
+                && let (Ok(rv), Ok(objects)) = (rv.parse(), serde_json::from_str(objects))
             {
-                last = Some((rv.parse().unwrap(), serde_json::from_str(objects).unwrap()));
+                last = Some((rv, objects));
             }
             last.as_ref().map_or(0, |(rv, _)| *rv)
         };

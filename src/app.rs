@@ -98,18 +98,7 @@ fn absolute(p: &Path) -> PathBuf {
 impl Dev {
     /// Start everything; returns once the first state is live (CRDs installed, manifests applied).
     pub async fn start(settings: &Settings, opts: DevOptions) -> Result<Self, AppError> {
-        let admin = crate::admin::bind(settings.listen.admin)
-            .await
-            .map_err(|source| AppError::Bind {
-                what: "admin",
-                addr: settings.listen.admin,
-                source,
-            })?;
-        let admin_addr = admin.local_addr().map_err(|source| AppError::Bind {
-            what: "admin",
-            addr: settings.listen.admin,
-            source,
-        })?;
+        let (admin, admin_addr) = bind_named("admin", settings.listen.admin).await?;
         let listeners = Listeners::bind(settings).await?;
         // Without authenticateURL, dev serves the identity endpoints on
         // http://localhost:<http port>: the bound port, so port 0 works too.
@@ -322,32 +311,10 @@ impl Run {
     /// admin, http and https listeners and starts leader election, the controller and the
     /// listeners. Without `authenticateURL` no identity endpoints are served (logged once).
     pub async fn start(settings: &Settings, kubeconfig: Option<&Path>) -> Result<Self, AppError> {
-        let config = match kubeconfig {
-            Some(path) => {
-                let kc = kube::config::Kubeconfig::read_from(path)
-                    .map_err(|e| AppError::Client(kube::Error::Service(Box::new(e))))?;
-                kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                    .await
-                    .map_err(|e| AppError::Client(kube::Error::Service(Box::new(e))))?
-            }
-            None => kube::Config::infer()
-                .await
-                .map_err(|e| AppError::Client(kube::Error::Service(Box::new(e))))?,
-        };
+        let config = kube_config(kubeconfig).await?;
         let api_uri = config.cluster_url.clone();
         let client = kube::Client::try_from(config).map_err(AppError::Client)?;
-        let admin = crate::admin::bind(settings.listen.admin)
-            .await
-            .map_err(|source| AppError::Bind {
-                what: "admin",
-                addr: settings.listen.admin,
-                source,
-            })?;
-        let admin_addr = admin.local_addr().map_err(|source| AppError::Bind {
-            what: "admin",
-            addr: settings.listen.admin,
-            source,
-        })?;
+        let (admin, admin_addr) = bind_named("admin", settings.listen.admin).await?;
         let listeners = Listeners::bind(settings).await?;
         let issuer = issuer_url(settings)?;
         if issuer.is_none() {
@@ -407,19 +374,24 @@ impl Run {
 /// A Kubernetes client from `kubeconfig`, or the in-cluster configuration / `KUBECONFIG` /
 /// `~/.kube/config`.
 pub async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client, AppError> {
-    let config = match kubeconfig {
+    kube::Client::try_from(kube_config(kubeconfig).await?).map_err(AppError::Client)
+}
+
+/// The client configuration of [`kube_client`].
+async fn kube_config(kubeconfig: Option<&Path>) -> Result<kube::Config, AppError> {
+    let service =
+        |e: Box<dyn std::error::Error + Send + Sync>| AppError::Client(kube::Error::Service(e));
+    match kubeconfig {
         Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| AppError::Client(kube::Error::Service(Box::new(e))))?;
+            let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| service(Box::new(e)))?;
             kube::Config::from_custom_kubeconfig(kc, &Default::default())
                 .await
-                .map_err(|e| AppError::Client(kube::Error::Service(Box::new(e))))?
+                .map_err(|e| service(Box::new(e)))
         }
         None => kube::Config::infer()
             .await
-            .map_err(|e| AppError::Client(kube::Error::Service(Box::new(e))))?,
-    };
-    kube::Client::try_from(config).map_err(AppError::Client)
+            .map_err(|e| service(Box::new(e))),
+    }
 }
 
 /// The Lease holder name of `portcullis dev`: stable across restarts, so a restarted process

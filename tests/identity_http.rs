@@ -1071,3 +1071,54 @@ async fn access_log_lines_name_the_client_and_never_a_secret() {
     let encoded = basic(CLIENT, SECRET);
     assert!(!text.contains(encoded.trim_start_matches("Basic ")));
 }
+
+/// A body of `chunks` 1 KiB chunks, one every 20 ms, counting how many the client sent.
+fn slow_body(
+    chunks: usize,
+    sent: Arc<std::sync::atomic::AtomicUsize>,
+) -> StreamBody<impl futures::Stream<Item = Result<Frame<Bytes>, std::io::Error>> + Unpin> {
+    let stream = futures::stream::unfold(0, move |i| {
+        let sent = Arc::clone(&sent);
+        async move {
+            if i == chunks {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            sent.fetch_add(1, Ordering::SeqCst);
+            Some((Ok(Frame::data(Bytes::from(vec![b'a'; 1024]))), i + 1))
+        }
+    });
+    StreamBody::new(Box::pin(stream))
+}
+
+#[tokio::test]
+async fn early_answers_read_a_small_body_first_so_every_client_sees_them() {
+    // Answering before the body arrives resets an HTTP/2 stream; curl and Node then report a
+    // stream error instead of the answer. Bodies up to the discard limit are read first.
+    let server = start(Issuer::DevHttp).await;
+    let chunks = MAX_TOKEN_REQUEST_BYTES / 1024 + 1;
+    let cases = [
+        ("localhost", "/oauth2/token", 413),
+        ("localhost", "/oauth2/unknown", 404),
+        ("localhost", "/.well-known/jwks.json", 405),
+        ("billing.localhost", "/api", 404),
+    ];
+    for wire in BOTH {
+        for (host, path, status) in cases {
+            let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let request = Request::post(path)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::CONTENT_LENGTH, chunks * 1024)
+                .body(slow_body(chunks, Arc::clone(&sent)))
+                .unwrap();
+            let reply = server.send(wire, host, request).await;
+            assert_eq!(reply.status.as_u16(), status, "{wire:?} {host}{path}");
+            assert_eq!(
+                sent.load(Ordering::SeqCst),
+                chunks,
+                "{wire:?} {host}{path}: the answer came before the body was read"
+            );
+        }
+    }
+    server.stop().await;
+}

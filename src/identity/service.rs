@@ -181,15 +181,14 @@ impl IdentityService {
             endpoint: label,
             client_id: None,
         };
+        let (parts, body) = request.into_parts();
         if scheme == Scheme::Http && self.issuer.scheme() == "https" {
-            return handled(self.https_only(&request));
+            discard_body(body).await;
+            return handled(self.https_only(&parts));
         }
-        let method = request.method();
         match endpoint {
-            Some(IdentityEndpoint::Metadata) => handled(self.metadata(table, method)),
-            Some(IdentityEndpoint::Jwks) => handled(self.jwks(table, method)),
             Some(IdentityEndpoint::Token) => {
-                let (response, client_id) = match self.token(table, request, peer).await {
+                let (response, client_id) = match self.token(table, parts, body, peer).await {
                     Ok((response, client_id)) => (response, Some(client_id)),
                     Err((error, client_id)) => (error.into_response(), client_id),
                 };
@@ -199,22 +198,33 @@ impl IdentityService {
                     client_id,
                 }
             }
-            _ => handled(OAuthError::NotFound.into_response()),
+            Some(IdentityEndpoint::Metadata) => {
+                discard_body(body).await;
+                handled(self.metadata(table, &parts.method))
+            }
+            Some(IdentityEndpoint::Jwks) => {
+                discard_body(body).await;
+                handled(self.jwks(table, &parts.method))
+            }
+            _ => {
+                discard_body(body).await;
+                handled(OAuthError::NotFound.into_response())
+            }
         }
     }
 
     /// The answer on plain HTTP when the issuer is https: a redirect for reads, a refusal for
     /// anything else (the body is never read).
-    fn https_only<B>(&self, request: &Request<B>) -> Response<Bytes> {
-        if !matches!(*request.method(), Method::GET | Method::HEAD) {
+    fn https_only(&self, request: &http::request::Parts) -> Response<Bytes> {
+        if !matches!(request.method, Method::GET | Method::HEAD) {
             return OAuthError::InvalidRequest(
                 "the identity endpoints are served over https only; use https",
             )
             .into_response();
         }
         let mut target = self.issuer.clone();
-        target.set_path(request.uri().path());
-        target.set_query(request.uri().query());
+        target.set_path(request.uri.path());
+        target.set_query(request.uri.query());
         target.set_fragment(None);
         match HeaderValue::from_str(target.as_str()) {
             Ok(location) => {
@@ -261,15 +271,16 @@ impl IdentityService {
     async fn token<B>(
         &self,
         table: &Table,
-        request: Request<B>,
+        parts: http::request::Parts,
+        body: B,
         peer: IpAddr,
     ) -> Result<(Response<Bytes>, String), (OAuthError, Option<String>)>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn StdError + Send + Sync>>,
     {
-        let (parts, body) = request.into_parts();
         if parts.method != Method::POST {
+            discard_body(body).await;
             return Err((OAuthError::MethodNotAllowed { allow: "POST" }, None));
         }
         let body = read_body(
@@ -380,10 +391,11 @@ where
         .filter_map(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
         .max();
     if declared.is_some_and(|len| len > limit_u64) || body.size_hint().lower() > limit_u64 {
+        discard_body(body).await;
         return Err(too_large);
     }
+    let mut body = std::pin::pin!(body);
     let collect = async {
-        let mut body = std::pin::pin!(body);
         let mut buf = BytesMut::new();
         while let Some(frame) = body.frame().await {
             let frame = frame
@@ -397,9 +409,53 @@ where
         }
         Ok(buf.freeze())
     };
-    tokio::time::timeout(timeout, collect)
+    let read = tokio::time::timeout(timeout, collect)
         .await
-        .unwrap_or(Err(OAuthError::RequestTimeout))
+        .unwrap_or(Err(OAuthError::RequestTimeout));
+    if matches!(read, Err(OAuthError::PayloadTooLarge { .. })) {
+        drain(body.as_mut()).await;
+    }
+    read
+}
+
+/// Most bytes of a request body read and thrown away before an early answer (a refusal that
+/// does not need the body). HTTP/2 clients such as curl and Node report a stream reset as a
+/// failure instead of showing the answer, so bodies up to this size are consumed first; a
+/// larger body gets the answer and a reset (RFC 9113 §8.1).
+pub const DISCARD_LIMIT: usize = 64 * 1024;
+
+/// How long an early answer waits for a body it throws away.
+const DISCARD_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Reads and drops up to [`DISCARD_LIMIT`] bytes of `body` (for at most a second), so an answer
+/// sent without the body reaches HTTP/2 clients intact. Returns at once for empty bodies.
+pub async fn discard_body<B>(body: B)
+where
+    B: Body<Data = Bytes>,
+{
+    let body = std::pin::pin!(body);
+    drain(body).await;
+}
+
+async fn drain<B>(mut body: std::pin::Pin<&mut B>)
+where
+    B: Body<Data = Bytes>,
+{
+    if body.is_end_stream() {
+        return;
+    }
+    let read = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                seen = seen.saturating_add(data.len());
+                if seen > DISCARD_LIMIT {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_TIMEOUT, read).await;
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, Version, header};
 use hyper::body::Body;
 
-use crate::identity::service::IdentityService;
+use crate::identity::service::{IdentityService, discard_body};
 use crate::routing::live::LiveTable;
 use crate::routing::route::Table;
 use crate::routing::{Scheme, canonical_host_name};
@@ -91,8 +91,14 @@ impl Proxy {
         let path = request.uri().path().to_owned();
         let host = request_host(&request);
         let outcome = match &host {
-            Err(error) => refusal(error.clone(), "invalid_host"),
-            Ok(_) if method == Method::CONNECT => refusal(ProxyError::ConnectNotAllowed, "connect"),
+            Err(error) => {
+                discard_body(request.into_body()).await;
+                refusal(error.clone(), "invalid_host")
+            }
+            Ok(_) if method == Method::CONNECT => {
+                discard_body(request.into_body()).await;
+                refusal(ProxyError::ConnectNotAllowed, "connect")
+            }
             Ok(host) => match &self.identity {
                 Some(identity) if identity.host() == Some(host.as_str()) => {
                     let handled = identity
@@ -145,7 +151,11 @@ fn refusal(error: ProxyError, endpoint: &'static str) -> Outcome {
 /// Serves a request for a route host. The reverse proxy (route match, authentication,
 /// authorization, upstream) replaces this; until then every route host answers
 /// `404 route_not_found`.
-async fn serve_route<B>(_table: &Table, _host: &str, _request: Request<B>) -> Outcome {
+async fn serve_route<B>(_table: &Table, _host: &str, request: Request<B>) -> Outcome
+where
+    B: Body<Data = Bytes>,
+{
+    discard_body(request.into_body()).await;
     refusal(ProxyError::RouteNotFound, "route")
 }
 

@@ -20,6 +20,11 @@
 //!   error body of any 4xx.
 //! - Rate limiting answers `429` with `Retry-After` and the code `temporarily_unavailable`, and an
 //!   internal failure `500` with `server_error` (both codes from RFC 6749 §4.1.2.1).
+//! - A missing prerequisite (no signing keys yet) answers `503` with `temporarily_unavailable`
+//!   and `Retry-After`: the request was fine and may succeed shortly.
+//! - HTTP-level refusals that RFC 6749 has no code for (unknown path `404`, wrong method `405`,
+//!   body too slow `408`, too large `413`, wrong media type `415`) use `invalid_request`, so every
+//!   answer of the authenticate host has the same JSON shape.
 
 use std::borrow::Cow;
 
@@ -77,7 +82,16 @@ pub enum OAuthError {
     },
     /// 500 with a fixed description; the cause is logged by whoever produced this.
     ServerError,
+    /// 404: no identity endpoint is served at this path.
+    NotFound,
+    /// 408: the request body did not arrive in time.
+    RequestTimeout,
+    /// 503 with `Retry-After`: the endpoint cannot answer yet; the text says why.
+    TemporarilyUnavailable(&'static str),
 }
+
+/// `Retry-After` of [`OAuthError::TemporarilyUnavailable`], in seconds.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
 
 impl OAuthError {
     /// The `error` code of the JSON body.
@@ -89,13 +103,17 @@ impl OAuthError {
             | Self::MultipleClientAuth
             | Self::MethodNotAllowed { .. }
             | Self::PayloadTooLarge { .. }
-            | Self::UnsupportedMediaType => "invalid_request",
+            | Self::UnsupportedMediaType
+            | Self::NotFound
+            | Self::RequestTimeout => "invalid_request",
             Self::InvalidClient(_) | Self::ClientAuthenticationFailed => "invalid_client",
             Self::InvalidGrant(_) => "invalid_grant",
             Self::UnauthorizedClient(_) => "unauthorized_client",
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidScope(_) => "invalid_scope",
-            Self::TooManyRequests { .. } => "temporarily_unavailable",
+            Self::TooManyRequests { .. } | Self::TemporarilyUnavailable(_) => {
+                "temporarily_unavailable"
+            }
             Self::ServerError => "server_error",
         }
     }
@@ -109,6 +127,9 @@ impl OAuthError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::TemporarilyUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::InvalidRequest(_)
             | Self::RepeatedParameter(_)
             | Self::MissingParameter(_)
@@ -127,7 +148,8 @@ impl OAuthError {
             | Self::InvalidClient(d)
             | Self::InvalidGrant(d)
             | Self::UnauthorizedClient(d)
-            | Self::InvalidScope(d) => Cow::Borrowed(d),
+            | Self::InvalidScope(d)
+            | Self::TemporarilyUnavailable(d) => Cow::Borrowed(d),
             Self::RepeatedParameter(name) => Cow::Owned(format!(
                 "the {name} parameter must not appear more than once"
             )),
@@ -152,11 +174,16 @@ impl OAuthError {
                 "too many failed authentications for this client from this address; retry later",
             ),
             Self::ServerError => Cow::Borrowed("the server could not complete the request"),
+            Self::NotFound => Cow::Borrowed("no identity endpoint is served at this path"),
+            Self::RequestTimeout => {
+                Cow::Borrowed("the request body did not arrive in time; send it without pauses")
+            }
         }
     }
 
     /// The HTTP response: status, `Content-Type: application/json`, `Cache-Control: no-store`,
-    /// `Pragma: no-cache`, the challenge or `Allow`/`Retry-After`/`Accept-Post` where they belong,
+    /// `Pragma: no-cache`, the challenge or `Allow`/`Retry-After`/`Accept-Post`/`Connection:
+    /// close` where they belong,
     /// and `{"error", "error_description"}`.
     pub fn into_response(&self) -> Response<Bytes> {
         let body = serde_json::json!({
@@ -185,6 +212,16 @@ impl OAuthError {
             }
             Self::TooManyRequests { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            Self::TemporarilyUnavailable(_) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS),
+                );
+            }
+            Self::RequestTimeout => {
+                // The rest of a late body may still be in flight; the connection cannot be reused.
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }
@@ -246,6 +283,9 @@ mod tests {
                 retry_after_secs: 6,
             },
             OAuthError::ServerError,
+            OAuthError::NotFound,
+            OAuthError::RequestTimeout,
+            OAuthError::TemporarilyUnavailable("no signing key yet"),
         ]
     }
 
@@ -340,6 +380,13 @@ mod tests {
                 "temporarily_unavailable",
             ),
             (OAuthError::ServerError, 500, "server_error"),
+            (OAuthError::NotFound, 404, "invalid_request"),
+            (OAuthError::RequestTimeout, 408, "invalid_request"),
+            (
+                OAuthError::TemporarilyUnavailable("x"),
+                503,
+                "temporarily_unavailable",
+            ),
         ];
         for (error, status, code) in cases {
             assert_eq!(error.status().as_u16(), status, "{error}");
@@ -366,6 +413,17 @@ mod tests {
         .into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(header(&response, "retry-after"), Some("42"));
+    }
+
+    #[test]
+    fn unavailable_carries_retry_after_and_timeout_closes() {
+        let response = OAuthError::TemporarilyUnavailable("no signing key yet").into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(header(&response, "retry-after"), Some("5"));
+        assert_eq!(body(&response)["error_description"], "no signing key yet");
+        let response = OAuthError::RequestTimeout.into_response();
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(header(&response, "connection"), Some("close"));
     }
 
     #[test]

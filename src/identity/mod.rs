@@ -1,9 +1,10 @@
 //! The identity surface (DESIGN.md §4): signing keys and JWKS, endpoint paths and metadata, the
-//! token endpoint's request parsing, client authentication, scopes, access-token claims and the
-//! OAuth error responses; login, sessions and federation join here. Works on plain domain types,
-//! never Kubernetes ones.
+//! token endpoint's request parsing, client authentication, scopes, access-token claims, the
+//! OAuth error responses and the service that serves them on the authenticate host; login,
+//! sessions and federation join here. Works on plain domain types, never Kubernetes ones.
 
 pub mod endpoints;
 pub mod error;
 pub mod keys;
+pub mod service;
 pub mod token;

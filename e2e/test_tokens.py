@@ -514,3 +514,24 @@ def test_edited_or_deleted_secret_is_replaced_and_never_trusted(identity_dev: De
     body = assert_token_response(get_token(dev, cid, again["client_secret"]), "the secret after a delete")
     verify_access_token(dev, body["access_token"], client_id=cid, scope=ALL_SCOPES)
     wait_for(lambda: describe_sac(dev, BOT, "SecretDeleted"), 30, what="the SecretDeleted Event")
+
+
+def test_plain_http_never_carries_client_secrets(identity_dev: DevServer):
+    """With an https issuer, the http listener redirects reads of the identity endpoints to https
+    and refuses a token request without processing it, even with a valid secret."""
+    dev = identity_dev
+    assert dev.http_url, "portcullis dev printed no `http` listener line"
+    _, data = apply_credential(dev)
+    cid, secret = data["client_id"], data["client_secret"]
+    http_port = urlsplit(dev.http_url).port
+    plain = f"http://localhost:{http_port}"
+
+    def over_http(path: str, *args: str) -> HttpResult:
+        return curl(dev, "--resolve", f"localhost:{http_port}:127.0.0.1", *args, url=f"{plain}{path}")
+
+    r = over_http("/oauth2/token", "-u", f"{cid}:{secret}", *CC)
+    assert_oauth_error(r, 400, "invalid_request", "a token request over plain http")
+    assert b"access_token" not in r.body
+    r = over_http("/.well-known/openid-configuration")
+    assert r.status == 308, r
+    assert r.headers.get("location") == f"{dev.issuer}/.well-known/openid-configuration", r.headers

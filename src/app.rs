@@ -1,17 +1,25 @@
 //! Wiring of the processes Portcullis runs. `portcullis dev` = the embedded API + our CRDs +
-//! the manifest loader + the admin listener, in one process; later parts (controller, proxy,
-//! identity) join here. `build` binds sockets and fails early; then everything runs until a
-//! signal, and shuts down in reverse order.
+//! the manifest loader + the admin listener + the controller + the HTTP and HTTPS listeners with
+//! the identity endpoints, in one process; `portcullis run` = the same without the embedded API.
+//! `start` binds every socket first and fails early; then everything runs until a signal, and
+//! shuts down in reverse order.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use tokio::net::TcpListener;
 use tokio::sync::watch;
+use url::Url;
 
 use crate::config::{ConfigError, Settings};
 use crate::controller::Controller;
 use crate::controller::leader::{LeaderConfig, Leadership};
+use crate::devapi::tls::DevCa;
 use crate::devapi::{DevApi, DevApiConfig, DevApiError, ensure_namespaces, manifests};
+use crate::identity::service::{Clock, DEFAULT_BODY_READ_TIMEOUT, IdentityConfig, IdentityService};
+use crate::proxy::Proxy;
+use crate::proxy::listener::{self, ListenerLimits, Transport};
 use crate::routing::live::LiveTable;
 
 /// Errors starting or running a Portcullis process.
@@ -46,6 +54,9 @@ pub enum AppError {
     /// No Kubernetes client could be built.
     #[error("connecting to the Kubernetes API")]
     Client(#[source] kube::Error),
+    /// The https listener's TLS configuration could not be built.
+    #[error(transparent)]
+    Tls(#[from] crate::proxy::tls::TlsError),
 }
 
 /// Options of `portcullis dev` that are not process settings.
@@ -65,6 +76,13 @@ pub struct Dev {
     pub api: DevApi,
     /// The admin listener's address.
     pub admin_addr: SocketAddr,
+    /// The plain-HTTP listener's address.
+    pub http_addr: SocketAddr,
+    /// The HTTPS listener's address.
+    pub https_addr: SocketAddr,
+    /// The issuer of the identity endpoints (`authenticateURL`, else
+    /// `http://localhost:<http port>`).
+    pub issuer: Url,
     /// The live routing table.
     pub live: LiveTable,
     /// The controller feeding it.
@@ -92,8 +110,16 @@ impl Dev {
             addr: settings.listen.admin,
             source,
         })?;
+        let listeners = Listeners::bind(settings).await?;
+        // Without authenticateURL, dev serves the identity endpoints on
+        // http://localhost:<http port>: the bound port, so port 0 works too.
+        let issuer = match issuer_url(settings)? {
+            Some(url) => url,
+            None => parse_issuer(&format!("http://localhost:{}", listeners.http_addr.port()))?,
+        };
+        let data_dir = absolute(&opts.data_dir);
         let api = DevApi::start(DevApiConfig {
-            data_dir: Some(absolute(&opts.data_dir)),
+            data_dir: Some(data_dir.clone()),
             addr: opts.api_addr,
             store: Default::default(),
         })
@@ -123,20 +149,33 @@ impl Dev {
         let api_uri: http::Uri = api.url().parse().map_err(|e: http::uri::InvalidUri| {
             AppError::Client(kube::Error::Service(Box::new(e)))
         })?;
+        // The fallback certificate comes from the CA the embedded API just loaded or created
+        // in the data directory, so one `ca.crt` is trusted for both.
+        let ca = DevCa::load_or_create(&data_dir).map_err(DevApiError::from)?;
+        let names = crate::proxy::tls::dev_certificate_names(issuer.host_str());
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let (chain, key) = ca.issue(&names).map_err(DevApiError::from)?;
+        let fallback = crate::proxy::tls::certified_key(chain, key)?;
         let core = Core::start(
             client,
             settings,
             &api_uri,
-            // Without authenticateURL, dev serves the identity endpoints on
-            // http://localhost:<http port>.
-            Some(authenticate_host(settings).unwrap_or_else(|| "localhost".to_owned())),
-            &[api.addr],
+            Some(issuer.clone()),
+            &[api.addr, listeners.http_addr, listeners.https_addr],
             DEV_IDENTITY.to_owned(),
             ready_tx,
             &shutdown_rx,
             &mut tasks,
         )?;
         let Core { live, controller } = core;
+        let (http_addr, https_addr) = (listeners.http_addr, listeners.https_addr);
+        listeners.serve(
+            &live,
+            Some(identity_service(settings, issuer.clone())),
+            Some(fallback),
+            &shutdown_rx,
+            &mut tasks,
+        )?;
         if live.wait_for(1, FIRST_TABLE_WAIT).await.is_none() {
             tracing::warn!(
                 "the first routing table is not live yet; /readyz reports ready once it is"
@@ -145,6 +184,9 @@ impl Dev {
         Ok(Self {
             api,
             admin_addr,
+            http_addr,
+            https_addr,
+            issuer,
             live,
             controller,
             shutdown,
@@ -152,16 +194,25 @@ impl Dev {
         })
     }
 
-    /// The lines `portcullis dev` prints: one per listener, then the `export` line.
+    /// The lines `portcullis dev` prints: one per listener, the issuer, then the `export` line.
     pub fn banner(&self) -> Vec<String> {
         let mut lines = vec![
             format!(
                 "portcullis dev: kubernetes api https://{} (embedded)",
                 self.api.addr
             ),
+            format!("portcullis dev: http http://{}", reachable(self.http_addr)),
+            format!(
+                "portcullis dev: https https://{}",
+                reachable(self.https_addr)
+            ),
             format!(
                 "portcullis dev: admin http://{} (/healthz, /readyz)",
                 self.admin_addr
+            ),
+            format!(
+                "portcullis dev: issuer {}",
+                crate::identity::endpoints::issuer_identifier(&self.issuer)
             ),
         ];
         if let Some(ca) = &self.api.ca_path {
@@ -192,12 +243,15 @@ struct Core {
 }
 
 impl Core {
+    /// `issuer` is passed to the controller (workload Secrets) and its host is the authenticate
+    /// host of the compile context, so routes can never claim the host the identity endpoints
+    /// are served on.
     #[allow(clippy::too_many_arguments)]
     fn start(
         client: kube::Client,
         settings: &Settings,
         api_uri: &http::Uri,
-        authenticate_host: Option<String>,
+        issuer: Option<Url>,
         extra_listeners: &[SocketAddr],
         identity: String,
         ready_tx: watch::Sender<bool>,
@@ -211,6 +265,9 @@ impl Core {
         )?;
         tasks.push(leader_task);
         let live = LiveTable::new();
+        let authenticate_host = issuer
+            .as_ref()
+            .and_then(|url| url.host_str().map(str::to_owned));
         let context = crate::controller::compile_context(
             settings,
             api_uri,
@@ -223,7 +280,7 @@ impl Core {
             context,
             live.clone(),
             leadership,
-            issuer_url(settings),
+            issuer,
             shutdown_rx.clone(),
         );
         let waiter = live.clone();
@@ -242,10 +299,16 @@ impl Core {
     }
 }
 
-/// A running `portcullis run`: the controller against a real cluster.
+/// A running `portcullis run`: the controller against a real cluster, and the listeners.
 pub struct Run {
     /// The admin listener's address.
     pub admin_addr: SocketAddr,
+    /// The plain-HTTP listener's address.
+    pub http_addr: SocketAddr,
+    /// The HTTPS listener's address.
+    pub https_addr: SocketAddr,
+    /// The issuer (`authenticateURL`); `None` serves no identity endpoints.
+    pub issuer: Option<Url>,
     /// The live routing table.
     pub live: LiveTable,
     /// The controller feeding it.
@@ -256,7 +319,8 @@ pub struct Run {
 
 impl Run {
     /// Connects with `kubeconfig` (or the in-cluster configuration / `KUBECONFIG`), binds the
-    /// admin listener and starts leader election and the controller.
+    /// admin, http and https listeners and starts leader election, the controller and the
+    /// listeners. Without `authenticateURL` no identity endpoints are served (logged once).
     pub async fn start(settings: &Settings, kubeconfig: Option<&Path>) -> Result<Self, AppError> {
         let config = match kubeconfig {
             Some(path) => {
@@ -284,6 +348,13 @@ impl Run {
             addr: settings.listen.admin,
             source,
         })?;
+        let listeners = Listeners::bind(settings).await?;
+        let issuer = issuer_url(settings)?;
+        if issuer.is_none() {
+            tracing::warn!(
+                "authenticateURL is not set: the identity endpoints (token, JWKS, metadata) are not served"
+            );
+        }
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (ready_tx, ready_rx) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(crate::admin::serve(
@@ -295,15 +366,26 @@ impl Run {
             client,
             settings,
             &api_uri,
-            authenticate_host(settings),
-            &[],
+            issuer.clone(),
+            &[listeners.http_addr, listeners.https_addr],
             crate::controller::leader::default_identity(),
             ready_tx,
             &shutdown_rx,
             &mut tasks,
         )?;
+        let (http_addr, https_addr) = (listeners.http_addr, listeners.https_addr);
+        listeners.serve(
+            &live,
+            issuer.clone().map(|url| identity_service(settings, url)),
+            None,
+            &shutdown_rx,
+            &mut tasks,
+        )?;
         Ok(Run {
             admin_addr,
+            http_addr,
+            https_addr,
+            issuer,
             live,
             controller,
             shutdown,
@@ -311,7 +393,8 @@ impl Run {
         })
     }
 
-    /// Stops the controller (releasing the lease) and the admin listener.
+    /// Stops the controller (releasing the lease), the listeners (draining their connections)
+    /// and the admin listener.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         self.controller.join().await;
@@ -328,21 +411,117 @@ const DEV_IDENTITY: &str = "portcullis-dev";
 /// How long `portcullis dev` waits for the first routing table before printing its banner.
 const FIRST_TABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The issuer: `authenticateURL`, if set.
-fn issuer_url(settings: &Settings) -> Option<url::Url> {
-    settings
-        .authenticate_url
-        .as_deref()
-        .and_then(|u| url::Url::parse(u).ok())
+/// An address to connect to a listener bound at `addr`: the loopback address of the same family
+/// for a wildcard bind (`0.0.0.0:8080` → `127.0.0.1:8080`), else `addr`.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
+    }
 }
 
-/// The host of `authenticateURL`, if set.
-fn authenticate_host(settings: &Settings) -> Option<String> {
+/// The issuer: `authenticateURL`, if set.
+fn issuer_url(settings: &Settings) -> Result<Option<Url>, AppError> {
     settings
         .authenticate_url
         .as_deref()
-        .and_then(|u| url::Url::parse(u).ok())
-        .and_then(|u| u.host_str().map(str::to_owned))
+        .map(parse_issuer)
+        .transpose()
+}
+
+fn parse_issuer(text: &str) -> Result<Url, AppError> {
+    let url = Url::parse(text).map_err(|e| ConfigError::Invalid {
+        key: "authenticateURL".into(),
+        message: e.to_string(),
+    })?;
+    if url.host_str().is_none() || !matches!(url.scheme(), "http" | "https") {
+        return Err(ConfigError::Invalid {
+            key: "authenticateURL".into(),
+            message: "must be an http or https URL with a host".into(),
+        }
+        .into());
+    }
+    Ok(url)
+}
+
+/// The identity endpoints for `issuer`, with the system clock.
+fn identity_service(settings: &Settings, issuer: Url) -> Arc<IdentityService> {
+    Arc::new(IdentityService::new(IdentityConfig {
+        issuer,
+        access_token_audience: settings.access_token_audience.clone(),
+        signing_algorithm: settings.signing.algorithm.parse().unwrap_or_default(),
+        body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+        clock: Clock::system(),
+    }))
+}
+
+/// The bound http and https listeners, before they serve.
+struct Listeners {
+    http: TcpListener,
+    https: TcpListener,
+    http_addr: SocketAddr,
+    https_addr: SocketAddr,
+}
+
+impl Listeners {
+    /// Binds `listen.http` and `listen.https`; a taken port fails start-up, naming the listener.
+    async fn bind(settings: &Settings) -> Result<Self, AppError> {
+        let (http, http_addr) = bind_named("http", settings.listen.http).await?;
+        let (https, https_addr) = bind_named("https", settings.listen.https).await?;
+        Ok(Self {
+            http,
+            https,
+            http_addr,
+            https_addr,
+        })
+    }
+
+    /// Starts serving both over `live`, with `identity` on the authenticate host and `fallback`
+    /// as the certificate for names the table has none for.
+    fn serve(
+        self,
+        live: &LiveTable,
+        identity: Option<Arc<IdentityService>>,
+        fallback: Option<Arc<rustls::sign::CertifiedKey>>,
+        shutdown_rx: &watch::Receiver<bool>,
+        tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+    ) -> Result<(), AppError> {
+        let proxy = Arc::new(Proxy::new(live.clone(), identity));
+        let tls = crate::proxy::tls::server_config(live.clone(), fallback)?;
+        let limits = ListenerLimits::default();
+        tasks.push(tokio::spawn(listener::serve(
+            "http",
+            self.http,
+            Transport::Plain,
+            Arc::clone(&proxy),
+            limits,
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(listener::serve(
+            "https",
+            self.https,
+            Transport::Tls(tokio_rustls::TlsAcceptor::from(tls)),
+            proxy,
+            limits,
+            shutdown_rx.clone(),
+        )));
+        Ok(())
+    }
+}
+
+async fn bind_named(
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), AppError> {
+    let bind_error = |source| AppError::Bind { what, addr, source };
+    let socket = listener::bind(addr).await.map_err(bind_error)?;
+    let bound = socket.local_addr().map_err(bind_error)?;
+    Ok((socket, bound))
 }
 
 /// The `portcullis` IngressClass, default class of the dev cluster, so that `kubectl create
@@ -394,5 +573,41 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn banner_addresses_are_reachable() {
+        let at = |s: &str| {
+            reachable(
+                s.parse()
+                    .unwrap_or_else(|_| SocketAddr::from(([1, 1, 1, 1], 1))),
+            )
+        };
+        assert_eq!(at("0.0.0.0:8080").to_string(), "127.0.0.1:8080");
+        assert_eq!(at("[::]:8443").to_string(), "[::1]:8443");
+        assert_eq!(at("10.0.0.5:80").to_string(), "10.0.0.5:80");
+    }
+
+    #[test]
+    fn issuers_must_be_http_urls_with_a_host() {
+        assert_eq!(
+            parse_issuer("https://auth.example.com/")
+                .map(|u| u.to_string())
+                .ok(),
+            Some("https://auth.example.com/".to_owned())
+        );
+        assert!(matches!(
+            parse_issuer("ftp://auth.example.com"),
+            Err(AppError::Config(_))
+        ));
+        assert!(matches!(
+            parse_issuer("not a url"),
+            Err(AppError::Config(_))
+        ));
     }
 }

@@ -11,7 +11,9 @@
 //! ```
 //!
 //! Today the crate holds the CRD types ([`api`]), process settings ([`config`]), the embedded
-//! Kubernetes-compatible API ([`devapi`]) and the wiring of `portcullis dev` ([`app`]). See
+//! Kubernetes-compatible API ([`devapi`]), the controller ([`controller`]) and its live table
+//! ([`routing`]), the identity endpoints ([`identity`]), the HTTP and HTTPS listeners ([`proxy`])
+//! and the wiring of `portcullis dev` and `portcullis run` ([`app`]). See
 //! `docs/architecture.md`.
 
 pub mod admin;
@@ -22,6 +24,7 @@ pub mod controller;
 pub mod devapi;
 pub mod identity;
 pub mod policy;
+pub mod proxy;
 pub mod routing;
 pub mod yaml;
 

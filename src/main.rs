@@ -128,7 +128,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     )?;
     init_logging(&settings);
     let run = Run::start(&settings, args.kubeconfig.as_deref()).await?;
-    tracing::info!(admin = %run.admin_addr, "portcullis running");
+    tracing::info!(
+        admin = %run.admin_addr,
+        http = %run.http_addr,
+        https = %run.https_addr,
+        issuer = run.issuer.as_ref().map(|u| u.as_str()).unwrap_or("-"),
+        "portcullis running"
+    );
     shutdown_signal().await;
     tracing::info!("shutting down");
     run.shutdown().await;

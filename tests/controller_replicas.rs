@@ -31,6 +31,9 @@ impl Replica {
             .arg(kubeconfig)
             .env("POD_NAME", name)
             .env("PORTCULLIS_LISTEN_ADMIN", format!("127.0.0.1:{admin}"))
+            // Two replicas share this machine: each binds its own proxy ports.
+            .env("PORTCULLIS_LISTEN_HTTP", "127.0.0.1:0")
+            .env("PORTCULLIS_LISTEN_HTTPS", "127.0.0.1:0")
             .env("PORTCULLIS_LOG_LEVEL", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -1,0 +1,132 @@
+//! TLS for the https listener: certificates chosen by SNI from the live table, with a fallback.
+//!
+//! [`TableResolver`] is the rustls certificate resolver. It runs inside the handshake (a sync
+//! callback), so it reads the live table with [`LiveTable::peek`]: the certificate bound to the
+//! SNI name or its wildcard, else the table's default certificate (`tls.defaultCertificateSecret`),
+//! else the listener's fallback. In `portcullis dev` the fallback is a certificate from the
+//! development CA (the one whose `ca.crt` is in the data directory) for [`dev_certificate_names`];
+//! `portcullis run` has none, so a name without a certificate fails the handshake.
+//!
+//! The server speaks TLS 1.2 and 1.3 with the aws-lc-rs provider, chosen explicitly so nothing
+//! depends on a process-wide default, and offers `h2` then `http/1.1` by ALPN.
+
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{ServerConfig, crypto::CryptoProvider};
+
+use crate::routing::live::LiveTable;
+
+/// ALPN protocol id of HTTP/2.
+pub const ALPN_H2: &[u8] = b"h2";
+/// ALPN protocol id of HTTP/1.1.
+pub const ALPN_HTTP11: &[u8] = b"http/1.1";
+
+/// Errors setting up TLS.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The fallback certificate's key is unusable or does not match it.
+    #[error("the fallback certificate cannot be used")]
+    FallbackKey(#[source] rustls::Error),
+    /// rustls refused the protocol versions of the provider.
+    #[error("building the TLS configuration")]
+    Config(#[source] rustls::Error),
+}
+
+/// Chooses the certificate of each handshake from the live table (see the module docs).
+pub struct TableResolver {
+    live: LiveTable,
+    fallback: Option<Arc<CertifiedKey>>,
+}
+
+impl TableResolver {
+    /// A resolver over `live`, serving `fallback` when the table has nothing for a name.
+    pub fn new(live: LiveTable, fallback: Option<Arc<CertifiedKey>>) -> Self {
+        Self { live, fallback }
+    }
+}
+
+impl std::fmt::Debug for TableResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableResolver")
+            .field("fallback", &self.fallback.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResolvesServerCert for TableResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.live
+            .peek()
+            .certs
+            .resolve(hello.server_name())
+            .or_else(|| self.fallback.clone())
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// The https listener's rustls configuration: [`TableResolver`] over `live` with `fallback`,
+/// no client certificates, ALPN `h2` and `http/1.1`.
+pub fn server_config(
+    live: LiveTable,
+    fallback: Option<Arc<CertifiedKey>>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Config)?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(TableResolver::new(live, fallback)));
+    config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A served certificate from a DER chain (leaf first) and its private key; the key must match
+/// the leaf.
+pub fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<CertifiedKey>, TlsError> {
+    CertifiedKey::from_der(chain, key, &provider())
+        .map(Arc::new)
+        .map_err(TlsError::FallbackKey)
+}
+
+/// The names of the `portcullis dev` fallback certificate: `localhost`, `*.localhost`,
+/// `127.0.0.1`, `::1`, and the authenticate host when it is another name.
+pub fn dev_certificate_names(authenticate_host: Option<&str>) -> Vec<String> {
+    let mut names: Vec<String> = ["localhost", "*.localhost", "127.0.0.1", "::1"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    if let Some(host) = authenticate_host {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if !names.iter().any(|n| n == host) {
+            names.push(host.to_owned());
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_names_add_the_authenticate_host_once() {
+        assert_eq!(
+            dev_certificate_names(None),
+            ["localhost", "*.localhost", "127.0.0.1", "::1"]
+        );
+        assert_eq!(dev_certificate_names(Some("localhost")).len(), 4);
+        assert_eq!(dev_certificate_names(Some("[::1]")).len(), 4);
+        assert_eq!(
+            dev_certificate_names(Some("auth.example.test")).last(),
+            Some(&"auth.example.test".to_owned())
+        );
+    }
+}

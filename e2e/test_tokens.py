@@ -415,6 +415,10 @@ def test_token_endpoint_refuses_bad_requests(identity_dev: DevServer):
         ("wrong secret, form", [*CC, "--data-urlencode", f"client_id={cid}", "--data-urlencode",
                                 f"client_secret={wrong}"], 401, "invalid_client"),
         ("unknown client", ["-u", f"no-such-client:{secret}", *CC], 401, "invalid_client"),
+        ("empty secret, Basic", ["-u", f"{cid}:", *CC], 401, "invalid_client"),
+        ("empty secret, form", [*CC, "--data-urlencode", f"client_id={cid}", "--data-urlencode", "client_secret="],
+         401, "invalid_client"),
+        ("no client authentication", [*CC], 401, "invalid_client"),
         ("Basic without a colon", ["-H", "Authorization: Basic " + base64.b64encode(cid.encode()).decode(), *CC],
          401, "invalid_client"),
         ("Basic with bad base64", ["-H", "Authorization: Basic %%%not-base64%%%", *CC], 401, "invalid_client"),
@@ -535,6 +539,17 @@ def test_rotation_on_demand_keeps_the_previous_secret_during_the_overlap(identit
     wait_for(lambda: describe_sac(dev, BOT, "SecretRotated", "portcullis.dev/rotate"), 30,
              what="the SecretRotated Event")
 
+    # With `overlap: 0s` the previous secret is retired at once and not carried in the Secret.
+    _, quick = apply_credential(dev, credential("quick", rotation={"every": "720h", "overlap": "0s"}))
+    dev.kubectl("annotate", "sac", "quick", "-n", NS, "portcullis.dev/rotate=now", "--overwrite")
+    _, quick_after = wait_secret(dev, "quick-oauth", other_than=(quick["client_secret"],))
+    assert set(quick_after) == {"client_id", "client_secret", "token_url", "issuer"}, sorted(quick_after)
+    assert_oauth_error(get_token(dev, quick["client_id"], quick["client_secret"]), 401, "invalid_client",
+                       "the previous secret of a credential with overlap 0s")
+    body = assert_token_response(get_token(dev, quick["client_id"], quick_after["client_secret"]),
+                                 "the new secret of a credential with overlap 0s")
+    verify_access_token(dev, body["access_token"], client_id=quick["client_id"], name="quick", scope=ALL_SCOPES)
+
 
 
 def test_edited_or_deleted_secret_is_replaced_and_never_trusted(identity_dev: DevServer):
@@ -584,3 +599,58 @@ def test_plain_http_never_carries_client_secrets(identity_dev: DevServer):
     r = over_http("/.well-known/openid-configuration")
     assert r.status == 308, r
     assert r.headers.get("location") == f"{dev.issuer}/.well-known/openid-configuration", r.headers
+
+
+def test_spec_changes_reach_new_tokens_and_deletion_revokes(identity_dev: DevServer):
+    dev = identity_dev
+    _, data = apply_credential(dev)
+    cid, secret = data["client_id"], data["client_secret"]
+    verify_access_token(dev, assert_token_response(get_token(dev, cid, secret), "before the change")["access_token"],
+                        client_id=cid, scope=ALL_SCOPES)
+
+    dev.kubectl("patch", "sac", BOT, "-n", NS, "--type", "merge", "-p", json.dumps(
+        {"spec": {"accessTokenTTL": "30m", "scopes": ["route:reports"], "claims": {"team": "risk"}}}))
+    new_claims = {"team": "risk", "tier": "gold"}  # a merge patch keeps the other claims
+
+    def changed():
+        r = get_token(dev, cid, secret)
+        assert r.status == 200, r
+        return r if r.json()["expires_in"] == 1800 else None
+
+    r = wait_for(changed, 30, what="tokens with the new accessTokenTTL")
+    body = r.json()
+    assert body.get("scope") == f"route:{NS}/reports", body
+    verify_access_token(dev, body["access_token"], client_id=cid, scope=f"route:{NS}/reports",
+                        claims=new_claims, ttl=1800)
+    assert_oauth_error(curl(dev, "-u", f"{cid}:{secret}", *CC, "--data-urlencode", "scope=route:billing-api"),
+                       400, "invalid_scope", "a scope the credential no longer has")
+    assert read_secret(dev, f"{BOT}-oauth")[1]["client_secret"] == secret, "a spec change rotated the secret"
+
+    # Deleting the credential revokes its client and garbage-collects its Secret.
+    dev.kubectl("delete", "sac", BOT, "-n", NS)
+    wait_for(lambda: get_token(dev, cid, secret).status == 401, 10, what="the deleted credential's client refused")
+    assert_oauth_error(get_token(dev, cid, secret), 401, "invalid_client", "the deleted credential's client")
+    wait_for(lambda: read_secret(dev, f"{BOT}-oauth") is None, 30, what="the Secret garbage-collected")
+
+
+def test_guessing_is_throttled_per_source_without_locking_out_the_client(identity_dev: DevServer):
+    """Failed authentications are limited per source address and client (SECURITY.md "Token
+    endpoint": guessing): a guesser on 127.0.0.2 is slowed down with 429 + Retry-After, even when it
+    finally sends the right secret, while the real client on 127.0.0.1 is never locked out."""
+    dev = identity_dev
+    _, data = apply_credential(dev)
+    cid, secret = data["client_id"], data["client_secret"]
+    guesser = ["--interface", "127.0.0.2"]  # another loopback source address
+
+    statuses = []
+    for _ in range(12):
+        wrong = "pcs_" + base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+        statuses.append(curl(dev, *guesser, "-u", f"{cid}:{wrong}", *CC).status)
+    assert statuses[:3] == [401] * 3 and statuses[-1] == 429, statuses
+    r = curl(dev, *guesser, "-u", f"{cid}:{secret}", *CC)
+    body = assert_oauth_error(r, 429, "temporarily_unavailable", "the right secret from the throttled source")
+    assert "access_token" not in body
+    assert int(r.headers.get("retry-after", "0")) > 0, r.headers
+
+    body = assert_token_response(get_token(dev, cid, secret), "the real client from another address")
+    verify_access_token(dev, body["access_token"], client_id=cid, scope=ALL_SCOPES)

@@ -8,7 +8,7 @@
 // "discovery": "oidc" | "oauth2", "scope"?}. The secret comes on stdin so it never shows in a
 // process listing. Prints one JSON object: {"metadata": <discovered server metadata>,
 // "tokens": <token response>}; on failure {"error": {"name", "message", "code", "status",
-// "body"}} and exit code 1.
+// "error", "error_description", "challenges", "body", "cause"}} and exit code 1.
 
 import * as client from 'openid-client';
 
@@ -44,16 +44,32 @@ async function main() {
   }) + '\n');
 }
 
-main().catch((err) => {
-  const describe = (e) => e && {
+// openid-client reports a refused token request as ResponseBodyError (`error`,
+// `error_description` from the body) or, when the 401 carries `WWW-Authenticate`, as
+// WWWAuthenticateChallengeError (the parsed challenges in `cause`, the body unread in `response`).
+async function describe(e) {
+  if (!e) return e;
+  const out = {
     name: e.name,
     message: e.message,
     code: e.code,
     status: e.status,
     error: e.error,
     error_description: e.error_description,
-    cause: e.cause instanceof Error ? describe(e.cause) : undefined,
   };
-  process.stdout.write(JSON.stringify({ error: describe(err) }) + '\n');
+  if (Array.isArray(e.cause)) out.challenges = e.cause;
+  else if (e.cause instanceof Error) out.cause = await describe(e.cause);
+  if (e.response && typeof e.response.clone === 'function') {
+    try {
+      out.body = await e.response.clone().json();
+    } catch {
+      // already read, or not JSON
+    }
+  }
+  return out;
+}
+
+main().catch(async (err) => {
+  process.stdout.write(JSON.stringify({ error: await describe(err) }) + '\n');
   process.exit(1);
 });

@@ -383,6 +383,15 @@ def test_curl_basic_form_and_authentik_form(identity_dev: DevServer):
     assert body.get("scope") == ALL_SCOPES, body
     verify_access_token(dev, body["access_token"], client_id=cid, scope=ALL_SCOPES)
 
+    # RFC 6749 §2.3.1: both halves of Basic credentials are form-encoded; a client that encodes
+    # every '-' and '_' (as %2D, %5F) names the same client and secret.
+    def pct(text: str) -> str:
+        return "".join(f"%{ord(ch):02X}" if ch in "-_" else ch for ch in text)
+
+    r = curl(dev, "-H", "Authorization: " + basic(pct(cid), pct(secret)), *CC)
+    body = assert_token_response(r, "Basic with form-encoded halves")
+    verify_access_token(dev, body["access_token"], client_id=cid, scope=ALL_SCOPES)
+
     r = curl(dev, *CC, "--data-urlencode", f"client_id={cid}", "--data-urlencode", f"client_secret={secret}",
              "--data-urlencode", "scope=route:billing-api")
     body = assert_token_response(r, "curl form (client_secret_post)")

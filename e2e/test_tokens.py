@@ -4,10 +4,11 @@ endpoint of `portcullis dev` (DESIGN §3 generated Secret, §4 identity surface;
 endpoint" and "Tokens and JWTs").
 
 Clients: Python `authlib` (client_secret_basic and client_secret_post), Node `openid-client` 6
-(OIDC and RFC 8414 discovery over the https listener, trusting the dev CA), and `curl` (Basic,
-form fields, the authentik form, and malformed requests). Every token is verified with `joserfc`
-against the served JWKS. Rotation is driven with `kubectl annotate`, tampering with `kubectl
-patch` and `kubectl delete`.
+(OIDC and RFC 8414 discovery over the https listener, trusting the dev CA), `curl` (Basic, form
+fields, the authentik form, malformed requests, a guesser on another loopback address) and Node's
+built-in HTTP/2 client. Every token is verified with `joserfc` against the served JWKS. Rotation
+is driven with `kubectl annotate`, tampering with `kubectl patch` and `kubectl delete`, spec
+changes with `kubectl patch`.
 
 Every test uses `identity_dev` (conftest): the issuer is `https://localhost:<https port>`.
 """

@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -218,6 +219,8 @@ class DevServer:
     extra_args: list[str] = field(default_factory=list)
     name: str = "server"
     api_addr: str = "127.0.0.1:0"
+    http_addr: str = "127.0.0.1:0"
+    https_addr: str = "127.0.0.1:0"
 
     proc: subprocess.Popen | None = None
     stdout_lines: list[str] = field(default_factory=list)
@@ -226,6 +229,9 @@ class DevServer:
     admin_url: str | None = None
     api_url: str | None = None
     ca_path: Path | None = None
+    http_url: str | None = None  # from the `http` line, when the binary prints one
+    https_url: str | None = None  # from the `https` line, when the binary prints one
+    issuer: str | None = None  # from the `issuer` line, when the binary prints one
     cache_dir: Path | None = None
     _stdout_thread: threading.Thread | None = None
 
@@ -241,8 +247,8 @@ class DevServer:
             "--data-dir", str(self.data_dir),
             "--api-addr", self.api_addr,
             "--admin-addr", "127.0.0.1:0",
-            "--http-addr", "127.0.0.1:0",
-            "--https-addr", "127.0.0.1:0",
+            "--http-addr", self.http_addr,
+            "--https-addr", self.https_addr,
             "--ssh-addr", "127.0.0.1:0",
         ]
         for m in self.manifests:
@@ -297,6 +303,12 @@ class DevServer:
             self.admin_url = adm.group(1).rstrip("/")
             self.api_url = api.group(1) if api else None
             self.ca_path = Path(ca.group(1)) if ca else None
+            http_line = re.search(r"^portcullis dev: http (http://\S+)", joined, re.M)
+            https_line = re.search(r"^portcullis dev: https (https://\S+)", joined, re.M)
+            issuer = re.search(r"^portcullis dev: issuer (\S+)", joined, re.M)
+            self.http_url = http_line.group(1).rstrip("/") if http_line else None
+            self.https_url = https_line.group(1).rstrip("/") if https_line else None
+            self.issuer = issuer.group(1) if issuer else None
             return True
 
         wait_for(printed, timeout, what=f"{self.name}: the `export KUBECONFIG=` and admin lines on stdout")
@@ -503,12 +515,14 @@ def dev_factory(request, portcullis_bin, kubectl_bin, tmp_path):
     request.node._portcullis_servers = made
 
     def make(data_dir: Path | None = None, manifests: Iterable[Path] = (), extra_args: Iterable[str] = (),
-             name: str | None = None, api_addr: str = "127.0.0.1:0") -> DevServer:
+             name: str | None = None, api_addr: str = "127.0.0.1:0", http_addr: str = "127.0.0.1:0",
+             https_addr: str = "127.0.0.1:0") -> DevServer:
         s = DevServer(
             binary=portcullis_bin, kubectl_bin=kubectl_bin,
             data_dir=Path(data_dir) if data_dir else tmp_path / "data",
             work_dir=tmp_path, manifests=[Path(m) for m in manifests], extra_args=list(extra_args),
-            name=name or f"server{len(made) + 1}", api_addr=api_addr,
+            name=name or f"server{len(made) + 1}", api_addr=api_addr, http_addr=http_addr,
+            https_addr=https_addr,
         )
         made.append(s)
         return s
@@ -530,6 +544,44 @@ def dev_factory(request, portcullis_bin, kubectl_bin, tmp_path):
 def dev(dev_factory) -> DevServer:
     """A started `portcullis dev` with a fresh data dir."""
     return dev_factory().start()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for settings that must name the port
+    before the server starts, such as `authenticateURL`)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def identity_dev(dev_factory, tmp_path) -> DevServer:
+    """A started `portcullis dev` whose identity endpoints live on its https listener:
+    `authenticateURL: https://localhost:<https port>` in a `--config` file, so OAuth clients that
+    insist on https (openid-client) discover and use it, trusting the dev CA (`ca_path`).
+
+    `issuer` is that URL (the printed `issuer` line must agree when the binary prints one). The port
+    is picked before the start; when another process takes it in between, it starts again on
+    another port."""
+    for attempt in range(3):
+        port = free_port()
+        authenticate_url = f"https://localhost:{port}"
+        config = write_yaml(tmp_path / f"identity-{attempt}.yaml", {"authenticateURL": authenticate_url})
+        s = dev_factory(data_dir=tmp_path / f"identity-data-{attempt}", extra_args=["--config", str(config)],
+                        https_addr=f"127.0.0.1:{port}", name=f"identity{attempt + 1}")
+        try:
+            s.start()
+        except ServerExited as exc:
+            if attempt < 2 and "in use" in str(exc).lower():
+                continue
+            raise
+        assert s.issuer in (None, authenticate_url), f"printed issuer {s.issuer!r}, configured {authenticate_url!r}"
+        s.issuer = authenticate_url
+        s.https_url = s.https_url or f"https://127.0.0.1:{port}"
+        if s.ca_path is None:
+            s.ca_path = s.data_dir / "ca.crt"
+        return s
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture

@@ -5,23 +5,28 @@
 //!   `IdentityService::handle` (form parsing, Basic decoding, digest check, scopes, claims, ES256
 //!   signature, JSON response) with 1 and 10 000 credentials in the table, and the ES256
 //!   signature alone. Criterion runs on one thread, so elements/s is tokens per second per core.
-//!
-//! The load run over sockets joins when the listeners are served (see docs/benchmarks.md).
+//! * `cargo bench --bench tokens -- --live [--seconds S] [--connections C]`: a load run on the
+//!   real HTTP listener: the server on a runtime with ONE worker thread (one core), clients on
+//!   another, HTTP/1.1 keep-alive, client_secret_basic; prints tokens/s and latency percentiles.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
 use criterion::{Criterion, Throughput};
 use http::{Request, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use portcullis::identity::keys::{Algorithm, KeySet};
 use portcullis::identity::service::{Clock, IdentityConfig, IdentityService};
 use portcullis::identity::token::{CredentialRecord, Credentials, digest};
+use portcullis::proxy::Proxy;
+use portcullis::proxy::listener::{self, ListenerLimits, Transport};
 use portcullis::routing::Scheme;
+use portcullis::routing::live::LiveTable;
 use portcullis::routing::route::Table;
 
 const SECRET: &str = "pcs_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG";
@@ -111,7 +116,114 @@ fn criterion_benches(c: &mut Criterion) {
     g.finish();
 }
 
+/// The load run: server on one worker thread, `connections` HTTP/1.1 keep-alive clients on
+/// another runtime, for `seconds`.
+fn live(seconds: u64, connections: usize) {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let live = LiveTable::new();
+    live.publish(table(1));
+    let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+    let addr: SocketAddr = server_rt.block_on(async {
+        let l = listener::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = l.local_addr().unwrap();
+        let svc = Arc::new(service(Clock::system()));
+        let proxy = Arc::new(Proxy::new(live.clone(), Some(svc)));
+        tokio::spawn(listener::serve(
+            "http",
+            l,
+            Transport::Plain,
+            proxy,
+            ListenerLimits::default(),
+            shutdown,
+        ));
+        addr
+    });
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let latencies = client_rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..connections {
+            let (done, ok, failed) = (done.clone(), ok.clone(), failed.clone());
+            tasks.push(tokio::spawn(async move {
+                let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let (mut send, conn) = hyper::client::conn::http1::handshake(
+                    hyper_util::rt::TokioIo::new(stream),
+                )
+                .await
+                .unwrap();
+                tokio::spawn(conn);
+                let authority = format!("localhost:{}", addr.port());
+                let mut lat = Vec::new();
+                while !done.load(Ordering::Relaxed) {
+                    let start = Instant::now();
+                    let resp = send.send_request(request(&authority)).await.unwrap();
+                    let status = resp.status();
+                    let _ = resp.into_body().collect().await.unwrap();
+                    lat.push(start.elapsed());
+                    if status == StatusCode::OK {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                lat
+            }));
+        }
+        // Warm up one second, then measure.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (start_ok, start) = (ok.load(Ordering::Relaxed), Instant::now());
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        let measured = ok.load(Ordering::Relaxed) - start_ok;
+        let elapsed = start.elapsed().as_secs_f64();
+        done.store(true, Ordering::Relaxed);
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        println!(
+            "token endpoint, 1 server worker thread, {connections} connections: {:.0} tokens/s ({measured} in {elapsed:.1}s), {} failed",
+            measured as f64 / elapsed,
+            failed.load(Ordering::Relaxed)
+        );
+        all
+    });
+    let mut lat = latencies;
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    println!(
+        "latency p50 {:?}  p90 {:?}  p99 {:?}",
+        pct(0.50),
+        pct(0.90),
+        pct(0.99)
+    );
+    let _ = shutdown_tx.send(true);
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--live") {
+        let value = |flag: &str, default: u64| {
+            args.iter()
+                .position(|a| a == flag)
+                .and_then(|i| args.get(i + 1)?.parse().ok())
+                .unwrap_or(default)
+        };
+        live(value("--seconds", 10), value("--connections", 32) as usize);
+        return;
+    }
     let mut c = Criterion::default().configure_from_args();
     criterion_benches(&mut c);
     c.final_summary();

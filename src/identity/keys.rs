@@ -62,11 +62,13 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature as aws_sig;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
-use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{DecodingKey, EncodingKey, Validation};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -219,9 +221,9 @@ pub enum KeyError {
     /// `sign` was given claims that are not a JSON object.
     #[error("JWT claims must be a JSON object")]
     ClaimsNotObject,
-    /// The JWT library refused to sign.
-    #[error("signing a token")]
-    Sign(#[source] jsonwebtoken::errors::Error),
+    /// The crypto library refused to sign (or the claims did not serialize).
+    #[error("signing a token failed")]
+    Sign,
     /// [`KeySet::verify`] refused a token.
     #[error("token refused")]
     TokenRejected(#[source] TokenRejection),
@@ -302,14 +304,58 @@ impl fmt::Debug for PrivateKeyPem {
     }
 }
 
-/// One signing key: its private half (redacted), ready-made `jsonwebtoken` keys and its public JWK.
+/// A parsed private key, ready to sign. Parsing a PKCS#8 key (with aws-lc's pairwise
+/// consistency check) costs several times more than one signature, so it is done once per key
+/// rather than per token, which is what `jsonwebtoken::encode` would do.
+enum Signer {
+    Ecdsa(aws_sig::EcdsaKeyPair),
+    Ed25519(aws_sig::Ed25519KeyPair),
+    Rsa(aws_sig::RsaKeyPair),
+}
+
+impl Signer {
+    fn from_pkcs8(alg: Algorithm, der: &[u8]) -> Result<Self, &'static str> {
+        let invalid = |_| "privateKey is not a PKCS#8 private key for its alg";
+        Ok(match alg {
+            Algorithm::Es256 => Signer::Ecdsa(
+                aws_sig::EcdsaKeyPair::from_pkcs8(&aws_sig::ECDSA_P256_SHA256_FIXED_SIGNING, der)
+                    .map_err(invalid)?,
+            ),
+            Algorithm::EdDsa => {
+                Signer::Ed25519(aws_sig::Ed25519KeyPair::from_pkcs8(der).map_err(invalid)?)
+            }
+            Algorithm::Rs256 => Signer::Rsa(aws_sig::RsaKeyPair::from_pkcs8(der).map_err(invalid)?),
+        })
+    }
+
+    /// The JWS signature of `message` (fixed-size `r || s` for ECDSA, as JOSE wants).
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let rng = SystemRandom::new();
+        match self {
+            Signer::Ecdsa(pair) => pair
+                .sign(&rng, message)
+                .map(|sig| sig.as_ref().to_vec())
+                .map_err(|_| KeyError::Sign),
+            Signer::Ed25519(pair) => Ok(pair.sign(message).as_ref().to_vec()),
+            Signer::Rsa(pair) => {
+                let mut sig = vec![0; pair.public_modulus_len()];
+                pair.sign(&aws_sig::RSA_PKCS1_SHA256, &rng, message, &mut sig)
+                    .map_err(|_| KeyError::Sign)?;
+                Ok(sig)
+            }
+        }
+    }
+}
+
+/// One signing key: its private half (redacted, and parsed once for signing), a ready-made
+/// `jsonwebtoken` public key and its public JWK.
 #[derive(Clone)]
 pub struct SigningKey {
     kid: String,
     alg: Algorithm,
     created: i64,
     private_key: PrivateKeyPem,
-    encoding: EncodingKey,
+    signer: std::sync::Arc<Signer>,
     decoding: DecodingKey,
     jwk: Value,
 }
@@ -354,7 +400,8 @@ impl SigningKey {
         // Re-encoding gives one canonical PEM whatever whitespace the Secret held.
         let pem = pair.serialize_pem();
         let raw = pair.public_key_raw();
-        let (encoding, decoding, public) = match alg {
+        let signer = Signer::from_pkcs8(alg, pair.serialized_der())?;
+        let (decoding, public) = match alg {
             Algorithm::Es256 => {
                 let point = match raw.split_first() {
                     Some((4, point)) if point.len() == 64 => point,
@@ -362,7 +409,6 @@ impl SigningKey {
                 };
                 let (x, y) = point.split_at(32);
                 (
-                    EncodingKey::from_ec_der(pair.serialized_der()),
                     DecodingKey::from_ec_der(raw),
                     PublicParams::Ec {
                         x: b64(x),
@@ -375,7 +421,6 @@ impl SigningKey {
                     return Err("public key is not 32 bytes of Ed25519");
                 }
                 (
-                    EncodingKey::from_ed_der(pair.serialized_der()),
                     DecodingKey::from_ed_der(raw),
                     PublicParams::Okp { x: b64(raw) },
                 )
@@ -398,7 +443,6 @@ impl SigningKey {
                     return Err("RSA modulus is not between 2048 and 4096 bits");
                 }
                 (
-                    encoding,
                     DecodingKey::from_rsa_raw_components(&n, &e),
                     PublicParams::Rsa {
                         n: params.n,
@@ -414,7 +458,7 @@ impl SigningKey {
             alg,
             created,
             private_key: PrivateKeyPem(pem),
-            encoding,
+            signer: std::sync::Arc::new(signer),
             decoding,
             jwk,
         })
@@ -444,6 +488,28 @@ impl SigningKey {
     pub fn public_jwk(&self) -> &Value {
         &self.jwk
     }
+
+    /// The compact JWS (RFC 7515 §7.1) of `header` and `claims`, signed with this key.
+    fn jws(&self, header: &impl serde::Serialize, claims: &Value) -> Result<String, KeyError> {
+        let header = serde_json::to_vec(header).map_err(|_| KeyError::Sign)?;
+        let claims = serde_json::to_vec(claims).map_err(|_| KeyError::Sign)?;
+        let mut token = String::with_capacity((header.len() + claims.len()) * 4 / 3 + 100);
+        URL_SAFE_NO_PAD.encode_string(&header, &mut token);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&claims, &mut token);
+        let signature = self.signer.sign(token.as_bytes())?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
+        Ok(token)
+    }
+}
+
+/// The protected header of every token we sign.
+#[derive(serde::Serialize)]
+struct JwsHeader<'a> {
+    alg: &'static str,
+    kid: &'a str,
+    typ: &'a str,
 }
 
 impl fmt::Debug for SigningKey {
@@ -689,10 +755,14 @@ impl KeySet {
         if !claims.is_object() {
             return Err(KeyError::ClaimsNotObject);
         }
-        let mut header = Header::new(self.current.alg.to_jwt());
-        header.typ = Some(typ.to_owned());
-        header.kid = Some(self.current.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.current.encoding).map_err(KeyError::Sign)
+        self.current.jws(
+            &JwsHeader {
+                alg: self.current.alg.as_str(),
+                kid: &self.current.kid,
+                typ,
+            },
+            claims,
+        )
     }
 
     /// The public key and algorithm for `kid` at `now`: the current key, or a previous key
@@ -938,6 +1008,7 @@ fn bit_len(be: &[u8]) -> usize {
 mod tests {
     use std::sync::OnceLock;
 
+    use jsonwebtoken::Header;
     use jsonwebtoken::jwk::{JwkSet, ThumbprintHash};
 
     use super::*;
@@ -987,7 +1058,7 @@ mod tests {
 
     /// Signs with the current key but a header of the test's choosing.
     fn sign_with_header(set: &KeySet, header: &Header, claims: &Value) -> String {
-        jsonwebtoken::encode(header, claims, &set.current.encoding).unwrap()
+        set.current.jws(header, claims).unwrap()
     }
 
     fn our_header(set: &KeySet, typ: &str) -> Header {

@@ -23,8 +23,8 @@ use http_body_util::{BodyExt, Full};
 use portcullis::identity::keys::{Algorithm, KeySet};
 use portcullis::identity::service::{Clock, IdentityConfig, IdentityService};
 use portcullis::identity::token::{CredentialRecord, Credentials, digest};
-use portcullis::proxy::Proxy;
 use portcullis::proxy::listener::{self, ListenerLimits, Transport};
+use portcullis::proxy::{Proxy, ProxyConfig};
 use portcullis::routing::Scheme;
 use portcullis::routing::live::LiveTable;
 use portcullis::routing::route::Table;
@@ -134,7 +134,7 @@ fn live(seconds: u64, connections: usize) {
             .unwrap();
         let addr = l.local_addr().unwrap();
         let svc = Arc::new(service(Clock::system()));
-        let proxy = Arc::new(Proxy::new(live.clone(), Some(svc)));
+        let proxy = Arc::new(Proxy::new(live.clone(), Some(svc), ProxyConfig::default()));
         tokio::spawn(listener::serve(
             "http",
             l,

@@ -232,6 +232,7 @@ class DevServer:
     http_url: str | None = None  # from the `http` line, when the binary prints one
     https_url: str | None = None  # from the `https` line, when the binary prints one
     issuer: str | None = None  # from the `issuer` line, when the binary prints one
+    echo_url: str | None = None  # from the `echo upstream` line
     cache_dir: Path | None = None
     _stdout_thread: threading.Thread | None = None
 
@@ -250,6 +251,7 @@ class DevServer:
             "--http-addr", self.http_addr,
             "--https-addr", self.https_addr,
             "--ssh-addr", "127.0.0.1:0",
+            "--echo-addr", "127.0.0.1:0",
         ]
         for m in self.manifests:
             a += ["--manifests", str(m)]
@@ -309,6 +311,8 @@ class DevServer:
             self.http_url = http_line.group(1).rstrip("/") if http_line else None
             self.https_url = https_line.group(1).rstrip("/") if https_line else None
             self.issuer = issuer.group(1) if issuer else None
+            echo = re.search(r"^portcullis dev: echo upstream (http://\S+)", joined, re.M)
+            self.echo_url = echo.group(1).rstrip("/") if echo else None
             return True
 
         wait_for(printed, timeout, what=f"{self.name}: the `export KUBECONFIG=` and admin lines on stdout")

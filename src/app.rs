@@ -18,9 +18,10 @@ use crate::controller::leader::{LeaderConfig, Leadership};
 use crate::devapi::tls::DevCa;
 use crate::devapi::{DevApi, DevApiConfig, DevApiError, ensure_namespaces, manifests};
 use crate::identity::service::{Clock, DEFAULT_BODY_READ_TIMEOUT, IdentityConfig, IdentityService};
-use crate::proxy::Proxy;
 use crate::proxy::listener::{self, ListenerLimits, Transport};
+use crate::proxy::{Proxy, ProxyConfig};
 use crate::routing::live::LiveTable;
+use crate::routing::upstream::AddressPolicy;
 
 /// Errors starting or running a Portcullis process.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +69,8 @@ pub struct DevOptions {
     pub manifests: Vec<PathBuf>,
     /// The embedded API's address (loopback only).
     pub api_addr: SocketAddr,
+    /// Where to serve the echo upstream of the quickstart (`None`: not at all).
+    pub echo_addr: Option<SocketAddr>,
 }
 
 /// A running `portcullis dev`.
@@ -80,6 +83,8 @@ pub struct Dev {
     pub http_addr: SocketAddr,
     /// The HTTPS listener's address.
     pub https_addr: SocketAddr,
+    /// The echo upstream's address, when served.
+    pub echo_addr: Option<SocketAddr>,
     /// The issuer of the identity endpoints (`authenticateURL`, else
     /// `http://localhost:<http port>`).
     pub issuer: Url,
@@ -100,6 +105,10 @@ impl Dev {
     pub async fn start(settings: &Settings, opts: DevOptions) -> Result<Self, AppError> {
         let (admin, admin_addr) = bind_named("admin", settings.listen.admin).await?;
         let listeners = Listeners::bind(settings).await?;
+        let echo = match opts.echo_addr {
+            Some(addr) => Some(bind_named("echo", addr).await?),
+            None => None,
+        };
         // Without authenticateURL, dev serves the identity endpoints on
         // http://localhost:<http port>: the bound port, so port 0 works too.
         let issuer = match issuer_url(settings)? {
@@ -120,6 +129,13 @@ impl Dev {
             ready_rx,
             shutdown_rx.clone(),
         ))];
+        let echo_addr = echo.as_ref().map(|(_, addr)| *addr);
+        if let Some((socket, _)) = echo {
+            tasks.push(tokio::spawn(crate::echo::serve(
+                socket,
+                shutdown_rx.clone(),
+            )));
+        }
         install_crds(&api).await?;
         ensure_namespaces(&api.cluster, &[settings.namespace.as_str()])
             .await
@@ -156,10 +172,16 @@ impl Dev {
             &shutdown_rx,
             &mut tasks,
         )?;
-        let Core { live, controller } = core;
+        let Core {
+            live,
+            controller,
+            address_policy,
+        } = core;
         let (http_addr, https_addr) = (listeners.http_addr, listeners.https_addr);
+        let config = proxy_config(settings, address_policy, https_addr.port());
         listeners.serve(
             &live,
+            config,
             Some(identity_service(settings, issuer.clone())),
             Some(fallback),
             &shutdown_rx,
@@ -175,6 +197,7 @@ impl Dev {
             admin_addr,
             http_addr,
             https_addr,
+            echo_addr,
             issuer,
             live,
             controller,
@@ -199,11 +222,16 @@ impl Dev {
                 "portcullis dev: admin http://{} (/healthz, /readyz)",
                 self.admin_addr
             ),
-            format!(
-                "portcullis dev: issuer {}",
-                crate::identity::endpoints::issuer_identifier(&self.issuer)
-            ),
         ];
+        if let Some(echo) = self.echo_addr {
+            lines.push(format!(
+                "portcullis dev: echo upstream http://{echo} (what the quickstart route forwards to)"
+            ));
+        }
+        lines.extend([format!(
+            "portcullis dev: issuer {}",
+            crate::identity::endpoints::issuer_identifier(&self.issuer)
+        )]);
         if let Some(ca) = &self.api.ca_path {
             lines.push(format!("portcullis dev: ca certificate {}", ca.display()));
         }
@@ -229,6 +257,9 @@ impl Dev {
 struct Core {
     live: LiveTable,
     controller: Controller,
+    /// The upstream address rules the controller compiles with; the proxy checks resolved
+    /// addresses against the same rules.
+    address_policy: Arc<AddressPolicy>,
 }
 
 impl Core {
@@ -263,6 +294,7 @@ impl Core {
             authenticate_host,
             extra_listeners,
         );
+        let address_policy = Arc::new(context.address_policy.clone());
         let controller = Controller::start(
             client,
             settings,
@@ -284,7 +316,11 @@ impl Core {
                 _ = shutdown.wait_for(|s| *s) => {}
             }
         }));
-        Ok(Core { live, controller })
+        Ok(Core {
+            live,
+            controller,
+            address_policy,
+        })
     }
 }
 
@@ -329,7 +365,11 @@ impl Run {
             ready_rx,
             shutdown_rx.clone(),
         ))];
-        let Core { live, controller } = Core::start(
+        let Core {
+            live,
+            controller,
+            address_policy,
+        } = Core::start(
             client,
             settings,
             &api_uri,
@@ -341,8 +381,11 @@ impl Run {
             &mut tasks,
         )?;
         let (http_addr, https_addr) = (listeners.http_addr, listeners.https_addr);
+        // In a cluster a Service maps 443 to the https listener, so redirects name 443.
+        let config = proxy_config(settings, address_policy, 443);
         listeners.serve(
             &live,
+            config,
             issuer.clone().map(|url| identity_service(settings, url)),
             None,
             &shutdown_rx,
@@ -450,6 +493,21 @@ fn identity_service(settings: &Settings, issuer: Url) -> Arc<IdentityService> {
     }))
 }
 
+/// How the proxy reaches upstreams and which tokens it accepts, from the settings.
+fn proxy_config(
+    settings: &Settings,
+    address_policy: Arc<AddressPolicy>,
+    https_port: u16,
+) -> ProxyConfig {
+    ProxyConfig {
+        address_policy,
+        access_token_audience: settings.access_token_audience.clone(),
+        http_redirect: settings.http_redirect,
+        https_port,
+        clock: Clock::system(),
+    }
+}
+
 /// The bound http and https listeners, before they serve.
 struct Listeners {
     http: TcpListener,
@@ -476,12 +534,13 @@ impl Listeners {
     fn serve(
         self,
         live: &LiveTable,
+        config: ProxyConfig,
         identity: Option<Arc<IdentityService>>,
         fallback: Option<Arc<rustls::sign::CertifiedKey>>,
         shutdown_rx: &watch::Receiver<bool>,
         tasks: &mut Vec<tokio::task::JoinHandle<()>>,
     ) -> Result<(), AppError> {
-        let proxy = Arc::new(Proxy::new(live.clone(), identity));
+        let proxy = Arc::new(Proxy::new(live.clone(), identity, config));
         let tls = crate::proxy::tls::server_config(live.clone(), fallback)?;
         let limits = ListenerLimits::default();
         tasks.push(tokio::spawn(listener::serve(

@@ -23,6 +23,7 @@ pub mod client;
 pub mod config;
 pub mod controller;
 pub mod devapi;
+pub mod echo;
 pub mod identity;
 pub mod policy;
 pub mod proxy;

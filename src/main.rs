@@ -92,6 +92,12 @@ struct DevArgs {
     /// Embedded Kubernetes API listener (loopback only).
     #[arg(long, default_value = "127.0.0.1:6443")]
     api_addr: SocketAddr,
+    /// The built-in echo upstream of the quickstart route.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    echo_addr: SocketAddr,
+    /// Do not serve the echo upstream.
+    #[arg(long)]
+    no_echo: bool,
 }
 
 fn init_logging(settings: &Settings) {
@@ -208,6 +214,7 @@ fn main() -> ExitCode {
                     data_dir: a.data_dir,
                     manifests: a.manifests,
                     api_addr: a.api_addr,
+                    echo_addr: (!a.no_echo).then_some(a.echo_addr),
                 },
                 [
                     ("listen.http", a.http_addr),

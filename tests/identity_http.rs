@@ -29,9 +29,9 @@ use portcullis::identity::token::{
     ACCESS_TOKEN_TYP, CredentialRecord, Credentials, MAX_TOKEN_REQUEST_BYTES, PreviousSecret,
     digest,
 };
-use portcullis::proxy::Proxy;
 use portcullis::proxy::listener::{self, ListenerLimits, Transport};
 use portcullis::proxy::tls::{certified_key, dev_certificate_names, server_config};
+use portcullis::proxy::{Proxy, ProxyConfig};
 use portcullis::routing::live::LiveTable;
 use portcullis::routing::route::Table;
 
@@ -128,7 +128,11 @@ async fn start_with(issuer: Issuer, limits: ListenerLimits) -> Server {
         body_read_timeout: Duration::from_secs(2),
         clock,
     });
-    let proxy = Arc::new(Proxy::new(live.clone(), Some(Arc::new(identity))));
+    let proxy = Arc::new(Proxy::new(
+        live.clone(),
+        Some(Arc::new(identity)),
+        ProxyConfig::default(),
+    ));
 
     let ca = DevCa::ephemeral().unwrap();
     let names = dev_certificate_names(Some("localhost"));

@@ -3,6 +3,7 @@
 //! OAuth error responses and the service that serves them on the authenticate host; login,
 //! sessions and federation join here. Works on plain domain types, never Kubernetes ones.
 
+pub mod access;
 pub mod endpoints;
 pub mod error;
 pub mod keys;

@@ -82,7 +82,7 @@ impl StringMatcher {
 }
 
 /// A string as itself, a number or bool as its JSON text; nothing for null, lists, objects.
-pub(crate) fn scalar_text(v: &Value) -> Option<Cow<'_, str>> {
+pub fn scalar_text(v: &Value) -> Option<Cow<'_, str>> {
     match v {
         Value::String(s) => Some(Cow::Borrowed(s)),
         Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
@@ -95,7 +95,7 @@ pub(crate) fn scalar_text(v: &Value) -> Option<Cow<'_, str>> {
 /// rest of the path wins (so `kubernetes.io.namespace` reads `claims["kubernetes.io"]
 /// ["namespace"]`, and a top-level key `kubernetes.io.namespace` beats both). No backtracking:
 /// when the winner is not an object and path is left, there is no value.
-pub(crate) fn lookup_claim<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+pub fn lookup_claim<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
     let mut map = claims;
     let mut rest = path;
     loop {

@@ -38,6 +38,8 @@ mod compile;
 mod eval;
 mod matcher;
 
+pub use matcher::{lookup_claim, scalar_text};
+
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
@@ -179,6 +181,12 @@ impl Policy {
     /// never allows on an error.
     pub fn evaluate(&self, identity: Option<&Identity>, req: &Request) -> Decision {
         self.rules.evaluate(identity, req)
+    }
+
+    /// Whether evaluation may read [`Request::headers`] (only CEL expressions do), so callers
+    /// can pass an empty list otherwise and save collecting the headers.
+    pub fn reads_headers(&self) -> bool {
+        !self.rules.programs.is_empty()
     }
 
     /// Whether the policy has no rule at all (and so denies everyone).

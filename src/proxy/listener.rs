@@ -32,11 +32,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -159,7 +157,7 @@ pub async fn serve(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let conn = ConnInfo { listener: name, scheme: transport.scheme(), peer };
+                    let conn = ConnInfo { listener: name, scheme: transport.scheme(), peer, sni: None };
                     conns.spawn(connection(
                         stream,
                         conn,
@@ -213,14 +211,16 @@ async fn connection(
     shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let mut conn = conn;
     match transport {
         Transport::Plain => {
-            let service = service(proxy, conn);
+            let service = service(proxy, conn.clone());
             let activity = Arc::clone(&service.activity);
             let connection = builders
                 .http1
-                .serve_connection(TokioIo::new(stream), service);
-            drive(connection, &activity, conn, limits, shutdown).await;
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            drive(connection, &activity, &conn, limits, shutdown).await;
         }
         Transport::Tls(acceptor) => {
             let handshake =
@@ -236,15 +236,23 @@ async fn connection(
                     return;
                 }
             };
-            let h2 = tls.get_ref().1.alpn_protocol() == Some(super::tls::ALPN_H2);
-            let service = service(proxy, conn);
+            let session = tls.get_ref().1;
+            let h2 = session.alpn_protocol() == Some(super::tls::ALPN_H2);
+            conn.sni = session
+                .server_name()
+                .and_then(|name| crate::routing::canonical_host_name(name).ok())
+                .map(Arc::from);
+            let service = service(proxy, conn.clone());
             let activity = Arc::clone(&service.activity);
             if h2 {
                 let connection = builders.http2.serve_connection(TokioIo::new(tls), service);
-                drive(connection, &activity, conn, limits, shutdown).await;
+                drive(connection, &activity, &conn, limits, shutdown).await;
             } else {
-                let connection = builders.http1.serve_connection(TokioIo::new(tls), service);
-                drive(connection, &activity, conn, limits, shutdown).await;
+                let connection = builders
+                    .http1
+                    .serve_connection(TokioIo::new(tls), service)
+                    .with_upgrades();
+                drive(connection, &activity, &conn, limits, shutdown).await;
             }
         }
     }
@@ -322,7 +330,7 @@ fn service(proxy: Arc<Proxy>, conn: ConnInfo) -> ConnService {
 }
 
 impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
-    type Response = hyper::Response<Full<bytes::Bytes>>;
+    type Response = hyper::Response<super::ProxyBody>;
     type Error = Infallible;
     type Future = std::pin::Pin<
         Box<dyn std::future::Future<Output = Result<Self::Response, Infallible>> + Send>,
@@ -332,23 +340,52 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
         let this = self.clone();
         Box::pin(async move {
             let _busy = this.activity.begin();
-            let response = this.proxy.handle(request, &this.conn).await;
-            Ok(response.map(Full::new))
+            Ok(this.proxy.handle(request, &this.conn).await)
         })
     }
 }
 
+/// A served connection that can be asked to finish its requests and close. hyper-util's
+/// `GracefulConnection` is sealed and does not cover HTTP/1.1 connections with upgrades.
+trait Graceful: std::future::Future<Output = Result<(), hyper::Error>> {
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S> Graceful for http1::UpgradeableConnection<I, S>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: hyper::body::Body + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        http1::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
+impl<I, S, E> Graceful for http2::Connection<I, S, E>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: hyper::body::Body + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+{
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        http2::Connection::graceful_shutdown(self);
+    }
+}
+
 /// Runs a connection to its end, asking it to finish gracefully on shutdown or once idle.
-async fn drive<C>(
+async fn drive<C: Graceful>(
     connection: C,
     activity: &Activity,
-    conn: ConnInfo,
+    conn: &ConnInfo,
     limits: ListenerLimits,
     mut shutdown: watch::Receiver<bool>,
-) where
-    C: GracefulConnection,
-    C::Error: std::fmt::Display,
-{
+) {
     tokio::pin!(connection);
     let mut draining = false;
     loop {

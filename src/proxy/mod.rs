@@ -14,26 +14,37 @@
 //! listener. The proxy's own refusals become responses in [`respond`] only; the identity
 //! endpoints answer through [`crate::identity::error::OAuthError`].
 
+pub mod authn;
 pub mod listener;
 pub mod respond;
 pub mod tls;
+pub mod upstream;
 
+use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, Version, header};
-use hyper::body::Body;
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use http_body_util::{BodyExt, Either, Empty, Full};
+use hyper::body::{Body, Incoming};
 
-use crate::identity::service::{IdentityService, discard_body};
+use crate::identity::service::{Clock, IdentityService, discard_body};
+use crate::policy::Decision;
 use crate::routing::live::LiveTable;
-use crate::routing::route::Table;
-use crate::routing::{Scheme, canonical_host_name};
+use crate::routing::route::{Route, Table};
+use crate::routing::upstream::{AddressPolicy, UpstreamScheme};
+use crate::routing::{Scheme, canonical_host_name, canonical_path, rewrite_prefix};
+use authn::{Authenticated, Authenticator, AuthnError, CredentialSource};
 use respond::ProxyError;
+use upstream::{BoxError, Forwarding, UpstreamBody, Upstreams};
+
+/// The body of every answer: our own (a complete `Bytes`) or the upstream's, streamed.
+pub type ProxyBody = Either<Full<Bytes>, Incoming>;
 
 /// Where a connection came from and which listener took it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// The listener's name in logs: `http` or `https`.
     pub listener: &'static str,
@@ -41,12 +52,47 @@ pub struct ConnInfo {
     pub scheme: Scheme,
     /// The TCP peer (never a forwarded-for header).
     pub peer: SocketAddr,
+    /// The TLS server name (SNI) the client asked for, canonical; `None` on plain HTTP or when
+    /// the client sent none.
+    pub sni: Option<Arc<str>>,
 }
 
-/// What every listener of a process shares: the live table and the identity endpoints.
+/// How the proxy reaches upstreams and judges tokens; one per process.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Which upstream addresses may be connected to (checked again after name resolution).
+    pub address_policy: Arc<AddressPolicy>,
+    /// `aud` of the access tokens routes accept (setting `accessTokenAudience`).
+    pub access_token_audience: String,
+    /// Answer every plain-HTTP route request with a redirect to https (setting `httpRedirect`).
+    pub http_redirect: bool,
+    /// The public port of the https listener, for redirects of `http://` routes (left out when
+    /// 443; `https://` routes redirect to the port of their own URL).
+    pub https_port: u16,
+    /// The time tokens are judged at.
+    pub clock: Clock,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            address_policy: Arc::new(AddressPolicy::default()),
+            access_token_audience: "portcullis".into(),
+            http_redirect: false,
+            https_port: 443,
+            clock: Clock::system(),
+        }
+    }
+}
+
+/// What every listener of a process shares: the live table, the identity endpoints, the token
+/// verifier with its cache, and the pooled upstream clients.
 pub struct Proxy {
     live: LiveTable,
     identity: Option<Arc<IdentityService>>,
+    authn: Authenticator,
+    upstreams: Upstreams,
+    config: ProxyConfig,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -54,22 +100,59 @@ impl std::fmt::Debug for Proxy {
         f.debug_struct("Proxy")
             .field("generation", &self.live.generation())
             .field("identity", &self.identity)
-            .finish()
+            .field("authn", &self.authn)
+            .finish_non_exhaustive()
     }
 }
 
 /// What the access log records about one request besides status and latency.
 struct Outcome {
-    response: Response<Bytes>,
+    response: Response<ProxyBody>,
     endpoint: &'static str,
     client_id: Option<String>,
+    route: Option<String>,
+    identity: Option<String>,
+    decision: &'static str,
+    reason: Cow<'static, str>,
+}
+
+impl Outcome {
+    fn new(response: Response<ProxyBody>, endpoint: &'static str) -> Self {
+        Self {
+            response,
+            endpoint,
+            client_id: None,
+            route: None,
+            identity: None,
+            decision: "-",
+            reason: Cow::Borrowed("-"),
+        }
+    }
 }
 
 impl Proxy {
     /// A proxy over `live`; `identity` serves the authenticate host (none: every host is a
-    /// route host).
-    pub fn new(live: LiveTable, identity: Option<Arc<IdentityService>>) -> Self {
-        Self { live, identity }
+    /// route host, and no token verifies).
+    pub fn new(
+        live: LiveTable,
+        identity: Option<Arc<IdentityService>>,
+        config: ProxyConfig,
+    ) -> Self {
+        let issuer = identity
+            .as_ref()
+            .map(|i| i.issuer_identifier().to_owned())
+            .unwrap_or_default();
+        Self {
+            authn: Authenticator::new(
+                issuer,
+                config.access_token_audience.clone(),
+                config.clock.clone(),
+            ),
+            upstreams: Upstreams::new(Arc::clone(&config.address_policy)),
+            live,
+            identity,
+            config,
+        }
     }
 
     /// The live table.
@@ -78,10 +161,11 @@ impl Proxy {
     }
 
     /// Answers one request: loads the table once, dispatches on the host, writes the access
-    /// log line, and drops the body of answers to `HEAD` (keeping their `Content-Length`).
-    pub async fn handle<B>(&self, request: Request<B>, conn: &ConnInfo) -> Response<Bytes>
+    /// log line, and drops the body of our own answers to `HEAD` (keeping their
+    /// `Content-Length`).
+    pub async fn handle<B>(&self, request: Request<B>, conn: &ConnInfo) -> Response<ProxyBody>
     where
-        B: Body<Data = Bytes>,
+        B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn StdError + Send + Sync>>,
     {
         let started = std::time::Instant::now();
@@ -99,18 +183,20 @@ impl Proxy {
                 discard_body(request.into_body()).await;
                 refusal(ProxyError::ConnectNotAllowed, "connect")
             }
+            Ok(host) if misdirected(&table, conn, host) => {
+                discard_body(request.into_body()).await;
+                refusal(ProxyError::Misdirected, "misdirected")
+            }
             Ok(host) => match &self.identity {
                 Some(identity) if identity.host() == Some(host.as_str()) => {
                     let handled = identity
                         .handle(&table, request, conn.peer.ip(), conn.scheme)
                         .await;
-                    Outcome {
-                        response: handled.response,
-                        endpoint: handled.endpoint,
-                        client_id: handled.client_id,
-                    }
+                    let mut outcome = Outcome::new(handled.response.map(full), handled.endpoint);
+                    outcome.client_id = handled.client_id;
+                    outcome
                 }
-                _ => serve_route(&table, host, request).await,
+                _ => self.serve_route(&table, host, request, conn).await,
             },
         };
         let mut response = outcome.response;
@@ -123,40 +209,428 @@ impl Proxy {
             host = host.as_deref().unwrap_or("-"),
             path = %path,
             endpoint = outcome.endpoint,
+            route = outcome.route.as_deref().unwrap_or("-"),
+            identity = outcome.identity.as_deref().unwrap_or("-"),
             client_id = outcome.client_id.as_deref().unwrap_or("-"),
+            decision = outcome.decision,
+            reason = %outcome.reason,
             status = response.status().as_u16(),
             latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             generation = table.generation,
             "request"
         );
-        if method == Method::HEAD {
-            let len = response.body().len();
+        if method == Method::HEAD
+            && let Either::Left(body) = response.body()
+        {
+            let len = body.size_hint().exact().unwrap_or(0);
             response
                 .headers_mut()
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-            *response.body_mut() = Bytes::new();
+            *response.body_mut() = full(Bytes::new());
         }
         response
     }
-}
 
-fn refusal(error: ProxyError, endpoint: &'static str) -> Outcome {
-    Outcome {
-        response: error.into_response(),
-        endpoint,
-        client_id: None,
+    /// Serves a request for a route host: canonical path, route match, scheme, authentication,
+    /// authorization, upstream. Every refusal is a [`ProxyError`].
+    async fn serve_route<B>(
+        &self,
+        table: &Arc<Table>,
+        host: &str,
+        request: Request<B>,
+        conn: &ConnInfo,
+    ) -> Outcome
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
+        let path = match canonical_path(request.uri().path()) {
+            Ok(path) => path,
+            Err(problem) => {
+                discard_body(request.into_body()).await;
+                return refusal(ProxyError::BadPath(problem), "route");
+            }
+        };
+        if table.routes.reserved_prefix(&path).is_some() {
+            discard_body(request.into_body()).await;
+            return refusal(ProxyError::EndpointNotAvailable, "route_endpoint");
+        }
+        let Some((matched, route)) = table.find(host, &path) else {
+            discard_body(request.into_body()).await;
+            return refusal(ProxyError::RouteNotFound, "route");
+        };
+        let route = Arc::clone(route);
+        let mut outcome = self
+            .route_request(
+                table,
+                host,
+                &path,
+                &matched.matched_prefix,
+                &route,
+                request,
+                conn,
+            )
+            .await;
+        outcome.route = Some(format!("{}/{}", route.id.namespace, route.id.name));
+        outcome
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn route_request<B>(
+        &self,
+        table: &Arc<Table>,
+        host: &str,
+        path: &str,
+        matched_prefix: &str,
+        route: &Arc<Route>,
+        request: Request<B>,
+        conn: &ConnInfo,
+    ) -> Outcome
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
+        if conn.scheme == Scheme::Http
+            && (self.config.http_redirect
+                || route.protocol == crate::routing::route::Protocol::Https)
+        {
+            let location = self.https_location(route, host, path, request.uri().query());
+            discard_body(request.into_body()).await;
+            return Outcome::new(redirect(&location), "redirect");
+        }
+        let options = &route.options;
+        let preflight = options.cors_allow_preflight && is_cors_preflight(&request);
+        let mut authenticated: Option<(Arc<Authenticated>, CredentialSource)> = None;
+        if !options.allow_public_unauthenticated_access && !preflight {
+            match self.authenticate(table, route, request.headers()) {
+                Ok(found) => authenticated = Some(found),
+                Err(error) => {
+                    discard_body(request.into_body()).await;
+                    let mut outcome = refusal(
+                        ProxyError::Unauthenticated {
+                            error: error.clone(),
+                            realm: host.to_owned(),
+                        },
+                        "route",
+                    );
+                    outcome.decision = "deny";
+                    outcome.reason = Cow::Borrowed(error.label());
+                    return outcome;
+                }
+            }
+        }
+        let identity = authenticated
+            .as_ref()
+            .map(|(a, _)| a.token.identity.subject.clone());
+        let client_id = authenticated
+            .as_ref()
+            .map(|(a, _)| a.token.client_id.clone());
+        if let Some((caller, _)) = &authenticated {
+            let denied = self.authorize(route, caller, host, path, &request);
+            if let Some((error, reason)) = denied {
+                discard_body(request.into_body()).await;
+                let mut outcome = refusal(error, "route");
+                outcome.identity = identity;
+                outcome.client_id = client_id;
+                outcome.decision = "deny";
+                outcome.reason = reason;
+                return outcome;
+            }
+        }
+        let reason = match (&authenticated, preflight) {
+            (Some(_), _) => "policy",
+            (None, true) => "cors_preflight",
+            (None, false) => "public",
+        };
+        let mut outcome = self
+            .forward(
+                table,
+                host,
+                path,
+                matched_prefix,
+                route,
+                authenticated,
+                request,
+                conn,
+            )
+            .await;
+        outcome.identity = identity;
+        outcome.client_id = client_id;
+        if outcome.decision == "-" {
+            outcome.decision = "allow";
+            outcome.reason = Cow::Borrowed(reason);
+        }
+        outcome
+    }
+
+    /// The caller behind the request's credential, for a route that needs one.
+    fn authenticate(
+        &self,
+        table: &Table,
+        route: &Route,
+        headers: &http::HeaderMap,
+    ) -> Result<(Arc<Authenticated>, CredentialSource), AuthnError> {
+        use crate::routing::options::BearerTokenFormat;
+        let presented = authn::presented_credential(headers)?.ok_or(AuthnError::Missing)?;
+        if route.options.bearer_token_format != BearerTokenFormat::Default {
+            return Err(AuthnError::UnsupportedFormat);
+        }
+        let caller = self.authn.authenticate(table, &presented.token)?;
+        Ok((caller, presented.source))
+    }
+
+    /// `None` when `caller` may make this request on `route`; else the refusal and the reason
+    /// for the access log.
+    fn authorize<B>(
+        &self,
+        route: &Route,
+        caller: &Authenticated,
+        host: &str,
+        path: &str,
+        request: &Request<B>,
+    ) -> Option<(ProxyError, Cow<'static, str>)> {
+        if !route.options.allow_any_authenticated_user {
+            let headers: Vec<(String, String)> = if route.policy.reads_headers() {
+                request
+                    .headers()
+                    .iter()
+                    .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let decision = route.policy.evaluate(
+                Some(&caller.token.identity),
+                &crate::policy::Request {
+                    method: request.method().as_str(),
+                    path,
+                    host,
+                    headers: &headers,
+                },
+            );
+            if let Decision::Deny { reason } = decision {
+                if let crate::policy::DenyReason::EvaluationError { rule, error } = &reason {
+                    tracing::warn!(route = %route.id, %rule, %error, "a policy expression failed; the request is denied");
+                }
+                return Some((ProxyError::AccessDenied, Cow::Owned(reason.to_string())));
+            }
+        }
+        if !caller
+            .token
+            .allows_route(&route.id.namespace, &route.id.name)
+        {
+            return Some((
+                ProxyError::InsufficientScope {
+                    realm: host.to_owned(),
+                    scope: format!("route:{}/{}", route.id.namespace, route.id.name),
+                },
+                Cow::Borrowed("insufficient_scope"),
+            ));
+        }
+        None
+    }
+
+    /// Sends the request to one of the route's upstreams and streams its answer back.
+    #[allow(clippy::too_many_arguments)]
+    async fn forward<B>(
+        &self,
+        table: &Arc<Table>,
+        host: &str,
+        path: &str,
+        matched_prefix: &str,
+        route: &Arc<Route>,
+        authenticated: Option<(Arc<Authenticated>, CredentialSource)>,
+        mut request: Request<B>,
+        conn: &ConnInfo,
+    ) -> Outcome
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
+        let Some(target) = upstream::pick(route) else {
+            discard_body(request.into_body()).await;
+            return refusal(ProxyError::NoUpstream, "route");
+        };
+        let options = &route.options;
+        let websocket = options.allow_websockets
+            && target.scheme != UpstreamScheme::H2c
+            && request.version() == Version::HTTP_11
+            && upstream::wants_websocket(request.headers());
+        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
+        let forward_path = match &options.prefix_rewrite {
+            Some(replacement) => rewrite_prefix(path, matched_prefix, replacement)
+                .map_or(Cow::Borrowed(path), Cow::Owned),
+            None => Cow::Borrowed(path),
+        };
+        let (mut parts, body) = request.into_parts();
+        let uri = match upstream::upstream_uri(target, &forward_path, parts.uri.query()) {
+            Ok(uri) => uri,
+            Err(error) => {
+                tracing::error!(route = %route.id, %error, "building the upstream URI failed");
+                return refusal(ProxyError::UpstreamUnreachable, "route");
+            }
+        };
+        let client_host = raw_host(&parts).unwrap_or(host).to_owned();
+        let now = self.authn.now();
+        let assertion = match (&authenticated, &table.keys) {
+            (Some((caller, _)), Some(keys)) if options.pass_identity_headers => {
+                caller.assertion(keys, self.authn.issuer(), &route.url, now)
+            }
+            _ => None,
+        };
+        upstream::prepare_request(
+            &mut parts,
+            &Forwarding {
+                route,
+                upstream: target,
+                client_host: &client_host,
+                proto: match conn.scheme {
+                    Scheme::Http => "http",
+                    Scheme::Https => "https",
+                },
+                peer: conn.peer.ip(),
+                credential: authenticated.as_ref().map(|(_, source)| *source),
+                assertion,
+                claims: authenticated
+                    .as_ref()
+                    .map(|(a, _)| &a.token.identity.claims),
+                websocket,
+            },
+        );
+        parts.uri = uri;
+        parts.version = match target.scheme {
+            UpstreamScheme::H2c => Version::HTTP_2,
+            _ => Version::HTTP_11,
+        };
+        let body: UpstreamBody = if websocket {
+            Empty::new().map_err(|never| match never {}).boxed_unsync()
+        } else {
+            body.map_err(Into::<BoxError>::into).boxed_unsync()
+        };
+        let sent = self
+            .upstreams
+            .send(target.scheme, Request::from_parts(parts, body));
+        let mut response = match tokio::time::timeout(options.timeout, sent).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => {
+                tracing::warn!(route = %route.id, upstream = %target.target, error = %error_chain(&error), "the upstream request failed");
+                return refusal(ProxyError::UpstreamUnreachable, "route");
+            }
+            Err(_) => {
+                tracing::warn!(route = %route.id, upstream = %target.target, timeout = ?options.timeout, "the upstream did not answer in time");
+                return refusal(ProxyError::UpstreamTimeout, "route");
+            }
+        };
+        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            let route_id = route.id.to_string();
+            tokio::spawn(async move {
+                match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                    Ok((client, upstream)) => {
+                        let mut client = hyper_util::rt::TokioIo::new(client);
+                        let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                    Err(error) => {
+                        tracing::debug!(route = %route_id, %error, "a WebSocket upgrade did not complete");
+                    }
+                }
+            });
+        } else if switching {
+            // A 101 we did not ask for: never switch the client's connection to it.
+            tracing::warn!(route = %route.id, "the upstream switched protocols without an allowed upgrade");
+            return refusal(ProxyError::UpstreamUnreachable, "route");
+        }
+        upstream::clean_response(response.headers_mut(), switching);
+        Outcome::new(response.map(Either::Right), "route")
+    }
+
+    /// `https://<host>[:port]<path>[?query]` for a redirect from the plain listener: the port
+    /// of the route's own URL for an `https://` route, else [`ProxyConfig::https_port`].
+    fn https_location(&self, route: &Route, host: &str, path: &str, query: Option<&str>) -> String {
+        let port = match url::Url::parse(&route.url) {
+            Ok(url) if url.scheme() == "https" => url.port().unwrap_or(443),
+            _ => self.config.https_port,
+        };
+        let mut location = match port {
+            443 => format!("https://{host}{path}"),
+            port => format!("https://{host}:{port}{path}"),
+        };
+        if let Some(query) = query {
+            location.push('?');
+            location.push_str(query);
+        }
+        location
     }
 }
 
-/// Serves a request for a route host. The reverse proxy (route match, authentication,
-/// authorization, upstream) replaces this; until then every route host answers
-/// `404 route_not_found`.
-async fn serve_route<B>(_table: &Table, _host: &str, request: Request<B>) -> Outcome
-where
-    B: Body<Data = Bytes>,
-{
-    discard_body(request.into_body()).await;
-    refusal(ProxyError::RouteNotFound, "route")
+fn full(bytes: Bytes) -> ProxyBody {
+    Either::Left(Full::new(bytes))
+}
+
+fn refusal(error: ProxyError, endpoint: &'static str) -> Outcome {
+    Outcome::new(error.into_response().map(full), endpoint)
+}
+
+fn redirect(location: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(full(Bytes::new()));
+    *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// Whether `request` is a CORS preflight: `OPTIONS` with `Origin` and
+/// `Access-Control-Request-Method`.
+fn is_cors_preflight<B>(request: &Request<B>) -> bool {
+    request.method() == Method::OPTIONS
+        && request.headers().contains_key(header::ORIGIN)
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+/// Whether a TLS request names a host its connection's certificate was not chosen for: the
+/// client asked for `sni` in the handshake, and `host` would have been served another
+/// certificate (RFC 9110 §15.5.20: 421). Plain HTTP and handshakes without SNI never are.
+fn misdirected(table: &Table, conn: &ConnInfo, host: &str) -> bool {
+    let Some(sni) = conn.sni.as_deref() else {
+        return false;
+    };
+    if sni == host {
+        return false;
+    }
+    let by_sni = table.certs.find(Some(sni));
+    let by_host = table.certs.find(Some(host));
+    match (by_sni, by_host) {
+        (Some(a), Some(b)) => !std::ptr::eq(a, b),
+        (None, None) => false,
+        _ => true,
+    }
+}
+
+/// The host as the client wrote it (with its port): the request-target's authority, else
+/// `Host`.
+fn raw_host(parts: &http::request::Parts) -> Option<&str> {
+    parts
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| parts.headers.get(header::HOST)?.to_str().ok())
+}
+
+/// An error and its sources on one line, for logs.
+fn error_chain(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
 }
 
 /// The canonical name (no port) of the host a request is for.
@@ -250,11 +724,12 @@ mod tests {
 
     #[tokio::test]
     async fn other_hosts_get_route_not_found_and_head_has_no_body() {
-        let proxy = Proxy::new(LiveTable::new(), None);
+        let proxy = Proxy::new(LiveTable::new(), None, ProxyConfig::default());
         let conn = ConnInfo {
             listener: "http",
             scheme: Scheme::Http,
             peer: "127.0.0.1:5000".parse().unwrap(),
+            sni: None,
         };
         let get = Request::get("/")
             .header(header::HOST, "app.example.com")
@@ -262,9 +737,10 @@ mod tests {
             .unwrap();
         let response = proxy.handle(get, &conn).await;
         assert_eq!(response.status(), http::StatusCode::NOT_FOUND);
-        let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(body["error"], "route_not_found");
-        let full_len = response.body().len();
+        let full_len = bytes.len();
 
         let head = Request::head("/")
             .header(header::HOST, "app.example.com")
@@ -272,10 +748,18 @@ mod tests {
             .unwrap();
         let response = proxy.handle(head, &conn).await;
         assert_eq!(response.status(), http::StatusCode::NOT_FOUND);
-        assert!(response.body().is_empty());
         assert_eq!(
             response.headers()[header::CONTENT_LENGTH],
             full_len.to_string().as_str()
+        );
+        assert!(
+            response
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .is_empty()
         );
 
         let connect = Request::connect("app.example.com:443")

@@ -504,6 +504,7 @@ fn proxy_config(
         access_token_audience: settings.access_token_audience.clone(),
         http_redirect: settings.http_redirect,
         https_port,
+        client_certificates: !settings.downstream_mtls.ca_secret.is_empty(),
         clock: Clock::system(),
     }
 }
@@ -540,8 +541,9 @@ impl Listeners {
         shutdown_rx: &watch::Receiver<bool>,
         tasks: &mut Vec<tokio::task::JoinHandle<()>>,
     ) -> Result<(), AppError> {
+        let client_certificates = config.client_certificates;
         let proxy = Arc::new(Proxy::new(live.clone(), identity, config));
-        let tls = crate::proxy::tls::server_config(live.clone(), fallback)?;
+        let tls = crate::proxy::tls::server_config(live.clone(), fallback, client_certificates)?;
         let limits = ListenerLimits::default();
         tasks.push(tokio::spawn(listener::serve(
             "http",

@@ -138,7 +138,12 @@ async fn start_with(issuer: Issuer, limits: ListenerLimits) -> Server {
     let names = dev_certificate_names(Some("localhost"));
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let (chain, key) = ca.issue(&names).unwrap();
-    let tls = server_config(live.clone(), Some(certified_key(chain, key).unwrap())).unwrap();
+    let tls = server_config(
+        live.clone(),
+        Some(certified_key(chain, key).unwrap()),
+        false,
+    )
+    .unwrap();
 
     let (shutdown, rx) = watch::channel(false);
     let tasks = vec![

@@ -549,3 +549,131 @@ async fn upstream_failures_public_routes_and_websockets() {
     }
     h.f.stop().await;
 }
+
+/// A client CA (PEM) and a client certificate chain + key it issued.
+fn client_pki() -> (
+    String,
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+) {
+    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer};
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["workload".to_owned()]).unwrap();
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (
+        ca_pem,
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+}
+
+#[tokio::test]
+async fn downstream_mtls_lets_in_only_certificates_of_the_configured_ca() {
+    use portcullis::config::{DownstreamMtls, Settings};
+    use portcullis::devapi::tls::DevCa;
+    use portcullis::routing::client_ca::ClientAuth;
+    common::crypto();
+    let f = Fixture::with_settings(Settings {
+        allow_loopback_upstreams: true,
+        downstream_mtls: DownstreamMtls {
+            ca_secret: "client-ca".into(),
+        },
+        ..Settings::default()
+    })
+    .await;
+    let server_ca = DevCa::ephemeral().unwrap();
+    let (chain, key) = server_ca.issue(&["localhost"]).unwrap();
+    let fallback = portcullis::proxy::tls::certified_key(chain, key).unwrap();
+    let tls = portcullis::proxy::tls::server_config(f.live.clone(), Some(fallback), true).unwrap();
+    let proxy = Arc::new(Proxy::new(f.live.clone(), None, ProxyConfig::default()));
+    let socket = listener::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = socket.local_addr().unwrap();
+    let (_stop, stop_rx) = watch::channel(false);
+    tokio::spawn(listener::serve(
+        "https",
+        socket,
+        Transport::Tls(tokio_rustls::TlsAcceptor::from(tls)),
+        proxy,
+        ListenerLimits::default(),
+        stop_rx,
+    ));
+
+    // One request over TLS, presenting `identity`; the status, or None when TLS refused it.
+    let call = |identity: Option<(
+        Vec<rustls::pki_types::CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    )>| {
+        let server_ca = server_ca.cert_pem().to_owned();
+        async move {
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(
+                    rustls::pki_types::pem::PemObject::from_pem_slice(server_ca.as_bytes())
+                        .unwrap(),
+                )
+                .unwrap();
+            let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+            let config = match identity {
+                Some((chain, key)) => builder.with_client_auth_cert(chain, key).unwrap(),
+                None => builder.with_no_client_auth(),
+            };
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let stream = connector.connect(name, tcp).await.ok()?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .ok()?;
+            tokio::spawn(conn);
+            let request = Request::get("/")
+                .header(header::HOST, "localhost")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            Some(sender.send_request(request).await.ok()?.status())
+        }
+    };
+    let (ca_pem, chain, key) = client_pki();
+    let (_, other_chain, other_key) = client_pki();
+
+    // Configured but the Secret does not exist yet: nobody gets in.
+    assert!(matches!(f.live.load().client_auth, ClientAuth::Unusable));
+    assert_eq!(call(Some((chain.clone(), key.clone_key()))).await, None);
+
+    let secrets: Api<Secret> = Api::namespaced(f.client.clone(), "portcullis-system");
+    secrets
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "client-ca"},
+                "stringData": {"ca.crt": ca_pem},
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    eventually(10, "the client CA in the table", || async {
+        matches!(f.live.load().client_auth, ClientAuth::Verify(_)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        call(Some((chain, key))).await,
+        Some(StatusCode::NOT_FOUND),
+        "a certificate of the CA passes TLS (and no route serves localhost)"
+    );
+    assert_eq!(call(None).await, None, "no certificate");
+    assert_eq!(
+        call(Some((other_chain, other_key))).await,
+        None,
+        "a certificate of another CA"
+    );
+    f.stop().await;
+}

@@ -152,13 +152,11 @@ pub fn compile_context(
             Err(_) => api_server_hosts.push(host.to_ascii_lowercase()),
         }
     }
-    let default_certificate = match settings.tls.default_certificate_secret.split_once('/') {
-        _ if settings.tls.default_certificate_secret.is_empty() => None,
+    // `namespace/name`, or a name in Portcullis's own namespace.
+    let secret_ref = |value: &str| match value.split_once('/') {
+        _ if value.is_empty() => None,
         Some((ns, name)) => Some((ns.to_owned(), name.to_owned())),
-        None => Some((
-            settings.namespace.clone(),
-            settings.tls.default_certificate_secret.clone(),
-        )),
+        None => Some((settings.namespace.clone(), value.to_owned())),
     };
     CompileContext {
         authenticate_host,
@@ -170,7 +168,8 @@ pub fn compile_context(
             api_server_hosts,
         },
         allow_external_name: settings.allow_external_name_services,
-        default_certificate,
+        default_certificate: secret_ref(&settings.tls.default_certificate_secret),
+        client_ca: secret_ref(&settings.downstream_mtls.ca_secret),
         namespace: settings.namespace.clone(),
         signing_secret: settings.signing.secret_name.clone(),
         now: jiff::Timestamp::now().as_second(),

@@ -69,6 +69,8 @@ pub struct ProxyConfig {
     /// The public port of the https listener, for redirects of `http://` routes (left out when
     /// 443; `https://` routes redirect to the port of their own URL).
     pub https_port: u16,
+    /// Require client certificates on the https listener (`downstreamMTLS.caSecret` is set).
+    pub client_certificates: bool,
     /// The time tokens are judged at.
     pub clock: Clock,
 }
@@ -80,6 +82,7 @@ impl Default for ProxyConfig {
             access_token_audience: "portcullis".into(),
             http_redirect: false,
             https_port: 443,
+            client_certificates: false,
             clock: Clock::system(),
         }
     }

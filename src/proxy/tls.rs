@@ -12,11 +12,15 @@
 
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{ServerConfig, crypto::CryptoProvider};
+use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
 
+use crate::routing::client_ca::ClientAuth;
 use crate::routing::live::LiveTable;
 
 /// ALPN protocol id of HTTP/2.
@@ -70,17 +74,104 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+/// Verifies client certificates against the CA of the live table (downstream mTLS): required
+/// on every handshake, refused outright while the table has no usable CA.
+pub struct TableClientVerifier {
+    live: LiveTable,
+    provider: Arc<CryptoProvider>,
+}
+
+impl std::fmt::Debug for TableClientVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableClientVerifier")
+            .field("client_auth", &self.live.peek().client_auth)
+            .finish()
+    }
+}
+
+impl TableClientVerifier {
+    fn verifier(&self) -> Result<Arc<dyn ClientCertVerifier>, rustls::Error> {
+        match &self.live.peek().client_auth {
+            ClientAuth::Verify(verifier) => Ok(Arc::clone(verifier)),
+            ClientAuth::Off | ClientAuth::Unusable => Err(rustls::Error::General(
+                "no usable CA for client certificates".into(),
+            )),
+        }
+    }
+}
+
+impl ClientCertVerifier for TableClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        // The hints would borrow from one table generation; clients send their certificate
+        // without them.
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.verifier()?
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 /// The https listener's rustls configuration: [`TableResolver`] over `live` with `fallback`,
-/// no client certificates, ALPN `h2` and `http/1.1`.
+/// ALPN `h2` and `http/1.1`, and, with `client_certificates` (`downstreamMTLS.caSecret` is set),
+/// client certificates required and verified by [`TableClientVerifier`].
 pub fn server_config(
     live: LiveTable,
     fallback: Option<Arc<CertifiedKey>>,
+    client_certificates: bool,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut config = ServerConfig::builder_with_provider(provider())
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(TlsError::Config)?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(TableResolver::new(live, fallback)));
+        .map_err(TlsError::Config)?;
+    let builder = if client_certificates {
+        builder.with_client_cert_verifier(Arc::new(TableClientVerifier {
+            live: live.clone(),
+            provider: provider(),
+        }))
+    } else {
+        builder.with_no_client_auth()
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(TableResolver::new(live, fallback)));
     config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
     Ok(Arc::new(config))
 }

@@ -15,6 +15,7 @@
 //! passes the rank (creation time, then namespace/name) that settles conflicts.
 
 pub mod certs;
+pub mod client_ca;
 pub mod host;
 pub mod live;
 pub mod matcher;

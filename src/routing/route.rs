@@ -105,6 +105,8 @@ pub struct Table {
     pub credentials: crate::identity::token::Credentials,
     /// The signing keys, once the signing-key Secret exists and parses.
     pub keys: Option<Arc<crate::identity::keys::KeySet>>,
+    /// Client-certificate verification of the https listener (`downstreamMTLS`).
+    pub client_auth: super::client_ca::ClientAuth,
 }
 
 impl Table {

@@ -23,6 +23,7 @@ mod route;
 #[cfg(test)]
 mod tests;
 
+use crate::routing::client_ca::{ClientAuth, ClientCaError};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
@@ -61,6 +62,8 @@ pub struct CompileContext {
     pub allow_external_name: bool,
     /// `tls.defaultCertificateSecret` as (namespace, name).
     pub default_certificate: Option<(String, String)>,
+    /// `downstreamMTLS.caSecret` as (namespace, name): the CA client certificates must chain to.
+    pub client_ca: Option<(String, String)>,
     /// Portcullis's own namespace (signing keys, credential digests).
     pub namespace: String,
     /// Name of the signing-key Secret in `namespace`.
@@ -222,7 +225,30 @@ pub fn compile(snap: &Snapshot, ctx: &CompileContext) -> Compiled {
     let mut compiled = b.finish();
     compiled.table.credentials = credentials::credentials(snap, &index, ctx);
     compiled.table.keys = credentials::signing_keys(&index, ctx);
+    if let Some((ns, name)) = &ctx.client_ca {
+        compiled.table.client_auth = client_auth(&index, ns, name);
+    }
     compiled
+}
+
+/// The downstream mTLS verifier from the Secret's `ca.crt`; a missing or unusable CA refuses
+/// every client (logged), it never turns verification off.
+fn client_auth(index: &Index<'_>, ns: &str, name: &str) -> ClientAuth {
+    let built = match index.secret(ns, name) {
+        None => Err(ClientCaError::NotFound),
+        Some(secret) => match secret.data.as_ref().and_then(|d| d.get("ca.crt")) {
+            None => Err(ClientCaError::MissingKey),
+            Some(pem) => ClientAuth::from_pem(&pem.0),
+        },
+    };
+    built.unwrap_or_else(|error| {
+        tracing::warn!(
+            secret = %format!("{ns}/{name}"),
+            %error,
+            "downstreamMTLS.caSecret is unusable; the https listener refuses every client"
+        );
+        ClientAuth::Unusable
+    })
 }
 
 /// Conflict rank: creation time, then `namespace/name`, then kind. Lower wins.

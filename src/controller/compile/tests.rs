@@ -273,6 +273,7 @@ fn ctx() -> CompileContext {
         },
         allow_external_name: false,
         default_certificate: None,
+        client_ca: None,
         namespace: "portcullis-system".into(),
         signing_secret: "portcullis-signing-keys".into(),
         now: 1_800_000_000,

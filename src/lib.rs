@@ -24,6 +24,7 @@ pub mod config;
 pub mod controller;
 pub mod devapi;
 pub mod identity;
+pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod routing;

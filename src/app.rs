@@ -18,6 +18,7 @@ use crate::controller::leader::{LeaderConfig, Leadership};
 use crate::devapi::tls::DevCa;
 use crate::devapi::{DevApi, DevApiConfig, DevApiError, ensure_namespaces, manifests};
 use crate::identity::service::{Clock, DEFAULT_BODY_READ_TIMEOUT, IdentityConfig, IdentityService};
+use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::proxy::listener::{self, ListenerLimits, Transport};
 use crate::routing::live::LiveTable;
@@ -115,9 +116,11 @@ impl Dev {
         .await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (ready_tx, ready_rx) = watch::channel(false);
+        let metrics = Arc::new(Metrics::new());
         let mut tasks = vec![tokio::spawn(crate::admin::serve(
             admin,
             ready_rx,
+            Arc::clone(&metrics),
             shutdown_rx.clone(),
         ))];
         install_crds(&api).await?;
@@ -196,7 +199,7 @@ impl Dev {
                 reachable(self.https_addr)
             ),
             format!(
-                "portcullis dev: admin http://{} (/healthz, /readyz)",
+                "portcullis dev: admin http://{} (/healthz, /readyz, /metrics)",
                 self.admin_addr
             ),
             format!(
@@ -324,9 +327,11 @@ impl Run {
         }
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (ready_tx, ready_rx) = watch::channel(false);
+        let metrics = Arc::new(Metrics::new());
         let mut tasks = vec![tokio::spawn(crate::admin::serve(
             admin,
             ready_rx,
+            Arc::clone(&metrics),
             shutdown_rx.clone(),
         ))];
         let Core { live, controller } = Core::start(

@@ -163,7 +163,7 @@ impl Dev {
         let (http_addr, https_addr) = (listeners.http_addr, listeners.https_addr);
         listeners.serve(
             &live,
-            Some(identity_service(settings, issuer.clone())),
+            Some(identity_service(settings, issuer.clone(), &metrics)),
             Some(fallback),
             &shutdown_rx,
             &mut tasks,
@@ -348,7 +348,9 @@ impl Run {
         let (http_addr, https_addr) = (listeners.http_addr, listeners.https_addr);
         listeners.serve(
             &live,
-            issuer.clone().map(|url| identity_service(settings, url)),
+            issuer
+                .clone()
+                .map(|url| identity_service(settings, url, &metrics)),
             None,
             &shutdown_rx,
             &mut tasks,
@@ -445,14 +447,21 @@ fn parse_issuer(text: &str) -> Result<Url, AppError> {
 }
 
 /// The identity endpoints for `issuer`, with the system clock.
-fn identity_service(settings: &Settings, issuer: Url) -> Arc<IdentityService> {
-    Arc::new(IdentityService::new(IdentityConfig {
-        issuer,
-        access_token_audience: settings.access_token_audience.clone(),
-        signing_algorithm: settings.signing.algorithm.parse().unwrap_or_default(),
-        body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
-        clock: Clock::system(),
-    }))
+fn identity_service(
+    settings: &Settings,
+    issuer: Url,
+    metrics: &Arc<Metrics>,
+) -> Arc<IdentityService> {
+    Arc::new(IdentityService::new(
+        IdentityConfig {
+            issuer,
+            access_token_audience: settings.access_token_audience.clone(),
+            signing_algorithm: settings.signing.algorithm.parse().unwrap_or_default(),
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            clock: Clock::system(),
+        },
+        Arc::clone(metrics),
+    ))
 }
 
 /// The bound http and https listeners, before they serve.

@@ -155,6 +155,7 @@ impl Dev {
             Some(issuer.clone()),
             &[api.addr, listeners.http_addr, listeners.https_addr],
             DEV_IDENTITY.to_owned(),
+            &metrics,
             ready_tx,
             &shutdown_rx,
             &mut tasks,
@@ -246,6 +247,7 @@ impl Core {
         issuer: Option<Url>,
         extra_listeners: &[SocketAddr],
         identity: String,
+        metrics: &Arc<Metrics>,
         ready_tx: watch::Sender<bool>,
         shutdown_rx: &watch::Receiver<bool>,
         tasks: &mut Vec<tokio::task::JoinHandle<()>>,
@@ -273,6 +275,7 @@ impl Core {
             live.clone(),
             leadership,
             issuer,
+            Arc::clone(metrics),
             shutdown_rx.clone(),
         );
         let waiter = live.clone();
@@ -341,6 +344,7 @@ impl Run {
             issuer.clone(),
             &[listeners.http_addr, listeners.https_addr],
             crate::controller::leader::default_identity(),
+            &metrics,
             ready_tx,
             &shutdown_rx,
             &mut tasks,

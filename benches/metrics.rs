@@ -1,7 +1,8 @@
 //! What recording a request costs the proxy (DESIGN.md §7: added p99 under 1 ms).
 //!
 //! * `cargo bench --bench metrics`: criterion, one thread: `Metrics::http_request` for a route
-//!   and status already seen (the steady state), among 1 and 10 000 routes; an authentication
+//!   and status already seen (the steady state), among 1 and 10 000 routes, and
+//!   `Metrics::http_route_request` by `RouteId`; an authentication
 //!   failure; and encoding `/metrics` with 1 000 routes recorded.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use criterion::Criterion;
 use portcullis::metrics::Metrics;
+use portcullis::routing::route::{RouteId, SourceKind};
 
 fn metrics_with(routes: usize) -> (Metrics, Vec<String>) {
     let m = Metrics::new();
@@ -31,6 +33,15 @@ fn criterion_benches(c: &mut Criterion) {
             })
         });
     }
+    let (m, _) = metrics_with(1);
+    let id = RouteId {
+        kind: SourceKind::Route,
+        namespace: "team-a".into(),
+        name: "route-0".into(),
+    };
+    g.bench_function("http_route_request/1_routes", |b| {
+        b.iter(|| m.http_route_request(&id, 200, Duration::from_micros(250)))
+    });
     let m = Metrics::new();
     g.bench_function("authentication_failure", |b| {
         b.iter(|| m.authentication_failure("expired"))

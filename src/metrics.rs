@@ -20,6 +20,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::identity::token::GrantType;
+use crate::routing::route::RouteId;
 
 /// The `Content-Type` of [`Metrics::encode`]: the OpenMetrics text format.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -105,12 +106,17 @@ impl RouteSeries {
     }
 }
 
+/// A namespace's route series by route name.
+type ByName = HashMap<Box<str>, RouteSeries>;
+
 /// Every metric of the process and the registry that encodes them.
 pub struct Metrics {
     registry: Registry,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: HistogramFamily<RouteLabel>,
-    http_series: RwLock<HashMap<Box<str>, RouteSeries>>,
+    /// By namespace, then name; the fixed labels ([`NO_ROUTE`], [`IDENTITY_ROUTE`]) live under
+    /// the empty namespace. Two levels, so a [`RouteId`] is looked up without building a string.
+    http_series: RwLock<HashMap<Box<str>, ByName>>,
     authentication_failures: Family<ReasonLabel, Counter>,
     tokens_issued: Family<GrantLabel, Counter>,
     token_requests: Family<OutcomeLabel, Counter>,
@@ -232,12 +238,23 @@ impl Metrics {
     /// from the request head to the response head. Allocates only the first time a
     /// (route, status) pair is seen.
     pub fn http_request(&self, route: &str, status: u16, latency: Duration) {
+        let (namespace, name) = route.split_once('/').unwrap_or(("", route));
+        self.record_request(namespace, name, status, latency);
+    }
+
+    /// [`Metrics::http_request`] for the route `id` (label `namespace/name`; a Route and an
+    /// Ingress of the same namespace and name share their series).
+    pub fn http_route_request(&self, id: &RouteId, status: u16, latency: Duration) {
+        self.record_request(&id.namespace, &id.name, status, latency);
+    }
+
+    fn record_request(&self, namespace: &str, name: &str, status: u16, latency: Duration) {
         {
             let series = self
                 .http_series
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
-            if let Some(s) = series.get(route)
+            if let Some(s) = series.get(namespace).and_then(|names| names.get(name))
                 && let Some(counter) = s.counter(status)
             {
                 counter.inc();
@@ -245,19 +262,28 @@ impl Metrics {
                 return;
             }
         }
+        let label: Arc<str> = if namespace.is_empty() {
+            name.into()
+        } else {
+            format!("{namespace}/{name}").into()
+        };
         let mut series = self
             .http_series
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let s = series.entry(route.into()).or_insert_with(|| RouteSeries {
-            duration: self.http_duration.get_or_create_owned(&RouteLabel {
-                route: route.into(),
-            }),
-            statuses: Vec::new(),
-        });
+        let s = series
+            .entry(namespace.into())
+            .or_default()
+            .entry(name.into())
+            .or_insert_with(|| RouteSeries {
+                duration: self.http_duration.get_or_create_owned(&RouteLabel {
+                    route: Arc::clone(&label),
+                }),
+                statuses: Vec::new(),
+            });
         if s.counter(status).is_none() {
             let counter = self.http_requests.get_or_create_owned(&HttpLabels {
-                route: route.into(),
+                route: label,
                 status,
             });
             s.statuses.push((status, counter));
@@ -336,6 +362,12 @@ mod tests {
         m.http_request("team-a/billing", 200, Duration::from_millis(2));
         m.http_request("team-a/billing", 403, Duration::from_micros(50));
         m.http_request(NO_ROUTE, 404, Duration::from_micros(20));
+        let id = RouteId {
+            kind: crate::routing::route::SourceKind::Ingress,
+            namespace: "team-a".into(),
+            name: "billing".into(),
+        };
+        m.http_route_request(&id, 200, Duration::from_micros(300));
         let text = m.encode();
         let requests = |labels: &str| {
             sample(
@@ -345,7 +377,7 @@ mod tests {
         };
         assert_eq!(
             requests(r#"route="team-a/billing",status="200""#),
-            Some("2")
+            Some("3")
         );
         assert_eq!(
             requests(r#"route="team-a/billing",status="403""#),
@@ -361,15 +393,15 @@ mod tests {
             )
         };
         assert_eq!(bucket("0.0001"), Some("1"));
-        assert_eq!(bucket("0.0005"), Some("2"));
-        assert_eq!(bucket("0.0025"), Some("3"));
-        assert_eq!(bucket("+Inf"), Some("3"));
+        assert_eq!(bucket("0.0005"), Some("3"));
+        assert_eq!(bucket("0.0025"), Some("4"));
+        assert_eq!(bucket("+Inf"), Some("4"));
         assert_eq!(
             sample(
                 &text,
                 r#"portcullis_http_request_duration_seconds_count{route="team-a/billing"}"#
             ),
-            Some("3")
+            Some("4")
         );
         assert!(text.contains("# TYPE portcullis_http_requests counter"));
         assert!(text.ends_with("# EOF\n"));

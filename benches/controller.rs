@@ -467,6 +467,7 @@ impl Fixture {
             live.clone(),
             Leadership::always(),
             Some("http://auth.localhost".parse().unwrap()),
+            Arc::new(portcullis::metrics::Metrics::new()),
             shutdown_rx,
         );
         live.wait_for(1, Duration::from_secs(30))

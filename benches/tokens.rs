@@ -23,6 +23,7 @@ use http_body_util::{BodyExt, Full};
 use portcullis::identity::keys::{Algorithm, KeySet};
 use portcullis::identity::service::{Clock, IdentityConfig, IdentityService};
 use portcullis::identity::token::{CredentialRecord, Credentials, digest};
+use portcullis::metrics::Metrics;
 use portcullis::proxy::listener::{self, ListenerLimits, Transport};
 use portcullis::proxy::{Proxy, ProxyConfig};
 use portcullis::routing::Scheme;
@@ -61,13 +62,16 @@ fn table(credentials: usize) -> Table {
 }
 
 fn service(clock: Clock) -> IdentityService {
-    IdentityService::new(IdentityConfig {
-        issuer: "http://localhost:8080".parse().unwrap(),
-        access_token_audience: "portcullis".into(),
-        signing_algorithm: Algorithm::Es256,
-        body_read_timeout: Duration::from_secs(10),
-        clock,
-    })
+    IdentityService::new(
+        IdentityConfig {
+            issuer: "http://localhost:8080".parse().unwrap(),
+            access_token_audience: "portcullis".into(),
+            signing_algorithm: Algorithm::Es256,
+            body_read_timeout: Duration::from_secs(10),
+            clock,
+        },
+        Arc::new(Metrics::new()),
+    )
 }
 
 fn basic() -> String {

@@ -1,8 +1,10 @@
-//! The admin listener: `/healthz` (the process is up) and `/readyz` (the first state is live).
-//! Health, metrics and debug endpoints are served here only, never on a route listener.
+//! The admin listener: `/healthz` (the process is up), `/readyz` (the first state is live) and
+//! `/metrics` (Prometheus, OpenMetrics text). Health, metrics and debug endpoints are served
+//! here only, never on a route listener.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,8 +16,18 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-fn respond(req: &Request<Incoming>, ready: bool) -> Response<Full<Bytes>> {
+use crate::metrics::{self, Metrics};
+
+fn respond(req: &Request<Incoming>, ready: bool, metrics: &Metrics) -> Response<Full<Bytes>> {
     let (code, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/metrics") => {
+            let mut r = Response::new(Full::new(Bytes::from(metrics.encode())));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static(metrics::CONTENT_TYPE),
+            );
+            return r;
+        }
         (&Method::GET | &Method::HEAD, "/healthz" | "/livez") => (StatusCode::OK, "ok\n"),
         (&Method::GET | &Method::HEAD, "/readyz") if ready => (StatusCode::OK, "ok\n"),
         (&Method::GET | &Method::HEAD, "/readyz") => {
@@ -33,10 +45,12 @@ fn respond(req: &Request<Incoming>, ready: bool) -> Response<Full<Bytes>> {
     r
 }
 
-/// Serve the admin endpoints on `listener` until `shutdown` flips; `ready` drives `/readyz`.
+/// Serve the admin endpoints on `listener` until `shutdown` flips; `ready` drives `/readyz`,
+/// `metrics` is what `/metrics` encodes.
 pub async fn serve(
     listener: TcpListener,
     ready: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conns = JoinSet::new();
@@ -45,9 +59,10 @@ pub async fn serve(
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let ready = ready.clone();
+                let metrics = Arc::clone(&metrics);
                 conns.spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
-                        let r = respond(&req, *ready.borrow());
+                        let r = respond(&req, *ready.borrow(), &metrics);
                         async move { Ok::<_, Infallible>(r) }
                     });
                     let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

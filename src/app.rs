@@ -18,6 +18,7 @@ use crate::controller::leader::{LeaderConfig, Leadership};
 use crate::devapi::tls::DevCa;
 use crate::devapi::{DevApi, DevApiConfig, DevApiError, ensure_namespaces, manifests};
 use crate::identity::service::{Clock, DEFAULT_BODY_READ_TIMEOUT, IdentityConfig, IdentityService};
+use crate::metrics::Metrics;
 use crate::proxy::listener::{self, ListenerLimits, Transport};
 use crate::proxy::{Proxy, ProxyConfig};
 use crate::routing::live::LiveTable;
@@ -124,9 +125,11 @@ impl Dev {
         .await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (ready_tx, ready_rx) = watch::channel(false);
+        let metrics = Arc::new(Metrics::new());
         let mut tasks = vec![tokio::spawn(crate::admin::serve(
             admin,
             ready_rx,
+            Arc::clone(&metrics),
             shutdown_rx.clone(),
         ))];
         let echo_addr = echo.as_ref().map(|(_, addr)| *addr);
@@ -168,6 +171,7 @@ impl Dev {
             Some(issuer.clone()),
             &[api.addr, listeners.http_addr, listeners.https_addr],
             DEV_IDENTITY.to_owned(),
+            &metrics,
             ready_tx,
             &shutdown_rx,
             &mut tasks,
@@ -178,11 +182,11 @@ impl Dev {
             address_policy,
         } = core;
         let (http_addr, https_addr) = (listeners.http_addr, listeners.https_addr);
-        let config = proxy_config(settings, address_policy, https_addr.port());
+        let config = proxy_config(settings, address_policy, https_addr.port(), &metrics);
         listeners.serve(
             &live,
             config,
-            Some(identity_service(settings, issuer.clone())),
+            Some(identity_service(settings, issuer.clone(), &metrics)),
             Some(fallback),
             &shutdown_rx,
             &mut tasks,
@@ -219,7 +223,7 @@ impl Dev {
                 reachable(self.https_addr)
             ),
             format!(
-                "portcullis dev: admin http://{} (/healthz, /readyz)",
+                "portcullis dev: admin http://{} (/healthz, /readyz, /metrics)",
                 self.admin_addr
             ),
         ];
@@ -274,6 +278,7 @@ impl Core {
         issuer: Option<Url>,
         extra_listeners: &[SocketAddr],
         identity: String,
+        metrics: &Arc<Metrics>,
         ready_tx: watch::Sender<bool>,
         shutdown_rx: &watch::Receiver<bool>,
         tasks: &mut Vec<tokio::task::JoinHandle<()>>,
@@ -302,6 +307,7 @@ impl Core {
             live.clone(),
             leadership,
             issuer,
+            Arc::clone(metrics),
             shutdown_rx.clone(),
         );
         let waiter = live.clone();
@@ -360,9 +366,11 @@ impl Run {
         }
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (ready_tx, ready_rx) = watch::channel(false);
+        let metrics = Arc::new(Metrics::new());
         let mut tasks = vec![tokio::spawn(crate::admin::serve(
             admin,
             ready_rx,
+            Arc::clone(&metrics),
             shutdown_rx.clone(),
         ))];
         let Core {
@@ -376,17 +384,20 @@ impl Run {
             issuer.clone(),
             &[listeners.http_addr, listeners.https_addr],
             crate::controller::leader::default_identity(),
+            &metrics,
             ready_tx,
             &shutdown_rx,
             &mut tasks,
         )?;
         let (http_addr, https_addr) = (listeners.http_addr, listeners.https_addr);
         // In a cluster a Service maps 443 to the https listener, so redirects name 443.
-        let config = proxy_config(settings, address_policy, 443);
+        let config = proxy_config(settings, address_policy, 443, &metrics);
         listeners.serve(
             &live,
             config,
-            issuer.clone().map(|url| identity_service(settings, url)),
+            issuer
+                .clone()
+                .map(|url| identity_service(settings, url, &metrics)),
             None,
             &shutdown_rx,
             &mut tasks,
@@ -483,14 +494,21 @@ fn parse_issuer(text: &str) -> Result<Url, AppError> {
 }
 
 /// The identity endpoints for `issuer`, with the system clock.
-fn identity_service(settings: &Settings, issuer: Url) -> Arc<IdentityService> {
-    Arc::new(IdentityService::new(IdentityConfig {
-        issuer,
-        access_token_audience: settings.access_token_audience.clone(),
-        signing_algorithm: settings.signing.algorithm.parse().unwrap_or_default(),
-        body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
-        clock: Clock::system(),
-    }))
+fn identity_service(
+    settings: &Settings,
+    issuer: Url,
+    metrics: &Arc<Metrics>,
+) -> Arc<IdentityService> {
+    Arc::new(IdentityService::new(
+        IdentityConfig {
+            issuer,
+            access_token_audience: settings.access_token_audience.clone(),
+            signing_algorithm: settings.signing.algorithm.parse().unwrap_or_default(),
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            clock: Clock::system(),
+        },
+        Arc::clone(metrics),
+    ))
 }
 
 /// How the proxy reaches upstreams and which tokens it accepts, from the settings.
@@ -498,6 +516,7 @@ fn proxy_config(
     settings: &Settings,
     address_policy: Arc<AddressPolicy>,
     https_port: u16,
+    metrics: &Arc<Metrics>,
 ) -> ProxyConfig {
     ProxyConfig {
         address_policy,
@@ -506,6 +525,7 @@ fn proxy_config(
         https_port,
         client_certificates: !settings.downstream_mtls.ca_secret.is_empty(),
         clock: Clock::system(),
+        metrics: Arc::clone(metrics),
     }
 }
 

@@ -25,6 +25,7 @@ pub mod controller;
 pub mod devapi;
 pub mod echo;
 pub mod identity;
+pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod routing;

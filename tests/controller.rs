@@ -30,6 +30,23 @@ async fn a_route_goes_live_gets_its_status_and_leaves() {
     f.served("billing.localhost", "/api/x", Some("Route team-a/billing"))
         .await;
     assert!(f.live.generation() > before);
+    // Every published table is in the metrics: its generation, its routes, one build each.
+    let served = f.live.generation();
+    eventually(10, "the table metrics", || async {
+        let text = f.metrics.encode();
+        let sample = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))?
+                .parse::<f64>()
+                .ok()
+        };
+        let generation = sample("portcullis_table_generation")?;
+        (generation >= served as f64
+            && sample("portcullis_table_routes")? == 1.0
+            && sample("portcullis_table_build_seconds_count")? == generation)
+            .then_some(())
+    })
+    .await;
     assert_eq!(
         f.condition("team-a", "billing", "Ready", "True").await,
         "Ready"

@@ -1,6 +1,7 @@
 //! The identity endpoints through real listeners: HTTP/1.1 on the plain listener and h2 over TLS
 //! (trusting the development CA) on the https listener, with a hand-built table published into
-//! a `LiveTable`, an injected clock, and the listener limits.
+//! a `LiveTable`, an injected clock, and the listener limits; and the admin listener's
+//! `/metrics` counting what they answered.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod common;
@@ -29,6 +30,7 @@ use portcullis::identity::token::{
     ACCESS_TOKEN_TYP, CredentialRecord, Credentials, MAX_TOKEN_REQUEST_BYTES, PreviousSecret,
     digest,
 };
+use portcullis::metrics::{self, Metrics};
 use portcullis::proxy::listener::{self, ListenerLimits, Transport};
 use portcullis::proxy::tls::{certified_key, dev_certificate_names, server_config};
 use portcullis::proxy::{Proxy, ProxyConfig};
@@ -84,6 +86,7 @@ enum Issuer {
 struct Server {
     http: SocketAddr,
     https: SocketAddr,
+    admin: SocketAddr,
     issuer: String,
     live: LiveTable,
     keys: Arc<KeySet>,
@@ -121,17 +124,28 @@ async fn start_with(issuer: Issuer, limits: ListenerLimits) -> Server {
         let now = Arc::clone(&now);
         Clock::from_fn(move || now.load(Ordering::SeqCst))
     };
-    let identity = IdentityService::new(IdentityConfig {
-        issuer: url::Url::parse(&issuer).unwrap(),
-        access_token_audience: AUDIENCE.into(),
-        signing_algorithm: Algorithm::Es256,
-        body_read_timeout: Duration::from_secs(2),
-        clock,
-    });
+    let metrics = Arc::new(Metrics::new());
+    let identity = IdentityService::new(
+        IdentityConfig {
+            issuer: url::Url::parse(&issuer).unwrap(),
+            access_token_audience: AUDIENCE.into(),
+            signing_algorithm: Algorithm::Es256,
+            body_read_timeout: Duration::from_secs(2),
+            clock,
+        },
+        Arc::clone(&metrics),
+    );
+    let admin_socket = portcullis::admin::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let admin = admin_socket.local_addr().unwrap();
     let proxy = Arc::new(Proxy::new(
         live.clone(),
         Some(Arc::new(identity)),
-        ProxyConfig::default(),
+        ProxyConfig {
+            metrics: Arc::clone(&metrics),
+            ..ProxyConfig::default()
+        },
     ));
 
     let ca = DevCa::ephemeral().unwrap();
@@ -146,7 +160,14 @@ async fn start_with(issuer: Issuer, limits: ListenerLimits) -> Server {
     .unwrap();
 
     let (shutdown, rx) = watch::channel(false);
+    let (_, ready) = watch::channel(true);
     let tasks = vec![
+        tokio::spawn(portcullis::admin::serve(
+            admin_socket,
+            ready,
+            metrics,
+            rx.clone(),
+        )),
         tokio::spawn(listener::serve(
             "http",
             http_socket,
@@ -167,6 +188,7 @@ async fn start_with(issuer: Issuer, limits: ListenerLimits) -> Server {
     Server {
         http,
         https,
+        admin,
         issuer,
         live,
         keys,
@@ -186,6 +208,8 @@ enum Wire {
     H2,
     /// HTTP/1.1 over TLS on the https listener.
     H1Tls,
+    /// HTTP/1.1 on the admin listener.
+    Admin,
 }
 
 const BOTH: [Wire; 2] = [Wire::H1, Wire::H2];
@@ -236,6 +260,7 @@ impl Server {
         match wire {
             Wire::H1 => self.http,
             Wire::H2 | Wire::H1Tls => self.https,
+            Wire::Admin => self.admin,
         }
     }
 
@@ -263,13 +288,13 @@ impl Server {
         let path = parts.uri.path_and_query().unwrap().as_str().to_owned();
         let tcp = TcpStream::connect(addr).await.unwrap();
         let response = match wire {
-            Wire::H1 | Wire::H1Tls => {
+            Wire::H1 | Wire::H1Tls | Wire::Admin => {
                 parts.uri = path.parse().unwrap();
                 parts
                     .headers
                     .insert(header::HOST, authority.parse().unwrap());
                 let request = Request::from_parts(parts, body);
-                if wire == Wire::H1 {
+                if wire != Wire::H1Tls {
                     let (mut sender, conn) =
                         hyper::client::conn::http1::handshake(TokioIo::new(tcp))
                             .await
@@ -814,6 +839,45 @@ async fn other_hosts_and_unknown_identity_paths_are_404() {
         assert_eq!(reply.status, StatusCode::OK, "{wire:?}");
         let reply = server.get(wire, "localhost", "/oauth2/revoke").await;
         reply.assert_oauth_error(404, "invalid_request", wire);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_token_requests_and_are_served_on_the_admin_listener_only() {
+    let server = start(Issuer::DevHttp).await;
+    let issued = server
+        .token(Wire::H2, Some(&basic(CLIENT, SECRET)), CC)
+        .await;
+    assert_eq!(issued.status, StatusCode::OK);
+    let refused = server
+        .token(Wire::H1, Some(&basic(CLIENT, "pcs_wrong")), CC)
+        .await;
+    refused.assert_oauth_error(401, "invalid_client", Wire::H1);
+
+    let reply = server.get(Wire::Admin, "127.0.0.1", "/metrics").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.header("content-type"), Some(metrics::CONTENT_TYPE));
+    let text = String::from_utf8(reply.body.to_vec()).unwrap();
+    for line in [
+        r#"portcullis_tokens_issued_total{grant="client_credentials"} 1"#,
+        r#"portcullis_token_requests_total{outcome="issued"} 1"#,
+        r#"portcullis_token_requests_total{outcome="invalid_client"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+    assert!(text.ends_with("# EOF\n"));
+    for secret in [CLIENT, SECRET, "pcs_wrong"] {
+        assert!(!text.contains(secret), "{secret} is no label value");
+    }
+
+    // The route listeners never serve it: not on the authenticate host, not on any other.
+    for wire in [Wire::H1, Wire::H2, Wire::H1Tls] {
+        for host in ["localhost", "app.localhost"] {
+            let reply = server.get(wire, host, "/metrics").await;
+            assert_eq!(reply.status, StatusCode::NOT_FOUND, "{wire:?} {host}");
+            assert!(!String::from_utf8_lossy(&reply.body).contains("portcullis_"));
+        }
     }
     server.stop().await;
 }

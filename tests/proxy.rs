@@ -24,6 +24,7 @@ use kube::Api;
 use kube::api::DeleteParams;
 use portcullis::identity::keys::Algorithm;
 use portcullis::identity::service::{Clock, IdentityConfig, IdentityService};
+use portcullis::metrics::Metrics;
 use portcullis::proxy::listener::{self, ListenerLimits, Transport};
 use portcullis::proxy::{Proxy, ProxyConfig};
 use portcullis::routing::upstream::AddressPolicy;
@@ -36,6 +37,7 @@ const ISSUER: &str = "http://auth.localhost";
 
 struct Harness {
     f: Fixture,
+    metrics: Arc<Metrics>,
     proxy_addr: SocketAddr,
     echo_addr: SocketAddr,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -63,13 +65,17 @@ impl Harness {
         let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let echo_addr = echo.local_addr().unwrap();
         tokio::spawn(portcullis::echo::serve(echo, stop_rx.clone()));
-        let identity = IdentityService::new(IdentityConfig {
-            issuer: ISSUER.parse().unwrap(),
-            access_token_audience: "portcullis".into(),
-            signing_algorithm: Algorithm::Es256,
-            body_read_timeout: Duration::from_secs(5),
-            clock: Clock::system(),
-        });
+        let metrics = Arc::new(Metrics::new());
+        let identity = IdentityService::new(
+            IdentityConfig {
+                issuer: ISSUER.parse().unwrap(),
+                access_token_audience: "portcullis".into(),
+                signing_algorithm: Algorithm::Es256,
+                body_read_timeout: Duration::from_secs(5),
+                clock: Clock::system(),
+            },
+            Arc::clone(&metrics),
+        );
         let proxy = Arc::new(Proxy::new(
             f.live.clone(),
             Some(Arc::new(identity)),
@@ -78,6 +84,7 @@ impl Harness {
                     allow_loopback: true,
                     ..AddressPolicy::default()
                 }),
+                metrics: Arc::clone(&metrics),
                 ..ProxyConfig::default()
             },
         ));
@@ -95,6 +102,7 @@ impl Harness {
         ));
         Harness {
             f,
+            metrics,
             proxy_addr,
             echo_addr,
             client: Client::builder(TokioExecutor::new()).build_http(),
@@ -384,6 +392,21 @@ async fn a_credential_token_reaches_its_route_with_a_verifiable_identity() {
     }
     let r = h.get("nothing.localhost", "/", &[]).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // Every answer above is counted, by route and status, and the refusals by reason.
+    let text = h.metrics.encode();
+    for line in [
+        r#"portcullis_http_requests_total{route="team-a/web",status="200"}"#,
+        r#"portcullis_http_requests_total{route="team-a/web",status="401"}"#,
+        r#"portcullis_http_requests_total{route="team-a/admin",status="403"}"#,
+        r#"portcullis_http_requests_total{route="-",status="404"}"#,
+        r#"portcullis_http_requests_total{route="identity",status="200"}"#,
+        r#"portcullis_authentication_failures_total{reason="missing"}"#,
+        r#"portcullis_authentication_failures_total{reason="malformed"}"#,
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    assert!(!text.contains(&token[..20]));
 
     // Deleting the credential revokes its tokens, cached or not.
     let sacs: Api<portcullis::api::ServiceAccountCredential> =

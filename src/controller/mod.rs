@@ -32,6 +32,7 @@ use self::leader::Leadership;
 use self::publisher::Published;
 use self::watch::{Namespaces, Watchers};
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::routing::live::LiveTable;
 use crate::routing::upstream::AddressPolicy;
 
@@ -46,7 +47,9 @@ pub struct Controller {
 
 impl Controller {
     /// Starts the watchers, the publisher and the status writer. The first table is published
-    /// once every watcher has listed; wait for it with [`LiveTable::wait_for`].
+    /// once every watcher has listed; wait for it with [`LiveTable::wait_for`]. Published
+    /// tables and failed writes are recorded in `metrics`.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         client: Client,
         settings: &Settings,
@@ -54,6 +57,7 @@ impl Controller {
         live: LiveTable,
         leadership: Leadership,
         issuer: Option<url::Url>,
+        metrics: Arc<Metrics>,
         shutdown: channel::Receiver<bool>,
     ) -> Self {
         let changed = Arc::new(Notify::new());
@@ -75,6 +79,7 @@ impl Controller {
                 ..context.clone()
             },
             published_tx,
+            Arc::clone(&metrics),
             shutdown.clone(),
         ));
         let publish_address =
@@ -85,6 +90,7 @@ impl Controller {
             published.clone(),
             leadership.clone(),
             publish_address,
+            Arc::clone(&metrics),
             shutdown.clone(),
         ));
         let credentials = tokio::spawn(credentials::reconcile::run(
@@ -96,6 +102,7 @@ impl Controller {
                 namespace: settings.namespace.clone(),
                 issuer,
                 signing: signing_config(settings),
+                metrics,
             },
             shutdown,
         ));

@@ -11,6 +11,7 @@ use tokio::sync::{Notify, watch};
 
 use super::compile::{CompileContext, Compiled, Report, compile};
 use super::watch::Watchers;
+use crate::metrics::Metrics;
 use crate::routing::live::LiveTable;
 
 /// Quiet time after a change before compiling: a burst of events (a `kubectl apply -f dir`)
@@ -31,13 +32,15 @@ pub struct Published {
 }
 
 /// Runs until `shutdown`: compile and publish after every settled burst of changes.
-/// `context` is called before each compile (it supplies the current time).
+/// `context` is called before each compile (it supplies the current time); each published
+/// table is recorded in `metrics`.
 pub async fn run(
     watchers: Arc<Watchers>,
     changed: Arc<Notify>,
     live: LiveTable,
     context: impl Fn() -> CompileContext + Send + Sync + 'static,
     reports: watch::Sender<Arc<Published>>,
+    metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     tokio::select! {
@@ -58,9 +61,11 @@ pub async fn run(
         let started = Instant::now();
         let compiled = tokio::task::spawn_blocking(move || compile(&snapshot, &ctx)).await;
         if let Some(generation) = publish(&live, &reports, compiled, now) {
+            let elapsed = started.elapsed();
+            metrics.table_published(generation, live.peek().routes.len(), elapsed);
             tracing::debug!(
                 generation,
-                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                elapsed_ms = elapsed.as_secs_f64() * 1e3,
                 "routing table published"
             );
         }

@@ -24,6 +24,7 @@ use super::leader::Leadership;
 use super::publisher::Published;
 use super::watch::Watchers;
 use crate::api::{Route, RouteStatus};
+use crate::metrics::{self, Metrics};
 
 /// The field manager and Event reporter name of the controller.
 pub const MANAGER: &str = "portcullis-controller";
@@ -163,13 +164,14 @@ pub fn status_differs(a: Option<&RouteStatus>, b: &RouteStatus) -> bool {
 }
 
 /// Runs until `shutdown`: after each published table (and on gaining leadership), bring status
-/// and Events in line with the reports.
+/// and Events in line with the reports. Failed writes are counted in `metrics`.
 pub async fn run(
     client: Client,
     watchers: Arc<Watchers>,
     mut published: watch::Receiver<Arc<Published>>,
     leadership: Leadership,
     publish_address: Option<String>,
+    metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let load_balancer = publish_address.as_deref().map(load_balancer_status);
@@ -195,7 +197,7 @@ pub async fn run(
         // A new leader starts from the Events already recorded (by any replica), so a
         // failover does not repeat them.
         if sent.is_none() {
-            sent = Some(EventMemory::recorded(&client).await);
+            sent = Some(EventMemory::recorded(&client, &metrics).await);
         }
         let Some(memory) = sent.as_mut() else {
             continue;
@@ -207,6 +209,7 @@ pub async fn run(
             watchers: &watchers,
             leadership: &leadership,
             load_balancer: load_balancer.as_ref(),
+            metrics: &metrics,
         };
         sync(&ctx, &current, memory).await;
     }
@@ -222,7 +225,7 @@ struct EventMemory {
 impl EventMemory {
     /// The Warning Events this controller already recorded, by object uid. On an error the
     /// memory starts empty (at worst an Event is repeated).
-    async fn recorded(client: &Client) -> Self {
+    async fn recorded(client: &Client, metrics: &Metrics) -> Self {
         let api: Api<k8s_openapi::api::events::v1::Event> = Api::all(client.clone());
         let params = kube::api::ListParams::default()
             .fields(&format!("reportingController={MANAGER},type=Warning"));
@@ -236,10 +239,13 @@ impl EventMemory {
                     }
                 }
             }
-            Err(e) => tracing::warn!(
-                error = %crate::error_chain(&e),
-                "listing recorded Events failed; current problems will be recorded again"
-            ),
+            Err(e) => {
+                metrics.reconcile_error(metrics::STATUS);
+                tracing::warn!(
+                    error = %crate::error_chain(&e),
+                    "listing recorded Events failed; current problems will be recorded again"
+                )
+            }
         }
         memory
     }
@@ -264,6 +270,7 @@ struct SyncContext<'a> {
     watchers: &'a Watchers,
     leadership: &'a Leadership,
     load_balancer: Option<&'a IngressLoadBalancerStatus>,
+    metrics: &'a Metrics,
 }
 
 async fn sync(ctx: &SyncContext<'_>, published: &Published, sent: &mut EventMemory) {
@@ -273,6 +280,7 @@ async fn sync(ctx: &SyncContext<'_>, published: &Published, sent: &mut EventMemo
         watchers,
         leadership,
         load_balancer,
+        metrics,
     } = *ctx;
     let now = Time(jiff::Timestamp::from_second(published.compiled_at).unwrap_or_default());
     let mut writes: Vec<(ObjectKey, serde_json::Value)> = Vec::new();
@@ -349,6 +357,7 @@ async fn sync(ctx: &SyncContext<'_>, published: &Published, sent: &mut EventMemo
                 .map(drop),
         };
         if let Err(e) = written {
+            metrics.reconcile_error(metrics::STATUS);
             tracing::warn!(object = %key, error = %crate::error_chain(&e), "writing status failed");
         }
     }))
@@ -374,6 +383,7 @@ async fn sync(ctx: &SyncContext<'_>, published: &Published, sent: &mut EventMemo
             secondary: None,
         };
         if let Err(e) = recorder.publish(&event, &reference).await {
+            metrics.reconcile_error(metrics::STATUS);
             tracing::warn!(error = %crate::error_chain(&e), "recording an Event failed");
         }
     }

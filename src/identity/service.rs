@@ -21,6 +21,8 @@
 //!   `400 invalid_request` without their body being read, so a secret sent over http is never
 //!   processed (and a client learns to fix its URL rather than having it silently work).
 //! - The source address for rate limiting is the TCP peer; `X-Forwarded-For` is never read.
+//! - Token requests are counted by outcome (`issued` or the OAuth error code) in [`Metrics`];
+//!   the client id is never a label value.
 //! - Discovery documents and the JWKS are public and may be cached for
 //!   [`DISCOVERY_MAX_AGE_SECS`]; token responses and errors are `no-store`.
 
@@ -39,9 +41,10 @@ use super::endpoints::{self, Capabilities, IdentityEndpoint};
 use super::error::{OAuthError, json_response};
 use super::keys::{Algorithm, KeySet};
 use super::token::{
-    ACCESS_TOKEN_TYP, FailureLimiter, Grant, MAX_TOKEN_REQUEST_BYTES, access_token_claims,
-    authenticate, grant_scopes, new_jti, parse_token_request, token_response,
+    ACCESS_TOKEN_TYP, FailureLimiter, Grant, GrantType, MAX_TOKEN_REQUEST_BYTES,
+    access_token_claims, authenticate, grant_scopes, new_jti, parse_token_request, token_response,
 };
+use crate::metrics::Metrics;
 use crate::routing::Scheme;
 use crate::routing::route::Table;
 
@@ -95,8 +98,8 @@ pub struct IdentityConfig {
     pub clock: Clock,
 }
 
-/// The identity endpoints of one process: the issuer, the clock and the failure limiter shared
-/// by every request. Cheap to share behind an `Arc`.
+/// The identity endpoints of one process: the issuer, the clock, the failure limiter and the
+/// metrics shared by every request. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct IdentityService {
     issuer: Url,
@@ -107,6 +110,7 @@ pub struct IdentityService {
     body_read_timeout: Duration,
     clock: Clock,
     limiter: FailureLimiter,
+    metrics: Arc<Metrics>,
 }
 
 /// The outcome of one request, with what the access log may show about it.
@@ -122,8 +126,9 @@ pub struct Handled {
 }
 
 impl IdentityService {
-    /// The service for `config`, with a fresh [`FailureLimiter`].
-    pub fn new(config: IdentityConfig) -> Self {
+    /// The service for `config`, with a fresh [`FailureLimiter`]; token requests are counted in
+    /// `metrics`.
+    pub fn new(config: IdentityConfig, metrics: Arc<Metrics>) -> Self {
         let host = config
             .issuer
             .host_str()
@@ -137,6 +142,7 @@ impl IdentityService {
             body_read_timeout: config.body_read_timeout,
             clock: config.clock,
             limiter: FailureLimiter::default(),
+            metrics,
         }
     }
 
@@ -190,7 +196,10 @@ impl IdentityService {
             Some(IdentityEndpoint::Token) => {
                 let (response, client_id) = match self.token(table, parts, body, peer).await {
                     Ok((response, client_id)) => (response, Some(client_id)),
-                    Err((error, client_id)) => (error.into_response(), client_id),
+                    Err((error, client_id)) => {
+                        self.metrics.token_refused(error.code());
+                        (error.into_response(), client_id)
+                    }
                 };
                 Handled {
                     response,
@@ -296,6 +305,7 @@ impl IdentityService {
         let named = request.client.client_id().map(str::to_owned);
         let fail = |error: OAuthError| (error, named.clone());
         let Grant::ClientCredentials = request.grant;
+        let grant = GrantType::ClientCredentials;
         let keys = table.keys.as_deref().ok_or_else(|| fail(no_keys()))?;
         let now = self.clock.now();
         let record = authenticate(
@@ -324,6 +334,7 @@ impl IdentityService {
             fail(OAuthError::ServerError)
         })?;
         let body = token_response(&token, record.access_token_ttl.as_secs(), &scopes);
+        self.metrics.token_issued(grant.as_str());
         Ok((
             json_response(StatusCode::OK, &body),
             record.client_id.clone(),
@@ -484,6 +495,7 @@ mod tests {
         service: IdentityService,
         table: Table,
         now: Arc<AtomicI64>,
+        metrics: Arc<Metrics>,
     }
 
     fn record() -> CredentialRecord {
@@ -511,14 +523,18 @@ mod tests {
             let now = Arc::clone(&now);
             Clock::from_fn(move || now.load(Ordering::SeqCst))
         };
-        let service = IdentityService::new(IdentityConfig {
-            issuer: Url::parse(issuer).unwrap(),
-            access_token_audience: "portcullis".into(),
-            signing_algorithm: Algorithm::EdDsa,
-            // Short, so the stalled-body test is quick; no other test stalls.
-            body_read_timeout: Duration::from_millis(200),
-            clock,
-        });
+        let metrics = Arc::new(Metrics::new());
+        let service = IdentityService::new(
+            IdentityConfig {
+                issuer: Url::parse(issuer).unwrap(),
+                access_token_audience: "portcullis".into(),
+                signing_algorithm: Algorithm::EdDsa,
+                // Short, so the stalled-body test is quick; no other test stalls.
+                body_read_timeout: Duration::from_millis(200),
+                clock,
+            },
+            Arc::clone(&metrics),
+        );
         let mut credentials = Credentials::default();
         credentials.insert(record());
         let table = Table {
@@ -530,6 +546,7 @@ mod tests {
             service,
             table,
             now,
+            metrics,
         }
     }
 
@@ -722,6 +739,32 @@ mod tests {
         assert_eq!(wrong.response.body(), unknown.response.body());
         assert_eq!(wrong.client_id.as_deref(), Some(CLIENT));
         assert_eq!(unknown.client_id.as_deref(), Some("nobody"));
+    }
+
+    #[tokio::test]
+    async fn token_requests_are_counted_by_outcome_never_by_client() {
+        let f = fixture();
+        let ok = token_request(
+            Some(&basic(CLIENT, SECRET)),
+            "grant_type=client_credentials",
+        );
+        assert_eq!(f.send(ok).await.response.status(), StatusCode::OK);
+        let wrong = token_request(
+            Some(&basic(CLIENT, "pcs_wrong")),
+            "grant_type=client_credentials",
+        );
+        assert_error(&f.send(wrong).await, 401, "invalid_client");
+        let text = f.metrics.encode();
+        for line in [
+            r#"portcullis_tokens_issued_total{grant="client_credentials"} 1"#,
+            r#"portcullis_token_requests_total{outcome="issued"} 1"#,
+            r#"portcullis_token_requests_total{outcome="invalid_client"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        for secret in [CLIENT, SECRET, "pcs_wrong"] {
+            assert!(!text.contains(secret), "{secret} is no label value");
+        }
     }
 
     #[tokio::test]

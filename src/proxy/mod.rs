@@ -31,6 +31,7 @@ use http_body_util::{BodyExt, Either, Empty, Full};
 use hyper::body::{Body, Incoming};
 
 use crate::identity::service::{Clock, IdentityService, discard_body};
+use crate::metrics::Metrics;
 use crate::policy::Decision;
 use crate::routing::live::LiveTable;
 use crate::routing::route::{Route, Table};
@@ -73,6 +74,8 @@ pub struct ProxyConfig {
     pub client_certificates: bool,
     /// The time tokens are judged at.
     pub clock: Clock,
+    /// Where requests and authentication failures are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for ProxyConfig {
@@ -84,6 +87,7 @@ impl Default for ProxyConfig {
             https_port: 443,
             client_certificates: false,
             clock: Clock::system(),
+            metrics: Arc::new(Metrics::new()),
         }
     }
 }
@@ -113,7 +117,7 @@ struct Outcome {
     response: Response<ProxyBody>,
     endpoint: &'static str,
     client_id: Option<String>,
-    route: Option<String>,
+    route: Option<Arc<Route>>,
     identity: Option<String>,
     decision: &'static str,
     reason: Cow<'static, str>,
@@ -212,7 +216,7 @@ impl Proxy {
             host = host.as_deref().unwrap_or("-"),
             path = %path,
             endpoint = outcome.endpoint,
-            route = outcome.route.as_deref().unwrap_or("-"),
+            route = %RouteName(outcome.route.as_deref()),
             identity = outcome.identity.as_deref().unwrap_or("-"),
             client_id = outcome.client_id.as_deref().unwrap_or("-"),
             decision = outcome.decision,
@@ -222,6 +226,24 @@ impl Proxy {
             generation = table.generation,
             "request"
         );
+        let latency = started.elapsed();
+        let status = response.status().as_u16();
+        match (&outcome.route, outcome.endpoint) {
+            (Some(route), _) => self
+                .config
+                .metrics
+                .http_route_request(&route.id, status, latency),
+            (None, endpoint) if is_identity_endpoint(endpoint) => {
+                self.config
+                    .metrics
+                    .http_request(crate::metrics::IDENTITY_ROUTE, status, latency)
+            }
+            (None, _) => {
+                self.config
+                    .metrics
+                    .http_request(crate::metrics::NO_ROUTE, status, latency)
+            }
+        }
         if method == Method::HEAD
             && let Either::Left(body) = response.body()
         {
@@ -274,7 +296,7 @@ impl Proxy {
                 conn,
             )
             .await;
-        outcome.route = Some(format!("{}/{}", route.id.namespace, route.id.name));
+        outcome.route = Some(route);
         outcome
     }
 
@@ -309,6 +331,7 @@ impl Proxy {
                 Ok(found) => authenticated = Some(found),
                 Err(error) => {
                     discard_body(request.into_body()).await;
+                    self.config.metrics.authentication_failure(error.label());
                     let mut outcome = refusal(
                         ProxyError::Unauthenticated {
                             error: error.clone(),
@@ -566,6 +589,26 @@ impl Proxy {
         }
         location
     }
+}
+
+/// `namespace/name` of a route in log lines, `-` for none.
+struct RouteName<'a>(Option<&'a Route>);
+
+impl std::fmt::Display for RouteName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(route) => write!(f, "{}/{}", route.id.namespace, route.id.name),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// Whether an access-log endpoint name is one of the identity endpoints'.
+fn is_identity_endpoint(endpoint: &str) -> bool {
+    !matches!(
+        endpoint,
+        "invalid_host" | "connect" | "misdirected" | "route" | "route_endpoint" | "redirect"
+    )
 }
 
 fn full(bytes: Bytes) -> ProxyBody {

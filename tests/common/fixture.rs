@@ -2,6 +2,7 @@
 //! namespaces `team-a`, `team-b` and `portcullis-system` installed, a controller that is always
 //! the leader, and helpers to apply objects and wait for what comes back.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Namespace};
@@ -13,6 +14,7 @@ use portcullis::config::Settings;
 use portcullis::controller::Controller;
 use portcullis::controller::leader::Leadership;
 use portcullis::devapi::DevApi;
+use portcullis::metrics::Metrics;
 use portcullis::routing::live::LiveTable;
 use serde_json::json;
 use tokio::sync::watch;
@@ -23,6 +25,7 @@ pub struct Fixture {
     pub api: DevApi,
     pub client: Client,
     pub live: LiveTable,
+    pub metrics: Arc<Metrics>,
     pub controller: Option<Controller>,
     pub shutdown: watch::Sender<bool>,
 }
@@ -57,6 +60,7 @@ impl Fixture {
                 .expect("namespace");
         }
         let live = LiveTable::new();
+        let metrics = Arc::new(Metrics::new());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let context = portcullis::controller::compile_context(
             &settings,
@@ -71,6 +75,7 @@ impl Fixture {
             live.clone(),
             Leadership::always(),
             Some("http://auth.localhost".parse().unwrap()),
+            Arc::clone(&metrics),
             shutdown_rx,
         );
         live.wait_for(1, Duration::from_secs(10))
@@ -80,6 +85,7 @@ impl Fixture {
             api,
             client,
             live,
+            metrics,
             controller: Some(controller),
             shutdown,
         }

@@ -33,6 +33,7 @@ use crate::controller::status::{MANAGER, condition, conditions_key};
 use crate::controller::watch::{CREDENTIAL_LABEL, Watchers};
 use crate::identity::endpoints::{TOKEN, endpoint_url, issuer_identifier};
 use crate::identity::token::{ClientSecret, PreviousSecret, digest, generate_secret};
+use crate::metrics::{self, Metrics};
 
 /// Longest wait between passes when nothing is due (also the retry delay after an error).
 const IDLE: Duration = Duration::from_secs(60);
@@ -68,6 +69,8 @@ pub struct CredentialContext {
     pub issuer: Option<Url>,
     /// The signing keys to keep.
     pub signing: SigningConfig,
+    /// Where failed passes and writes are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Runs until `shutdown`: a pass after each published table, on gaining leadership, and when
@@ -144,7 +147,10 @@ impl Reconciler {
         };
         match keys {
             Ok(due) => next = next.min(due),
-            Err(e) => tracing::error!(error = %crate::error_chain(&e), "signing keys"),
+            Err(e) => {
+                self.ctx.metrics.reconcile_error(metrics::SIGNING_KEYS);
+                tracing::error!(error = %crate::error_chain(&e), "signing keys");
+            }
         }
         let credentials = watchers.credentials();
         let mut live_uids = HashSet::new();
@@ -159,6 +165,7 @@ impl Reconciler {
             match self.credential(watchers, sac, now).await {
                 Ok(due) => next = next.min(due),
                 Err(e) => {
+                    self.ctx.metrics.reconcile_error(metrics::CREDENTIALS);
                     tracing::warn!(
                         credential = %format!("{}/{}", sac.metadata.namespace.as_deref().unwrap_or_default(), sac.metadata.name.as_deref().unwrap_or_default()),
                         error = %crate::error_chain(&e),
@@ -611,6 +618,7 @@ impl Reconciler {
             .patch_status(&name, &params, &patch)
             .await
         {
+            self.ctx.metrics.reconcile_error(metrics::CREDENTIALS);
             tracing::warn!(credential = %format!("{namespace}/{name}"), error = %crate::error_chain(&e), "writing status failed");
         }
     }
@@ -647,6 +655,7 @@ impl Reconciler {
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&event, &sac.object_ref(&())).await {
+            self.ctx.metrics.reconcile_error(metrics::CREDENTIALS);
             tracing::warn!(error = %crate::error_chain(&e), "recording an Event failed");
         }
     }
@@ -686,6 +695,7 @@ impl Reconciler {
                 ),
                 Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
                 Err(e) => {
+                    self.ctx.metrics.reconcile_error(metrics::CREDENTIALS);
                     tracing::warn!(error = %crate::error_chain(&e), "deleting the digests of a deleted credential failed")
                 }
             }

@@ -700,3 +700,116 @@ async fn downstream_mtls_lets_in_only_certificates_of_the_configured_ca() {
     );
     f.stop().await;
 }
+
+/// A log sink for the whole test process (nextest runs each test in its own process).
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn rewrites_preflight_redirects_and_an_access_log_without_tokens() {
+    let logs = Captured::default();
+    let sink = logs.clone();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish(),
+    )
+    .expect("the only subscriber of this test process");
+    let h = Harness::start().await;
+    let (id, secret) = h.credential("bot", json!({})).await;
+    h.f.route(
+        "team-a",
+        "api",
+        json!({
+            "from": "http://rw.localhost/api",
+            "to": [{"url": format!("http://{}", h.echo_addr)}],
+            "policy": {"allow": {"or": [{"serviceAccount": {"is": "team-a/bot"}}]}},
+            "prefixRewrite": "/v2",
+            "corsAllowPreflight": true,
+        }),
+    )
+    .await;
+    h.f.served("rw.localhost", "/api", Some("Route team-a/api"))
+        .await;
+    let token = h.token(&id, &secret, None).await;
+    let auth = bearer(&token);
+
+    let r = h
+        .get(
+            "rw.localhost",
+            "/api/items/7?q=1",
+            &[("authorization", &auth)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["path"], "/v2/items/7");
+    assert_eq!(r.json()["query"], "q=1");
+    let r = h
+        .get("rw.localhost", "/api", &[("authorization", &auth)])
+        .await;
+    assert_eq!(r.json()["path"], "/v2");
+    // A prefix ends at a segment boundary.
+    let r = h
+        .get("rw.localhost", "/apiadmin", &[("authorization", &auth)])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // A CORS preflight passes without a token; any other OPTIONS does not.
+    let preflight = [
+        ("origin", "https://app.example.com"),
+        ("access-control-request-method", "POST"),
+    ];
+    let r = h
+        .send("OPTIONS", "rw.localhost", "/api/items", &preflight)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["method"], "OPTIONS");
+    let r = h
+        .send("OPTIONS", "rw.localhost", "/api/items", &preflight[..1])
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    // A plain-HTTP request for an https:// route is redirected, path and query kept, no token
+    // needed and none forwarded.
+    h.route(
+        "secure",
+        json!({
+            "from": "https://secure.localhost:8443",
+            "to": [{"url": format!("http://{}", h.echo_addr)}],
+            "allowAnyAuthenticatedUser": true,
+        }),
+        "secure.localhost",
+    )
+    .await;
+    let r = h.get("secure.localhost", "/a/b?c=d", &[]).await;
+    assert_eq!(r.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(
+        r.headers["location"],
+        "https://secure.localhost:8443/a/b?c=d"
+    );
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("portcullis::access"), "no access log line");
+    assert!(text.contains("route=team-a/api"));
+    assert!(text.contains("identity=\"serviceaccount:team-a/bot\""));
+    for (what, secret) in [
+        ("token", &token[..]),
+        ("token tail", &token[token.len() - 30..]),
+        ("client secret", &secret[..]),
+    ] {
+        assert!(!text.contains(secret), "the {what} appears in the logs");
+    }
+    h.f.stop().await;
+}

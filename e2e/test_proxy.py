@@ -935,13 +935,16 @@ def test_slowloris_connection_is_closed_at_the_header_timeout(identity_dev: DevS
     assert_still_serving(dev, host, s.token, "the slowloris")
 
 
-# Contract deviations found by this suite: SECURITY.md "Proxying" says these get 400 (414) and a
-# closed connection. hyper accepts them (RFC 9112 lets a server choose), so they are documented here
-# as expected failures until the proxy refuses them itself.
+# Contract deviations: SECURITY.md "Proxying" says these get 400 and a closed connection. hyper's
+# HTTP/1.1 parser normalises them before the proxy sees the request (it drops Content-Length when
+# Transfer-Encoding is present and closes the connection after the answer, as RFC 9112 §6.3 allows;
+# it reads a bare LF as a line end), so the proxy cannot tell them apart from well-formed requests.
+# Requests are re-serialised towards the upstream, so neither can smuggle a second request there.
+# Documented in docs/proxy.md; kept as strict expected failures so a parser change shows up.
 
 
-@pytest.mark.xfail(strict=True, reason="Content-Length + Transfer-Encoding is forwarded (200, chunked) "
-                   "instead of 400 + close; hyper takes Transfer-Encoding and only closes afterwards")
+@pytest.mark.xfail(strict=True, reason="hyper drops Content-Length when Transfer-Encoding is present and "
+                   "closes after answering (RFC 9112 §6.3); the proxy never sees both (docs/proxy.md)")
 def test_content_length_with_transfer_encoding_is_refused(identity_dev: DevServer):
     dev, ns, host = identity_dev, "e2e-proxy-clte", "clte.localhost"
     dev.apply_docs(namespace(ns), route(ns, "clte", f"http://{host}", dev.echo_url,
@@ -952,8 +955,8 @@ def test_content_length_with_transfer_encoding_is_refused(identity_dev: DevServe
     assert (r.status, r.closed) == (400, True), (r.status, r.closed, r.body[:300])
 
 
-@pytest.mark.xfail(strict=True, reason="bare LF line endings are accepted and the request forwarded (200) "
-                   "instead of 400 + close")
+@pytest.mark.xfail(strict=True, reason="hyper's parser reads a bare LF as a line end; the request is "
+                   "re-serialised with CRLF towards the upstream (docs/proxy.md)")
 def test_bare_lf_line_endings_are_refused(identity_dev: DevServer):
     dev, ns, host = identity_dev, "e2e-proxy-barelf", "barelf.localhost"
     dev.apply_docs(namespace(ns), route(ns, "barelf", f"http://{host}", dev.echo_url,
@@ -963,15 +966,17 @@ def test_bare_lf_line_endings_are_refused(identity_dev: DevServer):
     assert (r.status, r.closed) == (400, True), (r.status, r.closed, r.body[:300])
 
 
-@pytest.mark.xfail(strict=True, reason="an over-long request line gets 431 (the header-size limit), "
-                   "not 414 as SECURITY.md lists")
 def test_overlong_request_line_gets_414(identity_dev: DevServer):
+    """A request-target over 8 KiB is a 414; a whole head over the 32 KiB header limit is a 431
+    before any request-target is looked at."""
     dev, ns, host = identity_dev, "e2e-proxy-uri", "uri.localhost"
     dev.apply_docs(namespace(ns), route(ns, "uri", f"http://{host}", dev.echo_url,
                                         allowPublicUnauthenticatedAccess=True))
     wait_for(lambda: call(dev, host, "/").status_code == 200, 30, what=f"{host} served")
+    r = raw(dev, f"GET /{'a' * 9 * 1024} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    assert r.status == 414, (r.status, r.closed, r.head[:200])
     r = raw(dev, f"GET /{'a' * 40 * 1024} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-    assert (r.status, r.closed) == (414, True), (r.status, r.closed, r.head[:200])
+    assert (r.status, r.closed) == (431, True), (r.status, r.closed, r.head[:200])
 
 
 # --------------------------------------------------------------------------------------------
@@ -1033,10 +1038,10 @@ def test_https_listener_tls_http2_and_misdirected_requests(identity_dev: DevServ
     assert https(own, own_ca)[0] == 200, "the route after the misdirected requests"
 
 
-@pytest.mark.xfail(strict=True, reason="the dev fallback certificate names DNS:*.localhost, a wildcard "
-                   "directly under a single label, which OpenSSL (curl, Python) and Node refuse to match, "
-                   "so no https route on a *.localhost host verifies with the dev CA")
 def test_dev_certificate_verifies_for_localhost_route_hosts(identity_dev: DevServer):
+    """`portcullis dev` issues a certificate from its CA for the exact name a client asks for, so
+    a `*.localhost` route host verifies with `ca.crt` in curl and Python (a `*.localhost` wildcard
+    would not: TLS clients refuse a wildcard directly under one label)."""
     dev, ns, host = identity_dev, "e2e-proxy-devcert", "devcert.localhost"
     port = port_of(dev.https_url)
     dev.apply_docs(namespace(ns), route(ns, "devcert", f"https://{host}", dev.echo_url,

@@ -157,13 +157,7 @@ impl Dev {
         let api_uri: http::Uri = api.url().parse().map_err(|e: http::uri::InvalidUri| {
             AppError::Client(kube::Error::Service(Box::new(e)))
         })?;
-        // The fallback certificate comes from the CA the embedded API just loaded or created
-        // in the data directory, so one `ca.crt` is trusted for both.
-        let ca = DevCa::load_or_create(&data_dir).map_err(DevApiError::from)?;
-        let names = crate::proxy::tls::dev_certificate_names(issuer.host_str());
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let (chain, key) = ca.issue(&names).map_err(DevApiError::from)?;
-        let fallback = crate::proxy::tls::certified_key(chain, key)?;
+        let dev_tls = DevCertificates::new(&data_dir, issuer.host_str())?;
         let core = Core::start(
             client,
             settings,
@@ -187,7 +181,7 @@ impl Dev {
             &live,
             config,
             Some(identity_service(settings, issuer.clone(), &metrics)),
-            Some(fallback),
+            Some(dev_tls),
             &shutdown_rx,
             &mut tasks,
         )?;
@@ -511,6 +505,33 @@ fn identity_service(
     ))
 }
 
+/// The https listener's certificates in `portcullis dev`, all from the development CA the
+/// embedded API loaded or created in the data directory, so one `ca.crt` is trusted for all: one
+/// for the names of [`crate::proxy::tls::dev_certificate_names`] (and clients sending no server
+/// name), and one per other name a client asks for.
+struct DevCertificates {
+    fallback: Arc<rustls::sign::CertifiedKey>,
+    per_name: Arc<crate::proxy::tls::PerNameCertificates>,
+}
+
+impl DevCertificates {
+    fn new(data_dir: &Path, authenticate_host: Option<&str>) -> Result<Self, AppError> {
+        let ca = DevCa::load_or_create(data_dir).map_err(DevApiError::from)?;
+        let names = crate::proxy::tls::dev_certificate_names(authenticate_host);
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let (chain, key) = ca.issue(&names).map_err(DevApiError::from)?;
+        let fallback = crate::proxy::tls::certified_key(chain, key)?;
+        let per_name = crate::proxy::tls::PerNameCertificates::new(Box::new(move |name| {
+            let (chain, key) = ca.issue(&[name]).ok()?;
+            crate::proxy::tls::certified_key(chain, key).ok()
+        }));
+        Ok(Self {
+            fallback,
+            per_name: Arc::new(per_name),
+        })
+    }
+}
+
 /// How the proxy reaches upstreams and which tokens it accepts, from the settings.
 fn proxy_config(
     settings: &Settings,
@@ -550,20 +571,29 @@ impl Listeners {
         })
     }
 
-    /// Starts serving both over `live`, with `identity` on the authenticate host and `fallback`
-    /// as the certificate for names the table has none for.
+    /// Starts serving both over `live`, with `identity` on the authenticate host and, in dev,
+    /// certificates from the development CA for names the table has none for.
     fn serve(
         self,
         live: &LiveTable,
         config: ProxyConfig,
         identity: Option<Arc<IdentityService>>,
-        fallback: Option<Arc<rustls::sign::CertifiedKey>>,
+        dev_tls: Option<DevCertificates>,
         shutdown_rx: &watch::Receiver<bool>,
         tasks: &mut Vec<tokio::task::JoinHandle<()>>,
     ) -> Result<(), AppError> {
         let client_certificates = config.client_certificates;
         let proxy = Arc::new(Proxy::new(live.clone(), identity, config));
-        let tls = crate::proxy::tls::server_config(live.clone(), fallback, client_certificates)?;
+        let (fallback, per_name) = match dev_tls {
+            Some(dev) => (Some(dev.fallback), Some(dev.per_name)),
+            None => (None, None),
+        };
+        let tls = crate::proxy::tls::server_config(
+            live.clone(),
+            fallback,
+            per_name,
+            client_certificates,
+        )?;
         let limits = ListenerLimits::default();
         tasks.push(tokio::spawn(listener::serve(
             "http",

@@ -155,6 +155,7 @@ async fn start_with(issuer: Issuer, limits: ListenerLimits) -> Server {
     let tls = server_config(
         live.clone(),
         Some(certified_key(chain, key).unwrap()),
+        None,
         false,
     )
     .unwrap();

@@ -613,7 +613,8 @@ async fn downstream_mtls_lets_in_only_certificates_of_the_configured_ca() {
     let server_ca = DevCa::ephemeral().unwrap();
     let (chain, key) = server_ca.issue(&["localhost"]).unwrap();
     let fallback = portcullis::proxy::tls::certified_key(chain, key).unwrap();
-    let tls = portcullis::proxy::tls::server_config(f.live.clone(), Some(fallback), true).unwrap();
+    let tls =
+        portcullis::proxy::tls::server_config(f.live.clone(), Some(fallback), None, true).unwrap();
     let proxy = Arc::new(Proxy::new(f.live.clone(), None, ProxyConfig::default()));
     let socket = listener::bind("127.0.0.1:0".parse().unwrap())
         .await
@@ -811,5 +812,29 @@ async fn rewrites_preflight_redirects_and_an_access_log_without_tokens() {
     ] {
         assert!(!text.contains(secret), "the {what} appears in the logs");
     }
+    h.f.stop().await;
+}
+
+#[tokio::test]
+async fn overlong_request_targets_are_refused() {
+    let h = Harness::start().await;
+    h.route(
+        "frame",
+        json!({
+            "from": "http://frame.localhost",
+            "to": [{"url": format!("http://{}", h.echo_addr)}],
+            "allowPublicUnauthenticatedAccess": true,
+        }),
+        "frame.localhost",
+    )
+    .await;
+    let long = format!("/{}", "a".repeat(9000));
+    let r = h.get("frame.localhost", &long, &[]).await;
+    assert_eq!(r.status, StatusCode::URI_TOO_LONG);
+    assert_eq!(r.json()["error"], "uri_too_long");
+    assert_eq!(
+        h.get("frame.localhost", "/", &[]).await.status,
+        StatusCode::OK
+    );
     h.f.stop().await;
 }

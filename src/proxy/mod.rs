@@ -182,6 +182,14 @@ impl Proxy {
         let path = request.uri().path().to_owned();
         let host = request_host(&request);
         let outcome = match &host {
+            _ if request
+                .uri()
+                .path_and_query()
+                .is_some_and(|t| t.as_str().len() > respond::MAX_REQUEST_TARGET) =>
+            {
+                discard_body(request.into_body()).await;
+                refusal(ProxyError::UriTooLong, "uri_too_long")
+            }
             Err(error) => {
                 discard_body(request.into_body()).await;
                 refusal(error.clone(), "invalid_host")
@@ -607,7 +615,13 @@ impl std::fmt::Display for RouteName<'_> {
 fn is_identity_endpoint(endpoint: &str) -> bool {
     !matches!(
         endpoint,
-        "invalid_host" | "connect" | "misdirected" | "route" | "route_endpoint" | "redirect"
+        "invalid_host"
+            | "connect"
+            | "misdirected"
+            | "route"
+            | "route_endpoint"
+            | "redirect"
+            | "uri_too_long"
     )
 }
 

@@ -13,6 +13,10 @@ use http::{HeaderValue, Response, StatusCode, header};
 use super::authn::AuthnError;
 use crate::routing::{HostError, PathError};
 
+/// Longest request-target (path and query) accepted, in bytes; longer ones are a 414. Request
+/// heads over the listener's header limit are refused before this with 431.
+pub const MAX_REQUEST_TARGET: usize = 8 * 1024;
+
 /// Methods a route may receive, for the `Allow` header of a refused `CONNECT`.
 pub const ROUTE_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
@@ -34,6 +38,9 @@ pub enum ProxyError {
     /// `CONNECT` is never proxied (405 with `Allow`).
     #[error("CONNECT is not supported")]
     ConnectNotAllowed,
+    /// The request-target is longer than [`MAX_REQUEST_TARGET`] (414).
+    #[error("the request-target is too long")]
+    UriTooLong,
     /// The path has no canonical form (400 `invalid_request`).
     #[error("the request path is refused")]
     BadPath(#[source] PathError),
@@ -83,6 +90,7 @@ impl ProxyError {
             Self::MissingHost | Self::ConflictingHost | Self::InvalidHost(_) => "invalid_host",
             Self::ConnectNotAllowed => "method_not_allowed",
             Self::BadPath(_) => "invalid_request",
+            Self::UriTooLong => "uri_too_long",
             Self::Misdirected => "misdirected_request",
             Self::EndpointNotAvailable => "not_found",
             Self::Unauthenticated {
@@ -107,6 +115,7 @@ impl ProxyError {
             }
             Self::ConnectNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BadPath(_) => StatusCode::BAD_REQUEST,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             Self::EndpointNotAvailable => StatusCode::NOT_FOUND,
             Self::Unauthenticated {
@@ -132,6 +141,7 @@ impl ProxyError {
             Self::BadPath(problem) => {
                 return Cow::Owned(format!("the request path is refused: {problem}"));
             }
+            Self::UriTooLong => "the request-target is too long",
             Self::Misdirected => "the request's host is not served on this TLS connection",
             Self::EndpointNotAvailable => "this endpoint is not available",
             Self::Unauthenticated { error, .. } => error.description(),
@@ -208,6 +218,7 @@ mod tests {
                 "invalid_request",
             ),
             (ProxyError::Misdirected, 421, "misdirected_request"),
+            (ProxyError::UriTooLong, 414, "uri_too_long"),
             (ProxyError::EndpointNotAvailable, 404, "not_found"),
             (
                 ProxyError::Unauthenticated {

@@ -39,16 +39,68 @@ pub enum TlsError {
     Config(#[source] rustls::Error),
 }
 
+/// Issues a certificate for one server name (in `portcullis dev`, from the development CA).
+pub type IssueCertificate = dyn Fn(&str) -> Option<Arc<CertifiedKey>> + Send + Sync;
+
+/// Most certificates [`PerNameCertificates`] keeps; past it the cache starts over.
+const MAX_ISSUED: usize = 1024;
+
+/// Certificates made on demand for the exact name a client asked for, cached. `portcullis dev`
+/// uses it so that every route host verifies with the development CA: TLS clients refuse a
+/// wildcard directly under one label (`*.localhost`), so one fallback certificate cannot cover
+/// `echo.localhost`.
+pub struct PerNameCertificates {
+    issue: Box<IssueCertificate>,
+    issued: std::sync::Mutex<std::collections::HashMap<String, Arc<CertifiedKey>>>,
+}
+
+impl PerNameCertificates {
+    /// Certificates from `issue`, one per name.
+    pub fn new(issue: Box<IssueCertificate>) -> Self {
+        Self {
+            issue,
+            issued: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        let name = crate::routing::canonical_host_name(name).ok()?;
+        let mut issued = self
+            .issued
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(cert) = issued.get(&name) {
+            return Some(Arc::clone(cert));
+        }
+        let cert = (self.issue)(&name)?;
+        if issued.len() >= MAX_ISSUED {
+            issued.clear();
+        }
+        issued.insert(name, Arc::clone(&cert));
+        Some(cert)
+    }
+}
+
 /// Chooses the certificate of each handshake from the live table (see the module docs).
 pub struct TableResolver {
     live: LiveTable,
     fallback: Option<Arc<CertifiedKey>>,
+    per_name: Option<Arc<PerNameCertificates>>,
 }
 
 impl TableResolver {
-    /// A resolver over `live`, serving `fallback` when the table has nothing for a name.
-    pub fn new(live: LiveTable, fallback: Option<Arc<CertifiedKey>>) -> Self {
-        Self { live, fallback }
+    /// A resolver over `live`, serving a certificate from `per_name` for the client's server
+    /// name, or else `fallback`, when the table has nothing for a name.
+    pub fn new(
+        live: LiveTable,
+        fallback: Option<Arc<CertifiedKey>>,
+        per_name: Option<Arc<PerNameCertificates>>,
+    ) -> Self {
+        Self {
+            live,
+            fallback,
+            per_name,
+        }
     }
 }
 
@@ -66,6 +118,10 @@ impl ResolvesServerCert for TableResolver {
             .peek()
             .certs
             .resolve(hello.server_name())
+            .or_else(|| {
+                let name = hello.server_name()?;
+                self.per_name.as_ref()?.get(name)
+            })
             .or_else(|| self.fallback.clone())
     }
 }
@@ -158,6 +214,7 @@ impl ClientCertVerifier for TableClientVerifier {
 pub fn server_config(
     live: LiveTable,
     fallback: Option<Arc<CertifiedKey>>,
+    per_name: Option<Arc<PerNameCertificates>>,
     client_certificates: bool,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let builder = ServerConfig::builder_with_provider(provider())
@@ -171,7 +228,8 @@ pub fn server_config(
     } else {
         builder.with_no_client_auth()
     };
-    let mut config = builder.with_cert_resolver(Arc::new(TableResolver::new(live, fallback)));
+    let mut config =
+        builder.with_cert_resolver(Arc::new(TableResolver::new(live, fallback, per_name)));
     config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
     Ok(Arc::new(config))
 }

@@ -286,3 +286,12 @@ def test_chart_install_upgrade_uninstall(dev, helm_bin):
     assert dev.exists("crd", "routes.portcullis.dev")
     assert "portcullis" not in run("list", *ns).stdout.split()
 
+
+def test_install_doc_values_reference_is_current():
+    """docs/install.md's values reference is generated from values.schema.json and values.yaml."""
+    cp = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "gen-chart-values-doc.py"), "--check"],
+                        capture_output=True, text=True, timeout=30)
+    assert cp.returncode == 0, cp.stderr
+    doc = (REPO_ROOT / "docs" / "install.md").read_text()
+    schema_keys = re.findall(r'^\| `([a-zA-Z.<>]+)` \|', doc, re.M)
+    assert "config.authenticateURL" in schema_keys and "serviceMonitor.enabled" in schema_keys

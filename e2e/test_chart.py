@@ -11,6 +11,7 @@ The drift check between `crds/` and `charts/portcullis/crds/` is the Rust test
 
 from __future__ import annotations
 
+import http.client
 import re
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, helm
+from conftest import REPO_ROOT, free_port, helm, wait_for
 
 CHART = REPO_ROOT / "charts" / "portcullis"
 ALL_OPTIONS = CHART / "ci" / "all-options-values.yaml"
@@ -295,3 +296,41 @@ def test_install_doc_values_reference_is_current():
     doc = (REPO_ROOT / "docs" / "install.md").read_text()
     schema_keys = re.findall(r'^\| `([a-zA-Z.<>]+)` \|', doc, re.M)
     assert "config.authenticateURL" in schema_keys and "serviceMonitor.enabled" in schema_keys
+
+
+def test_chart_settings_run_against_the_embedded_api(dev, helm_bin, portcullis_bin, tmp_path):
+    """What a pod of the chart would do, outside a pod: install the chart, take the settings file
+    from its ConfigMap and start `portcullis run` with the Deployment's environment (POD_NAME,
+    POD_NAMESPACE). It turns ready, holds the Lease and creates the signing keys in the release
+    namespace. Only the listen addresses are moved to free loopback ports."""
+    helm(helm_bin, "install", "portcullis", CHART, "--namespace", "portcullis", "--create-namespace",
+         "--set", "ingressClass.create=false", "--set", "config.authenticateURL=http://auth.example.com",
+         home=dev.work_dir, kubeconfig=dev.kubeconfig)
+    config = tmp_path / "config.yaml"
+    config.write_text(dev.get_json("configmap", "portcullis", "-n", "portcullis")["data"]["config.yaml"])
+    env_spec = dev.get_json("deployment", "portcullis", "-n", "portcullis")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert [e["name"] for e in env_spec] == ["POD_NAME", "POD_NAMESPACE"]
+    admin = free_port()
+    env = {"PATH": "/usr/bin:/bin", "POD_NAME": "portcullis-7d9c-abcde", "POD_NAMESPACE": "portcullis",
+           "PORTCULLIS_LISTEN_HTTP": f"127.0.0.1:{free_port()}", "PORTCULLIS_LISTEN_HTTPS": f"127.0.0.1:{free_port()}",
+           "PORTCULLIS_LISTEN_SSH": f"127.0.0.1:{free_port()}", "PORTCULLIS_LISTEN_ADMIN": f"127.0.0.1:{admin}"}
+    log = open(tmp_path / "run.log", "wb")
+    proc = subprocess.Popen([str(portcullis_bin), "run", "--config", str(config), "--kubeconfig", str(dev.kubeconfig)],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        def ready():
+            assert proc.poll() is None, (tmp_path / "run.log").read_text()
+            conn = http.client.HTTPConnection("127.0.0.1", admin, timeout=5)
+            conn.request("GET", "/readyz")
+            return conn.getresponse().status == 200
+
+        wait_for(ready, 60, what="portcullis run: /readyz -> 200")
+        wait_for(lambda: dev.get_json("lease", "portcullis-leader", "-n", "portcullis")["spec"]["holderIdentity"]
+                 == "portcullis-7d9c-abcde", 30, what="the Lease in the release namespace held by POD_NAME")
+        wait_for(lambda: dev.exists("secret", "portcullis-signing-keys", "-n", "portcullis"), 30,
+                 what="the signing keys in the release namespace")
+    finally:
+        proc.terminate()
+        code = proc.wait(timeout=30)
+        log.close()
+    assert code == 0, (tmp_path / "run.log").read_text()

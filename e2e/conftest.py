@@ -7,6 +7,7 @@ Binary: `E2E_PORTCULLIS_BIN`, else `<repo>/target/release/portcullis`, else
 `$CARGO_TARGET_DIR/release/portcullis`.  The binary is hard-linked (or copied) once per session so a
 rebuild in the middle of a run cannot mix two versions.
 kubectl: `KUBECTL`, else `/usr/bin/kubectl`, else the first `kubectl` on PATH.
+helm: `HELM`, else `.tools/bin/helm` (installed by scripts/install-test-deps).
 """
 
 from __future__ import annotations
@@ -190,6 +191,31 @@ def portcullis_bin(session_dir) -> Path:
 @pytest.fixture(scope="session")
 def kubectl_bin() -> str:
     return _find_kubectl()
+
+
+@pytest.fixture(scope="session")
+def helm_bin() -> str:
+    found = os.environ.get("HELM") or str(REPO_ROOT / ".tools" / "bin" / "helm")
+    if not Path(found).exists():
+        pytest.fail(f"helm not found at {found}: run scripts/install-test-deps or set HELM")
+    return found
+
+
+def helm(helm_bin: str, *args: str, home: Path, kubeconfig: Path | None = None, check: bool = True,
+         timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run helm with its cache, config and data under `home` (and against `kubeconfig` when given);
+    `check=True` fails the test on a non-zero exit."""
+    env = dict(os.environ, HOME=str(home), HELM_CACHE_HOME=str(home / "helm-cache"),
+               HELM_CONFIG_HOME=str(home / "helm-config"), HELM_DATA_HOME=str(home / "helm-data"))
+    env.pop("KUBECONFIG", None)
+    if kubeconfig is not None:
+        env["KUBECONFIG"] = str(kubeconfig)
+    cp = subprocess.run([helm_bin, *map(str, args)], capture_output=True, text=True, env=env,
+                        timeout=timeout, stdin=subprocess.DEVNULL)
+    if check and cp.returncode != 0:
+        raise AssertionError(f"helm {' '.join(map(str, args))} failed ({cp.returncode}):\n"
+                             f"--- stdout ---\n{cp.stdout}\n--- stderr ---\n{cp.stderr}")
+    return cp
 
 
 # --------------------------------------------------------------------------------------------

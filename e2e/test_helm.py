@@ -2,41 +2,22 @@
 rollback and uninstall of a chart with a CRD and a custom resource, a Deployment, RBAC objects,
 a Secret and a ConfigMap.
 
-helm: `HELM`, else `.tools/bin/helm` (installed by scripts/install-test-deps).
+helm: see conftest.py.
 """
 
 from __future__ import annotations
 
 import base64
-import os
 import subprocess
 from pathlib import Path
 
-import pytest
+from conftest import helm as run_helm
 
-ROOT = Path(__file__).resolve().parent.parent
 CHART = Path(__file__).resolve().parent / "charts" / "demo"
 
 
-@pytest.fixture(scope="module")
-def helm_bin() -> str:
-    found = os.environ.get("HELM") or str(ROOT / ".tools" / "bin" / "helm")
-    if not Path(found).exists():
-        pytest.fail(f"helm not found at {found}: run scripts/install-test-deps or set HELM")
-    return found
-
-
 def helm(dev, helm_bin, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, KUBECONFIG=str(dev.kubeconfig), HOME=str(dev.work_dir),
-               HELM_CACHE_HOME=str(dev.work_dir / "helm-cache"),
-               HELM_CONFIG_HOME=str(dev.work_dir / "helm-config"),
-               HELM_DATA_HOME=str(dev.work_dir / "helm-data"))
-    cp = subprocess.run([helm_bin, *args], capture_output=True, text=True, env=env, timeout=120,
-                        stdin=subprocess.DEVNULL)
-    if check and cp.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args)} failed ({cp.returncode}):\n"
-                             f"--- stdout ---\n{cp.stdout}\n--- stderr ---\n{cp.stderr}")
-    return cp
+    return run_helm(helm_bin, *args, home=dev.work_dir, kubeconfig=dev.kubeconfig, check=check)
 
 
 def test_helm_lifecycle(dev, helm_bin):

@@ -259,25 +259,36 @@ mod tests {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
     }
 
-    /// `crds/` must hold exactly what the code generates. To regenerate it after changing a type,
-    /// run the tests with `UPDATE_CRDS=1`.
+    /// `crds/` and the Helm chart's `charts/portcullis/crds/` must hold exactly what the code
+    /// generates. To regenerate both after changing a type, run the tests with `UPDATE_CRDS=1`.
     #[test]
     fn committed_crds_match_the_types() {
         let update = std::env::var_os("UPDATE_CRDS").is_some();
-        for crd in all_crds() {
-            let path = repo_file(&format!("crds/{}", crd_file_name(&crd)));
-            let generated = crd_yaml(&crd).unwrap();
-            if update {
-                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-                std::fs::write(&path, &generated).unwrap();
+        for dir in ["crds", "charts/portcullis/crds"] {
+            for crd in all_crds() {
+                let path = repo_file(&format!("{dir}/{}", crd_file_name(&crd)));
+                let generated = crd_yaml(&crd).unwrap();
+                if update {
+                    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                    std::fs::write(&path, &generated).unwrap();
+                }
+                let committed = std::fs::read_to_string(&path).unwrap_or_default();
+                assert!(
+                    committed == generated,
+                    "{} is out of date: rerun the tests with UPDATE_CRDS=1 and commit the result",
+                    path.display()
+                );
             }
-            let committed = std::fs::read_to_string(&path).unwrap_or_default();
-            assert!(
-                committed == generated,
-                "{} is out of date: rerun the tests with UPDATE_CRDS=1 and commit the result",
-                path.display()
-            );
         }
+        // Nothing else in the chart's crds/: helm would install it too.
+        let mut listed: Vec<String> = std::fs::read_dir(repo_file("charts/portcullis/crds"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        listed.sort();
+        let mut expected: Vec<String> = all_crds().iter().map(crd_file_name).collect();
+        expected.sort();
+        assert_eq!(listed, expected, "charts/portcullis/crds holds other files");
     }
 
     #[test]

@@ -24,21 +24,32 @@ struct Replica {
 
 impl Replica {
     fn start(name: &str, kubeconfig: &std::path::Path) -> Replica {
+        Self::start_with(
+            name,
+            kubeconfig,
+            &[("PORTCULLIS_LISTEN_HTTP", "127.0.0.1:0")],
+        )
+    }
+
+    /// A replica with extra settings in its environment.
+    fn start_with(name: &str, kubeconfig: &std::path::Path, env: &[(&str, &str)]) -> Replica {
         let admin = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        command
             .arg("run")
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .env("POD_NAME", name)
             .env("PORTCULLIS_LISTEN_ADMIN", format!("127.0.0.1:{admin}"))
             // Two replicas share this machine: each binds its own proxy ports.
-            .env("PORTCULLIS_LISTEN_HTTP", "127.0.0.1:0")
             .env("PORTCULLIS_LISTEN_HTTPS", "127.0.0.1:0")
             .env("PORTCULLIS_LOG_LEVEL", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("portcullis run starts");
+            .stderr(Stdio::inherit());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("portcullis run starts");
         Replica { child, admin }
     }
 
@@ -181,6 +192,183 @@ async fn only_the_lease_holder_writes_and_a_leaving_leader_hands_over() {
     assert_eq!(by, ["replica-b"]);
     assert_eq!(reporters(&events, "first").await, ["replica-a"]);
     drop(b);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    api.shutdown().await;
+}
+
+/// One GET through a replica's plain-HTTP listener; the status, or None when nothing answered.
+async fn get(port: u16, host: &str, path: &str) -> Option<(u16, String)> {
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "5",
+            "-H",
+            &format!("Host: {host}"),
+            "-w",
+            "\n%{http_code}",
+            &format!("http://127.0.0.1:{port}{path}"),
+        ])
+        .output()
+        .await
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n')?;
+    Some((code.parse().ok()?, body.to_owned()))
+}
+
+#[tokio::test]
+async fn a_killed_leader_is_replaced_while_every_replica_keeps_serving() {
+    let api = start_api().await;
+    let c = client(&api).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
+    for crd in portcullis::api::all_crds() {
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    let namespaces: Api<Namespace> = Api::all(c.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "portcullis-system"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig_yaml()).unwrap();
+    let leases: Api<Lease> = Api::namespaced(c.clone(), "portcullis-system");
+    let routes: Api<Route> = Api::namespaced(c.clone(), "default");
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo_addr = echo.local_addr().unwrap();
+    tokio::spawn(portcullis::echo::serve(echo, stop_rx));
+
+    // Both start at once: they race to create the signing keys.
+    let ports = [free_port(), free_port()];
+    let mut replicas: Vec<Option<Replica>> = ["replica-a", "replica-b"]
+        .iter()
+        .zip(ports)
+        .map(|(name, port)| {
+            let http = format!("127.0.0.1:{port}");
+            Some(Replica::start_with(
+                name,
+                &kubeconfig,
+                &[
+                    ("PORTCULLIS_LISTEN_HTTP", http.as_str()),
+                    ("PORTCULLIS_AUTHENTICATE_URL", "http://auth.ha.localhost"),
+                    ("PORTCULLIS_ALLOW_LOOPBACK_UPSTREAMS", "true"),
+                ],
+            ))
+        })
+        .collect();
+    eventually(60, "both replicas ready", || async {
+        let mut all = true;
+        for r in replicas.iter().flatten() {
+            all &= r.ready().await;
+        }
+        all.then_some(())
+    })
+    .await;
+    // Exactly one key set: both replicas publish the same keys, and they stay the same.
+    let jwks = |port: u16| async move {
+        let (code, body) = get(port, "auth.ha.localhost", "/.well-known/jwks.json").await?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (code == 200 && !v["keys"].as_array()?.is_empty()).then_some(v)
+    };
+    let first = eventually(30, "keys on replica-a", || jwks(ports[0])).await;
+    let agreed = eventually(30, "the same keys on replica-b", || async {
+        jwks(ports[1]).await.filter(|k| *k == first)
+    })
+    .await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(c.clone(), "portcullis-system");
+    let created = secrets.get("portcullis-signing-keys").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = secrets.get("portcullis-signing-keys").await.unwrap();
+    assert_eq!(
+        created.metadata.resource_version, later.metadata.resource_version,
+        "the signing keys were rewritten after both replicas started"
+    );
+    assert_eq!(jwks(ports[0]).await, Some(agreed));
+
+    routes
+        .patch(
+            "web",
+            &PatchParams::apply("test"),
+            &Patch::Apply(json!({
+                "apiVersion": "portcullis.dev/v1alpha1", "kind": "Route",
+                "metadata": {"name": "web", "namespace": "default"},
+                "spec": {"from": "http://web.ha.localhost", "to": [{"url": format!("http://{echo_addr}")}],
+                         "allowPublicUnauthenticatedAccess": true},
+            })),
+        )
+        .await
+        .unwrap();
+    for port in ports {
+        eventually(30, "the route served by every replica", || async {
+            (get(port, "web.ha.localhost", "/").await?.0 == 200).then_some(())
+        })
+        .await;
+    }
+
+    // Kill the leader outright (no lease release); the other keeps serving throughout.
+    let leader = eventually(30, "a lease holder", || holder(&leases)).await;
+    let (dead, alive) = if leader == "replica-a" {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    let survivor = ["replica-a", "replica-b"][alive];
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hammer = {
+        let done = std::sync::Arc::clone(&done);
+        let port = ports[alive];
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                match get(port, "web.ha.localhost", "/").await {
+                    Some((200, _)) => ok += 1,
+                    other => failed.push(other.map(|(code, _)| code)),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (ok, failed)
+        })
+    };
+    drop(replicas[dead].take());
+    // The lease lasts 15 s and is retried every 2 s: the survivor must hold it well within 30 s.
+    eventually(30, "the survivor takes the expired lease", || async {
+        (holder(&leases).await.as_deref() == Some(survivor)).then_some(())
+    })
+    .await;
+    // Leader duties resume: a new route gets its status from the survivor.
+    routes
+        .patch(
+            "after",
+            &PatchParams::apply("test"),
+            &Patch::Apply(json!({
+                "apiVersion": "portcullis.dev/v1alpha1", "kind": "Route",
+                "metadata": {"name": "after", "namespace": "default"},
+                "spec": {"from": "http://after.ha.localhost", "to": [{"url": format!("http://{echo_addr}")}],
+                         "allowPublicUnauthenticatedAccess": true},
+            })),
+        )
+        .await
+        .unwrap();
+    eventually(30, "status written by the new leader", || async {
+        let r = routes.get("after").await.ok()?;
+        r.status?.conditions.filter(|c| !c.is_empty())
+    })
+    .await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, failed) = hammer.await.unwrap();
+    assert!(ok > 10, "only {ok} requests were answered");
+    assert!(
+        failed.is_empty(),
+        "{} requests failed: {failed:?}",
+        failed.len()
+    );
+    drop(replicas);
     tokio::time::sleep(Duration::from_millis(100)).await;
     api.shutdown().await;
 }

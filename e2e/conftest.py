@@ -38,6 +38,10 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
+# Every DevServer records the API calls it serves here (`--record-api-access`), so that
+# test_zz_rbac.py can compare what Portcullis's controller called with the chart's RBAC.
+API_ACCESS_LOGS: list[Path] = []
+
 # Deadlines. Generous: the machine is shared and small, and a debug build is slow to start.
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
@@ -259,6 +263,10 @@ class DevServer:
     https_url: str | None = None  # from the `https` line, when the binary prints one
     issuer: str | None = None  # from the `issuer` line, when the binary prints one
     echo_url: str | None = None  # from the `echo upstream` line
+
+    @property
+    def api_access_log(self) -> Path:
+        return self.work_dir / f"{self.name}.api-access.jsonl"
     cache_dir: Path | None = None
     _stdout_thread: threading.Thread | None = None
 
@@ -278,6 +286,7 @@ class DevServer:
             "--https-addr", self.https_addr,
             "--ssh-addr", "127.0.0.1:0",
             "--echo-addr", "127.0.0.1:0",
+            "--record-api-access", str(self.api_access_log),
         ]
         for m in self.manifests:
             a += ["--manifests", str(m)]
@@ -285,6 +294,8 @@ class DevServer:
 
     def spawn(self) -> "DevServer":
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        if self.api_access_log not in API_ACCESS_LOGS:
+            API_ACCESS_LOGS.append(self.api_access_log)
         self.stderr_path = self.work_dir / f"{self.name}.stderr.log"
         self.cache_dir = self.work_dir / f"{self.name}.kubectl-cache"
         self.cache_dir.mkdir(parents=True, exist_ok=True)

@@ -72,6 +72,8 @@ pub struct DevOptions {
     pub api_addr: SocketAddr,
     /// Where to serve the echo upstream of the quickstart (`None`: not at all).
     pub echo_addr: Option<SocketAddr>,
+    /// Append each distinct API call clients make to this file (`--record-api-access`).
+    pub record_api_access: Option<PathBuf>,
 }
 
 /// A running `portcullis dev`.
@@ -153,7 +155,13 @@ impl Dev {
                 shutdown_rx.clone(),
             )));
         }
-        let client = api.client().await.map_err(AppError::Client)?;
+        if let Some(path) = &opts.record_api_access {
+            api.record_access(absolute(path))?;
+        }
+        let client = api
+            .client_with_headers(vec![controller_user_agent()])
+            .await
+            .map_err(AppError::Client)?;
         let api_uri: http::Uri = api.url().parse().map_err(|e: http::uri::InvalidUri| {
             AppError::Client(kube::Error::Service(Box::new(e)))
         })?;
@@ -347,7 +355,8 @@ impl Run {
     /// admin, http and https listeners and starts leader election, the controller and the
     /// listeners. Without `authenticateURL` no identity endpoints are served (logged once).
     pub async fn start(settings: &Settings, kubeconfig: Option<&Path>) -> Result<Self, AppError> {
-        let config = kube_config(kubeconfig).await?;
+        let mut config = kube_config(kubeconfig).await?;
+        config.headers.push(controller_user_agent());
         let api_uri = config.cluster_url.clone();
         let client = kube::Client::try_from(config).map_err(AppError::Client)?;
         let (admin, admin_addr) = bind_named("admin", settings.listen.admin).await?;
@@ -423,6 +432,18 @@ impl Run {
 /// `~/.kube/config`.
 pub async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client, AppError> {
     kube::Client::try_from(kube_config(kubeconfig).await?).map_err(AppError::Client)
+}
+
+/// The `User-Agent` of the controller's API calls, so they can be told apart in audit logs (and
+/// in `portcullis dev --record-api-access`).
+pub fn controller_user_agent() -> (http::HeaderName, http::HeaderValue) {
+    (
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(concat!(
+            "portcullis-controller/",
+            env!("CARGO_PKG_VERSION")
+        )),
+    )
 }
 
 /// The client configuration of [`kube_client`].

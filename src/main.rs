@@ -98,6 +98,10 @@ struct DevArgs {
     /// Do not serve the echo upstream.
     #[arg(long)]
     no_echo: bool,
+    /// Append one JSON line per distinct API call (user agent, verb, group, resource,
+    /// namespace) the embedded API serves to this file.
+    #[arg(long, value_name = "FILE")]
+    record_api_access: Option<PathBuf>,
 }
 
 fn init_logging(settings: &Settings) {
@@ -215,6 +219,7 @@ fn main() -> ExitCode {
                     manifests: a.manifests,
                     api_addr: a.api_addr,
                     echo_addr: (!a.no_echo).then_some(a.echo_addr),
+                    record_api_access: a.record_api_access,
                 },
                 [
                     ("listen.http", a.http_addr),

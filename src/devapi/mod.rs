@@ -13,6 +13,7 @@
 //! It is a single-node development and test default, not a replacement for etcd. See
 //! `docs/devapi.md` for what it implements and what it leaves out.
 
+pub mod access;
 pub mod builtin_schema;
 pub mod cluster;
 pub mod convert;
@@ -123,6 +124,7 @@ pub struct DevApi {
     pub ca_path: Option<PathBuf>,
     ca_pem: String,
     token: String,
+    state: Arc<ServerState>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -202,11 +204,12 @@ impl DevApi {
             address: addr.to_string(),
             shutdown: shutdown_rx,
             sa,
+            access: std::sync::OnceLock::new(),
         });
         let task = tokio::spawn(server::serve(
             listener,
             tokio_rustls::TlsAcceptor::from(tls),
-            state,
+            Arc::clone(&state),
         ));
         let mut api = Self {
             cluster,
@@ -215,6 +218,7 @@ impl DevApi {
             ca_path: None,
             ca_pem: ca.cert_pem().to_string(),
             token,
+            state,
             shutdown,
             task,
         };
@@ -225,6 +229,15 @@ impl DevApi {
             api.ca_path = Some(dir.join("ca.crt"));
         }
         Ok(api)
+    }
+
+    /// From now on, appends each distinct API call clients make to `path` (see [`access`]).
+    /// Only the first call has an effect.
+    pub fn record_access(&self, path: PathBuf) -> Result<(), DevApiError> {
+        let recorder = access::AccessRecorder::new(path.clone())
+            .map_err(|source| DevApiError::DataDir { path, source })?;
+        let _ = self.state.access.set(recorder);
+        Ok(())
     }
 
     /// The API's URL.
@@ -261,12 +274,21 @@ impl DevApi {
     /// A kube client for this API, configured from [`DevApi::kubeconfig_yaml`] as a user's
     /// tools would be.
     pub async fn client(&self) -> Result<kube::Client, kube::Error> {
+        self.client_with_headers(Vec::new()).await
+    }
+
+    /// [`Self::client`] with extra headers on every request (such as a `User-Agent`).
+    pub async fn client_with_headers(
+        &self,
+        headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    ) -> Result<kube::Client, kube::Error> {
         use kube::config::{KubeConfigOptions, Kubeconfig};
         let kc = Kubeconfig::from_yaml(&self.kubeconfig_yaml())
             .map_err(|e| kube::Error::Service(Box::new(e)))?;
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        let mut cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
             .await
             .map_err(|e| kube::Error::Service(Box::new(e)))?;
+        cfg.headers.extend(headers);
         kube::Client::try_from(cfg)
     }
 

@@ -56,6 +56,8 @@ pub struct ServerState {
     pub shutdown: watch::Receiver<bool>,
     /// The service-account token issuer.
     pub sa: Arc<SaIssuer>,
+    /// Records which calls clients make, when asked to (`--record-api-access`).
+    pub access: std::sync::OnceLock<super::access::AccessRecorder>,
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
@@ -388,6 +390,21 @@ async fn route(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Respo
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    if let Some(recorder) = state.access.get()
+        && let Some(verb) =
+            super::access::verb(req.method(), rp.name.is_some(), query.flag("watch"))
+    {
+        recorder.record(super::access::Access {
+            user_agent: user_agent.clone(),
+            verb,
+            group: def.group.to_string(),
+            resource: match &rp.sub {
+                Some(sub) => format!("{}/{sub}", def.plural),
+                None => def.plural.to_string(),
+            },
+            namespace: rp.namespace.clone(),
+        });
+    }
     if rp.sub.as_deref() == Some("token") && def.group.is_empty() && def.plural == "serviceaccounts"
     {
         let (Some(ns), Some(name)) = (rp.namespace.as_deref(), rp.name.as_deref()) else {

@@ -214,7 +214,9 @@ async fn get(port: u16, host: &str, path: &str) -> Option<(u16, String)> {
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n')?;
-    Some((code.parse().ok()?, body.to_owned()))
+    // curl reports 000 when nothing answered.
+    let code: u16 = code.parse().ok().filter(|c| *c != 0)?;
+    Some((code, body.to_owned()))
 }
 
 #[tokio::test]
@@ -370,5 +372,100 @@ async fn a_killed_leader_is_replaced_while_every_replica_keeps_serving() {
     );
     drop(replicas);
     tokio::time::sleep(Duration::from_millis(100)).await;
+    api.shutdown().await;
+}
+
+#[tokio::test]
+async fn sigterm_under_load_finishes_the_requests_in_flight_then_exits() {
+    let api = start_api().await;
+    let c = client(&api).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
+    for crd in portcullis::api::all_crds() {
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    let namespaces: Api<Namespace> = Api::all(c.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "portcullis-system"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig_yaml()).unwrap();
+    // An upstream that takes a second per answer, so requests are in flight at the SIGTERM.
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_addr = upstream.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = upstream.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"slow")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let port = free_port();
+    let http = format!("127.0.0.1:{port}");
+    let mut replica = Replica::start_with(
+        "replica-a",
+        &kubeconfig,
+        &[
+            ("PORTCULLIS_LISTEN_HTTP", http.as_str()),
+            ("PORTCULLIS_ALLOW_LOOPBACK_UPSTREAMS", "true"),
+        ],
+    );
+    let routes: Api<Route> = Api::namespaced(c.clone(), "default");
+    routes
+        .patch(
+            "slow",
+            &PatchParams::apply("test"),
+            &Patch::Apply(json!({
+                "apiVersion": "portcullis.dev/v1alpha1", "kind": "Route",
+                "metadata": {"name": "slow", "namespace": "default"},
+                "spec": {"from": "http://slow.localhost", "to": [{"url": format!("http://{upstream_addr}")}],
+                         "allowPublicUnauthenticatedAccess": true},
+            })),
+        )
+        .await
+        .unwrap();
+    eventually(60, "the slow route served", || async {
+        (get(port, "slow.localhost", "/").await?.0 == 200).then_some(())
+    })
+    .await;
+
+    let in_flight: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(async move { get(port, "slow.localhost", "/").await }))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &replica.child.id().to_string()])
+        .status();
+    for request in in_flight {
+        let answer = request.await.unwrap();
+        assert_eq!(
+            answer.as_ref().map(|(code, body)| (*code, body.as_str())),
+            Some((200, "slow")),
+            "a request in flight at SIGTERM was cut off"
+        );
+    }
+    // The listeners drain for at most 5 s; the process is gone well within a pod's grace period.
+    let status = eventually(20, "the replica exits after draining", || {
+        let status = replica.child.try_wait().ok().flatten();
+        async move { status }
+    })
+    .await;
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        get(port, "slow.localhost", "/").await.is_none(),
+        "still accepting"
+    );
     api.shutdown().await;
 }

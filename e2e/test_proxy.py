@@ -935,16 +935,10 @@ def test_slowloris_connection_is_closed_at_the_header_timeout(identity_dev: DevS
     assert_still_serving(dev, host, s.token, "the slowloris")
 
 
-# Contract deviations: SECURITY.md "Proxying" says these get 400 and a closed connection. hyper's
-# HTTP/1.1 parser normalises them before the proxy sees the request (it drops Content-Length when
-# Transfer-Encoding is present and closes the connection after the answer, as RFC 9112 §6.3 allows;
-# it reads a bare LF as a line end), so the proxy cannot tell them apart from well-formed requests.
-# Requests are re-serialised towards the upstream, so neither can smuggle a second request there.
-# Documented in docs/proxy.md; kept as strict expected failures so a parser change shows up.
+# HTTP/1.1 framing that two parsers could read differently: 400 and a closed connection
+# (src/proxy/framing.rs watches the byte stream below hyper, which would accept both).
 
 
-@pytest.mark.xfail(strict=True, reason="hyper drops Content-Length when Transfer-Encoding is present and "
-                   "closes after answering (RFC 9112 §6.3); the proxy never sees both (docs/proxy.md)")
 def test_content_length_with_transfer_encoding_is_refused(identity_dev: DevServer):
     dev, ns, host = identity_dev, "e2e-proxy-clte", "clte.localhost"
     dev.apply_docs(namespace(ns), route(ns, "clte", f"http://{host}", dev.echo_url,
@@ -955,8 +949,6 @@ def test_content_length_with_transfer_encoding_is_refused(identity_dev: DevServe
     assert (r.status, r.closed) == (400, True), (r.status, r.closed, r.body[:300])
 
 
-@pytest.mark.xfail(strict=True, reason="hyper's parser reads a bare LF as a line end; the request is "
-                   "re-serialised with CRLF towards the upstream (docs/proxy.md)")
 def test_bare_lf_line_endings_are_refused(identity_dev: DevServer):
     dev, ns, host = identity_dev, "e2e-proxy-barelf", "barelf.localhost"
     dev.apply_docs(namespace(ns), route(ns, "barelf", f"http://{host}", dev.echo_url,

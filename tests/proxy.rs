@@ -815,8 +815,25 @@ async fn rewrites_preflight_redirects_and_an_access_log_without_tokens() {
     h.f.stop().await;
 }
 
+/// Sends raw bytes, reads until the server closes or 5 s pass; returns what came back and
+/// whether the connection was closed.
+async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> (String, bool) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => break false,
+        }
+    };
+    (String::from_utf8_lossy(&got).into_owned(), closed)
+}
+
 #[tokio::test]
-async fn overlong_request_targets_are_refused() {
+async fn ambiguous_framing_and_overlong_targets_are_refused() {
     let h = Harness::start().await;
     h.route(
         "frame",
@@ -828,6 +845,34 @@ async fn overlong_request_targets_are_refused() {
         "frame.localhost",
     )
     .await;
+    for (what, request) in [
+        (
+            "Content-Length with Transfer-Encoding",
+            "POST / HTTP/1.1\r\nhost: frame.localhost\r\ncontent-length: 5\r\n\
+             transfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "two equal Content-Lengths",
+            "POST / HTTP/1.1\r\nhost: frame.localhost\r\ncontent-length: 5\r\n\
+             content-length: 5\r\n\r\nhello",
+        ),
+        ("bare LF", "GET / HTTP/1.1\nhost: frame.localhost\n\n"),
+        (
+            "bare LF in a second request",
+            "GET / HTTP/1.1\r\nhost: frame.localhost\r\n\r\n\
+             GET / HTTP/1.1\r\nhost: frame.localhost\nx: 1\r\n\r\n",
+        ),
+    ] {
+        let (answer, closed) = raw_exchange(h.proxy_addr, request.as_bytes()).await;
+        let last = answer.rfind("HTTP/1.1 ").map_or("", |i| &answer[i..]);
+        assert!(last.starts_with("HTTP/1.1 400"), "{what}: {answer}");
+        assert!(closed, "{what}: the connection stayed open");
+        assert_eq!(
+            answer.matches("\"method\"").count(),
+            usize::from(what.contains("second")),
+            "{what}: the refused request reached the upstream"
+        );
+    }
     let long = format!("/{}", "a".repeat(9000));
     let r = h.get("frame.localhost", &long, &[]).await;
     assert_eq!(r.status, StatusCode::URI_TOO_LONG);

@@ -14,7 +14,8 @@
 //! * HTTP/1.1: the request head (request line and headers) must arrive within
 //!   `header_read_timeout` and be at most `max_header_bytes` (else `431`), with at most
 //!   `max_headers` header fields (else `431`); hyper's rejection of invalid headers and
-//!   ambiguous framing stays on.
+//!   ambiguous framing stays on, and [`super::framing`] refuses what hyper would accept but a
+//!   proxy must not (bare LF, `Content-Length` with `Transfer-Encoding`, repeated lengths).
 //! * h2: `max_concurrent_streams`, `max_header_list_size` = `max_header_bytes`, and bounds on
 //!   reset streams (rapid reset, CVE-2023-44487) and locally refused streams; CONTINUATION floods
 //!   are bounded by the header list size.
@@ -41,6 +42,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use super::framing::StrictHttp1;
 use super::{ConnInfo, Proxy};
 use crate::routing::Scheme;
 
@@ -218,7 +220,7 @@ async fn connection(
             let activity = Arc::clone(&service.activity);
             let connection = builders
                 .http1
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(TokioIo::new(StrictHttp1::new(stream)), service)
                 .with_upgrades();
             drive(connection, &activity, &conn, limits, shutdown).await;
         }
@@ -250,7 +252,7 @@ async fn connection(
             } else {
                 let connection = builders
                     .http1
-                    .serve_connection(TokioIo::new(tls), service)
+                    .serve_connection(TokioIo::new(StrictHttp1::new(tls)), service)
                     .with_upgrades();
                 drive(connection, &activity, &conn, limits, shutdown).await;
             }

@@ -15,6 +15,7 @@
 //! endpoints answer through [`crate::identity::error::OAuthError`].
 
 pub mod authn;
+pub mod framing;
 pub mod listener;
 pub mod respond;
 pub mod tls;

@@ -105,7 +105,7 @@ impl AccessToken {
             return Err(TokenRejection::UnknownKey.into());
         }
         match credentials.get(&self.client_id) {
-            Some(record) if record.subject() == self.identity.subject => Ok(()),
+            Some(record) if record.has_subject(&self.identity.subject) => Ok(()),
             Some(_) => Err(AccessRejection::SubjectMismatch),
             None => Err(AccessRejection::Revoked),
         }

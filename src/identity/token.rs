@@ -631,6 +631,16 @@ impl CredentialRecord {
     pub fn subject(&self) -> String {
         format!("serviceaccount:{}/{}", self.namespace, self.name)
     }
+
+    /// Whether `subject` is [`Self::subject`], without building it (checked on every request
+    /// with a cached token).
+    pub fn has_subject(&self, subject: &str) -> bool {
+        subject
+            .strip_prefix("serviceaccount:")
+            .and_then(|rest| rest.strip_prefix(self.namespace.as_str()))
+            .and_then(|rest| rest.strip_prefix('/'))
+            .is_some_and(|name| name == self.name)
+    }
 }
 
 /// The credentials of one table generation, by `client_id`.
@@ -1102,6 +1112,26 @@ mod tests {
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             access_token_ttl: Duration::from_secs(3600),
             claims,
+        }
+    }
+
+    #[test]
+    fn has_subject_is_equality_with_subject() {
+        let r = record(&[]);
+        assert!(r.has_subject(&r.subject()));
+        for other in [
+            "serviceaccount:team-a/billing-bo",
+            "serviceaccount:team-a/billing-bot2",
+            "serviceaccount:team-ab/illing-bot",
+            "serviceaccount:team/a/billing-bot",
+            "serviceaccount:team-a",
+            "serviceaccount:team-abilling-bot",
+            "user:team-a/billing-bot",
+            "team-a/billing-bot",
+            "",
+        ] {
+            assert!(!r.has_subject(other), "{other}");
+            assert_ne!(r.subject(), other);
         }
     }
 

@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
-use http::{HeaderMap, HeaderName, header};
+use http::{HeaderMap, HeaderName, HeaderValue, header};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -208,7 +208,8 @@ pub struct Authenticated {
 struct CachedAssertion {
     route_url: Arc<str>,
     kid: String,
-    jwt: Arc<str>,
+    /// Kept as the header value it is sent as, so a hit copies and validates nothing.
+    jwt: HeaderValue,
     refresh_at: i64,
 }
 
@@ -228,7 +229,7 @@ impl Authenticated {
         issuer: &str,
         route_url: &str,
         now: i64,
-    ) -> Option<Arc<str>> {
+    ) -> Option<HeaderValue> {
         let kid = keys.current().kid();
         let mut cache = self
             .assertions
@@ -238,12 +239,16 @@ impl Authenticated {
             .iter()
             .find(|a| &*a.route_url == route_url && a.kid == kid && now < a.refresh_at)
         {
-            return Some(Arc::clone(&hit.jwt));
+            return Some(hit.jwt.clone());
         }
         let expires = (now + ASSERTION_LIFETIME_SECS).min(self.token.expires);
         let claims = assertion_claims(&self.token.identity.claims, issuer, route_url, now, expires);
-        let jwt: Arc<str> = match keys.sign("JWT", &claims) {
-            Ok(jwt) => jwt.into(),
+        let jwt = match keys.sign("JWT", &claims).map(HeaderValue::try_from) {
+            Ok(Ok(jwt)) => jwt,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "a signed upstream assertion is not a header value");
+                return None;
+            }
             Err(error) => {
                 tracing::error!(%error, "signing an upstream assertion failed");
                 return None;
@@ -256,7 +261,7 @@ impl Authenticated {
         cache.push(CachedAssertion {
             route_url: route_url.into(),
             kid: kid.to_owned(),
-            jwt: Arc::clone(&jwt),
+            jwt: jwt.clone(),
             refresh_at: expires - ASSERTION_REFRESH_MARGIN_SECS,
         });
         Some(jwt)

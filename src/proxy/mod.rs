@@ -119,7 +119,8 @@ struct Outcome {
     endpoint: &'static str,
     client_id: Option<String>,
     route: Option<Arc<Route>>,
-    identity: Option<String>,
+    /// The authenticated caller (its subject and `client_id` are logged, never copied).
+    caller: Option<Arc<Authenticated>>,
     decision: &'static str,
     reason: Cow<'static, str>,
 }
@@ -131,7 +132,7 @@ impl Outcome {
             endpoint,
             client_id: None,
             route: None,
-            identity: None,
+            caller: None,
             decision: "-",
             reason: Cow::Borrowed("-"),
         }
@@ -226,8 +227,15 @@ impl Proxy {
             path = %path,
             endpoint = outcome.endpoint,
             route = %RouteName(outcome.route.as_deref()),
-            identity = outcome.identity.as_deref().unwrap_or("-"),
-            client_id = outcome.client_id.as_deref().unwrap_or("-"),
+            identity = outcome
+                .caller
+                .as_ref()
+                .map_or("-", |c| c.token.identity.subject.as_str()),
+            client_id = outcome
+                .client_id
+                .as_deref()
+                .or(outcome.caller.as_ref().map(|c| c.token.client_id.as_str()))
+                .unwrap_or("-"),
             decision = outcome.decision,
             reason = %outcome.reason,
             status = response.status().as_u16(),
@@ -354,19 +362,13 @@ impl Proxy {
                 }
             }
         }
-        let identity = authenticated
-            .as_ref()
-            .map(|(a, _)| a.token.identity.subject.clone());
-        let client_id = authenticated
-            .as_ref()
-            .map(|(a, _)| a.token.client_id.clone());
+        let logged_caller = authenticated.as_ref().map(|(a, _)| Arc::clone(a));
         if let Some((caller, _)) = &authenticated {
             let denied = self.authorize(route, caller, host, path, &request);
             if let Some((error, reason)) = denied {
                 discard_body(request.into_body()).await;
                 let mut outcome = refusal(error, "route");
-                outcome.identity = identity;
-                outcome.client_id = client_id;
+                outcome.caller = logged_caller;
                 outcome.decision = "deny";
                 outcome.reason = reason;
                 return outcome;
@@ -389,8 +391,7 @@ impl Proxy {
                 conn,
             )
             .await;
-        outcome.identity = identity;
-        outcome.client_id = client_id;
+        outcome.caller = logged_caller;
         if outcome.decision == "-" {
             outcome.decision = "allow";
             outcome.reason = Cow::Borrowed(reason);
@@ -505,7 +506,7 @@ impl Proxy {
                 return refusal(ProxyError::UpstreamUnreachable, "route");
             }
         };
-        let client_host = raw_host(&parts).unwrap_or(host).to_owned();
+        let client_host = client_host(&parts, host);
         let now = self.authn.now();
         let assertion = match (&authenticated, &table.keys) {
             (Some((caller, _)), Some(keys)) if options.pass_identity_headers => {
@@ -518,7 +519,7 @@ impl Proxy {
             &Forwarding {
                 route,
                 upstream: target,
-                client_host: &client_host,
+                client_host,
                 proto: match conn.scheme {
                     Scheme::Http => "http",
                     Scheme::Https => "https",
@@ -672,14 +673,18 @@ fn misdirected(table: &Table, conn: &ConnInfo, host: &str) -> bool {
     }
 }
 
-/// The host as the client wrote it (with its port): the request-target's authority, else
-/// `Host`.
-fn raw_host(parts: &http::request::Parts) -> Option<&str> {
-    parts
-        .uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| parts.headers.get(header::HOST)?.to_str().ok())
+/// The host as the client wrote it (with its port), for `X-Forwarded-Host`: the
+/// request-target's authority, else `Host` (shared, not copied), else the canonical `host`.
+fn client_host(parts: &http::request::Parts, host: &str) -> Option<HeaderValue> {
+    let raw = match parts.uri.authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => parts
+            .headers
+            .get(header::HOST)
+            .filter(|v| v.to_str().is_ok())
+            .cloned(),
+    };
+    raw.or_else(|| HeaderValue::from_str(host).ok())
 }
 
 /// An error and its sources on one line, for logs.

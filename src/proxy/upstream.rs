@@ -267,8 +267,9 @@ pub struct Forwarding<'a> {
     pub route: &'a Route,
     /// The upstream chosen by [`pick`].
     pub upstream: &'a Upstream,
-    /// The `Host` the client sent (with its port, if any), already validated.
-    pub client_host: &'a str,
+    /// The `Host` the client sent (with its port, if any), already validated; `None` when it
+    /// cannot be a header value (then no `X-Forwarded-Host` is sent).
+    pub client_host: Option<HeaderValue>,
     /// `http` or `https`: the listener's scheme.
     pub proto: &'static str,
     /// The TCP peer.
@@ -276,7 +277,7 @@ pub struct Forwarding<'a> {
     /// Where our credential came from, to remove it.
     pub credential: Option<CredentialSource>,
     /// The signed identity assertion, when the route passes identity headers.
-    pub assertion: Option<Arc<str>>,
+    pub assertion: Option<HeaderValue>,
     /// Verified claims, for `jwtClaimHeaders`.
     pub claims: Option<&'a serde_json::Map<String, serde_json::Value>>,
     /// Forward a WebSocket upgrade (the route allows it and the request asks for it).
@@ -327,12 +328,9 @@ pub fn prepare_request(parts: &mut request::Parts, fwd: &Forwarding<'_>) {
     }
     strip_our_cookies(headers);
 
-    headers.insert(
-        X_FORWARDED_FOR,
-        HeaderValue::from_str(&fwd.peer.to_string()).unwrap_or(HeaderValue::from_static("")),
-    );
+    headers.insert(X_FORWARDED_FOR, ip_header_value(fwd.peer));
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(fwd.proto));
-    if let Ok(host) = HeaderValue::from_str(fwd.client_host) {
+    if let Some(host) = fwd.client_host.clone() {
         headers.insert(X_FORWARDED_HOST, host.clone());
         if options.preserve_host_header {
             headers.insert(header::HOST, host);
@@ -345,9 +343,8 @@ pub fn prepare_request(parts: &mut request::Parts, fwd: &Forwarding<'_>) {
     }
     if let Some(assertion) = &fwd.assertion
         && options.pass_identity_headers
-        && let Ok(value) = HeaderValue::from_str(assertion)
     {
-        headers.insert(JWT_ASSERTION, value);
+        headers.insert(JWT_ASSERTION, assertion.clone());
     }
     if let Some(claims) = fwd.claims {
         for (name, path) in &options.jwt_claim_headers {
@@ -363,6 +360,20 @@ pub fn prepare_request(parts: &mut request::Parts, fwd: &Forwarding<'_>) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, upgrade);
     }
+}
+
+/// An IP address as a header value, formatted without an intermediate `String`.
+fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    use std::io::Write as _;
+    // The longest IPv6 text (an IPv4-mapped address with a full prefix) is 45 bytes.
+    let mut buf = [0u8; 64];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let written = write!(cursor, "{ip}").map(|()| cursor.position());
+    written
+        .ok()
+        .and_then(|len| usize::try_from(len).ok())
+        .and_then(|len| HeaderValue::from_bytes(&buf[..len]).ok())
+        .unwrap_or(HeaderValue::from_static(""))
 }
 
 /// The value of a claim for an upstream header: a string, number or boolean as text, a list of
@@ -535,13 +546,28 @@ mod tests {
         Forwarding {
             route,
             upstream,
-            client_host: "web.example.com",
+            client_host: Some(HeaderValue::from_static("web.example.com")),
             proto: "https",
             peer: "192.0.2.7".parse().unwrap(),
             credential: Some(CredentialSource::Authorization),
-            assertion: Some("a.b.c".into()),
+            assertion: Some(HeaderValue::from_static("a.b.c")),
             claims: None,
             websocket: false,
+        }
+    }
+
+    #[test]
+    fn forwarded_for_is_the_peer_address_as_text() {
+        for ip in [
+            "127.0.0.1",
+            "203.0.113.255",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:255.255.255.255",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_header_value(ip), ip.to_string().as_str());
         }
     }
 
@@ -693,7 +719,7 @@ mod tests {
         });
         let mut fwd = forwarding(&r, &u);
         fwd.claims = claims.as_object();
-        fwd.client_host = "web.example.com:8443";
+        fwd.client_host = Some(HeaderValue::from_static("web.example.com:8443"));
         prepare_request(&mut p, &fwd);
         let h = &p.headers;
         assert_eq!(h["x-team"], "a");

@@ -16,6 +16,7 @@
 //!
 //! The output depends on the objects only, never on their order.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -370,25 +371,27 @@ fn scheme_from_app_protocol(app_protocol: &str) -> Option<UpstreamScheme> {
     }
 }
 
-/// EndpointSlices grouped by `(namespace, Service name)` from their
-/// [`SERVICE_NAME_LABEL`]; each group sorted by slice name. Slices without a namespace or the
-/// label belong to no Service and are left out.
-pub fn slices_by_service<'a>(
-    slices: impl IntoIterator<Item = &'a EndpointSlice>,
-) -> HashMap<(String, String), Vec<&'a EndpointSlice>> {
-    let mut out: HashMap<(String, String), Vec<&'a EndpointSlice>> = HashMap::new();
+/// EndpointSlices (or anything that borrows as one, such as `Arc<EndpointSlice>`) grouped by
+/// `(namespace, Service name)` from their [`SERVICE_NAME_LABEL`], borrowed from the slices; each
+/// group sorted by slice name. Slices without a namespace or the label belong to no Service and
+/// are left out.
+pub fn slices_by_service<'a, S: Borrow<EndpointSlice>>(
+    slices: impl IntoIterator<Item = &'a S>,
+) -> HashMap<(&'a str, &'a str), Vec<&'a S>> {
+    let mut out: HashMap<(&'a str, &'a str), Vec<&'a S>> = HashMap::new();
     for slice in slices {
-        let (Some(namespace), Some(service)) =
-            (slice.metadata.namespace.as_deref(), service_label(slice))
+        let s: &'a EndpointSlice = slice.borrow();
+        let (Some(namespace), Some(service)) = (s.metadata.namespace.as_deref(), service_label(s))
         else {
             continue;
         };
-        out.entry((namespace.to_owned(), service.to_owned()))
-            .or_default()
-            .push(slice);
+        out.entry((namespace, service)).or_default().push(slice);
     }
     for group in out.values_mut() {
-        group.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        group.sort_by(|a, b| {
+            let (a, b): (&EndpointSlice, &EndpointSlice) = ((*a).borrow(), (*b).borrow());
+            a.metadata.name.cmp(&b.metadata.name)
+        });
     }
     out
 }
@@ -917,7 +920,7 @@ mod tests {
         let grouped = slices_by_service([&b, &a]);
         let regrouped = slices_by_service([&a, &b]);
         assert_eq!(grouped, regrouped);
-        let group = &grouped[&("team-a".to_owned(), "web".to_owned())];
+        let group = &grouped[&("team-a", "web")];
         let names: Vec<_> = group.iter().map(|s| s.metadata.name.as_deref()).collect();
         assert_eq!(names, [Some("web-a"), Some("web-b")]);
         let three = resolve(ServicePort::Number(80), &svc, group).unwrap();
@@ -937,13 +940,9 @@ mod tests {
         keys.sort();
         assert_eq!(
             keys,
-            [
-                ("team-a".to_owned(), "api".to_owned()),
-                ("team-a".to_owned(), "web".to_owned()),
-                ("team-b".to_owned(), "web".to_owned()),
-            ]
+            [("team-a", "api"), ("team-a", "web"), ("team-b", "web")]
         );
-        assert_eq!(grouped[&("team-a".to_owned(), "web".to_owned())].len(), 1);
+        assert_eq!(grouped[&("team-a", "web")].len(), 1);
     }
 
     #[test]

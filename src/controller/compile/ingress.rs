@@ -286,7 +286,7 @@ fn backend(
             ));
         }
     };
-    service_backend(namespace, &svc.name, &port, 1, false, index, ctx)
+    service_backend(&index.resolve(namespace, &svc.name, &port, ctx), 1, false)
 }
 
 /// What a rule path serves when its backend did not resolve: nothing (503), but the path stays

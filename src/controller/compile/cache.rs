@@ -27,6 +27,7 @@ use super::CompileContext;
 use super::backends::{BackendError, ResolvedService, ServicePort};
 use super::route::{Spec, Unit};
 use crate::api;
+use crate::controller::snapshot::Snapshot;
 use crate::routing::upstream::AddressPolicy;
 
 /// A Service port resolved into targets, or why it cannot be.
@@ -44,6 +45,11 @@ pub struct Cache {
     routes: HashMap<String, RouteMemo>,
     /// By namespace, then Service name; one entry per port asked for.
     services: HashMap<String, HashMap<String, Vec<ServiceMemo>>>,
+    /// The Services and EndpointSlices of the last snapshot, in its order.
+    backends: (Vec<Arc<Service>>, Vec<Arc<EndpointSlice>>),
+    /// Whether this compile's Services and EndpointSlices are exactly those: then every
+    /// Service entry is current without looking at the objects.
+    backends_unchanged: bool,
 }
 
 impl fmt::Debug for Cache {
@@ -75,8 +81,9 @@ struct ServiceMemo {
 }
 
 impl Cache {
-    /// This cache for a compile under `ctx`: empty when the settings differ from last time.
-    pub(super) fn begin(self, ctx: &CompileContext) -> Cache {
+    /// This cache for a compile of `snap` under `ctx`: empty when the settings differ from
+    /// last time.
+    pub(super) fn begin(self, ctx: &CompileContext, snap: &Snapshot) -> Cache {
         let context = (ctx.address_policy.clone(), ctx.allow_external_name);
         let mut cache = if self.context.as_ref() == Some(&context) {
             self
@@ -87,11 +94,18 @@ impl Cache {
             }
         };
         cache.serial += 1;
+        let (services, slices) = &cache.backends;
+        cache.backends_unchanged =
+            same_objects(services, &snap.services) && same_objects(slices, &snap.endpoint_slices);
         cache
     }
 
-    /// Drops the entries the compile that just ended did not use (objects that are gone).
-    pub(super) fn end(mut self) -> Cache {
+    /// Drops the entries the compile of `snap` that just ended did not use (objects that are
+    /// gone).
+    pub(super) fn end(mut self, snap: &Snapshot) -> Cache {
+        if !self.backends_unchanged {
+            self.backends = (snap.services.clone(), snap.endpoint_slices.clone());
+        }
         let serial = self.serial;
         self.routes.retain(|_, m| m.used == serial);
         self.services.retain(|_, by_name| {
@@ -136,6 +150,28 @@ impl Cache {
                 self.routes.insert(uid.to_owned(), memo);
             }
         }
+    }
+
+    /// The resolution of a Service port, when no Service or EndpointSlice changed since the last
+    /// compile.
+    pub(super) fn unchanged_service(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        port: &ServicePort,
+    ) -> Option<Arc<Resolution>> {
+        if !self.backends_unchanged {
+            return None;
+        }
+        let serial = self.serial;
+        let memo = self
+            .services
+            .get_mut(namespace)?
+            .get_mut(name)?
+            .iter_mut()
+            .find(|m| m.port == *port)?;
+        memo.used = serial;
+        Some(Arc::clone(&memo.resolution))
     }
 
     /// The resolution of a Service port, when the Service and its slices are the ones it was
@@ -207,6 +243,11 @@ impl Cache {
             None => ports.push(memo),
         }
     }
+}
+
+/// Whether two lists hold the very same objects in the same order.
+fn same_objects<K>(a: &[Arc<K>], b: &[Arc<K>]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(a, b)| Arc::ptr_eq(a, b))
 }
 
 /// Whether two Route versions have the same spec: the same object, or the same uid and

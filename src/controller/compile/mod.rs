@@ -24,7 +24,7 @@ mod route;
 #[cfg(test)]
 mod tests;
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
@@ -205,7 +205,7 @@ pub fn compile(snap: &Snapshot, ctx: &CompileContext) -> Compiled {
 /// [`Compiled::cache`]) for objects that did not change. The result is exactly what [`compile`]
 /// gives; routes of unchanged objects are the same `Arc`s as in the table the cache came with.
 pub fn compile_with(snap: &Snapshot, ctx: &CompileContext, cache: Cache) -> Compiled {
-    let index = Index::new(snap, cache.begin(ctx));
+    let index = Index::new(snap, cache.begin(ctx, snap));
     let mut b = Builder::new(ctx);
     let mut routes: Vec<_> = snap.routes.iter().collect();
     routes.sort_by(|a, b| key_of(&a.metadata).cmp(&key_of(&b.metadata)));
@@ -235,7 +235,7 @@ pub fn compile_with(snap: &Snapshot, ctx: &CompileContext, cache: Cache) -> Comp
     let mut compiled = b.finish();
     compiled.table.credentials = credentials::credentials(snap, &index, ctx);
     compiled.table.keys = credentials::signing_keys(&index, ctx);
-    compiled.cache = index.memo.into_inner().end();
+    compiled.cache = index.memo.into_inner().end(snap);
     compiled
 }
 
@@ -264,11 +264,31 @@ fn key_of(meta: &ObjectMeta) -> (&str, &str) {
 
 /// Lookups by namespace and name over the snapshot, and the memo of the previous compile.
 pub(crate) struct Index<'a> {
-    services: HashMap<(&'a str, &'a str), &'a Arc<Service>>,
-    slices: HashMap<(&'a str, &'a str), Vec<&'a Arc<EndpointSlice>>>,
+    snap: &'a Snapshot,
+    /// Services and EndpointSlices by namespace and Service name, built on first use: when
+    /// they are the very objects of the last compile, the memo answers every lookup.
+    backends: OnceCell<Backends<'a>>,
     secrets: HashMap<(&'a str, &'a str), &'a Secret>,
     /// Read and refilled as objects compile (compile is single-threaded).
     memo: RefCell<Cache>,
+}
+
+struct Backends<'a> {
+    services: HashMap<(&'a str, &'a str), &'a Arc<Service>>,
+    slices: HashMap<(&'a str, &'a str), Vec<&'a Arc<EndpointSlice>>>,
+}
+
+impl<'a> Backends<'a> {
+    fn new(snap: &'a Snapshot) -> Self {
+        Backends {
+            services: snap
+                .services
+                .iter()
+                .map(|s| (key_of(&s.metadata), s))
+                .collect(),
+            slices: backends::slices_by_service(&snap.endpoint_slices),
+        }
+    }
 }
 
 /// Why a TLS Secret cannot be used.
@@ -297,12 +317,8 @@ impl<'a> Index<'a> {
             )
         };
         Index {
-            services: snap
-                .services
-                .iter()
-                .map(|s| (ns_name(&s.metadata), s))
-                .collect(),
-            slices: backends::slices_by_service(&snap.endpoint_slices),
+            snap,
+            backends: OnceCell::new(),
             secrets: snap
                 .secrets
                 .iter()
@@ -321,8 +337,16 @@ impl<'a> Index<'a> {
         port: &backends::ServicePort,
         ctx: &CompileContext,
     ) -> Arc<Resolution> {
-        let service = self.services.get(&(namespace, name)).copied();
-        let slices = self
+        if let Some(hit) = self
+            .memo
+            .borrow_mut()
+            .unchanged_service(namespace, name, port)
+        {
+            return hit;
+        }
+        let backends = self.backends.get_or_init(|| Backends::new(self.snap));
+        let service = backends.services.get(&(namespace, name)).copied();
+        let slices = backends
             .slices
             .get(&(namespace, name))
             .map(Vec::as_slice)

@@ -50,6 +50,9 @@ pub const INGRESS_CONTROLLER: &str = "portcullis.dev/ingress-controller";
 /// The IngressClass name Portcullis answers to even when no IngressClass object names it.
 pub const INGRESS_CLASS: &str = "portcullis";
 
+/// The Ingress annotation naming a class, from before `spec.ingressClassName`.
+pub const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+
 /// Most characters of a condition message or Event note; longer ones are cut.
 pub const MAX_MESSAGE: usize = 1024;
 

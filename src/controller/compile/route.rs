@@ -107,7 +107,6 @@ pub(super) struct Unit {
 }
 
 struct Served {
-    url: String,
     route: Arc<Route>,
     /// An SSH name, or the canonical host and path prefix.
     place: Place,
@@ -171,7 +170,7 @@ pub(super) fn compile(
     let Some(served) = &unit.served else {
         return;
     };
-    b.report(&key, meta).url = Some(served.url.clone());
+    b.report(&key, meta).url = Some(served.route.url.clone());
     let rank = rank(&key, meta);
     let route = Arc::clone(&served.route);
     match &served.place {
@@ -258,13 +257,13 @@ fn unit_of(
             namespace: key.namespace.clone(),
             name: key.name.clone(),
         },
-        url: url.clone(),
+        url,
         protocol,
         backends,
         policy: compiled.policy.clone(),
         options: compiled.options.clone(),
     });
-    unit.served = Some(Served { url, route, place });
+    unit.served = Some(Served { route, place });
     unit
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 
-use super::compile::{CompileContext, Compiled, Report, compile};
+use super::compile::{Cache, CompileContext, Compiled, Report, compile_with};
 use super::watch::Watchers;
 use crate::metrics::Metrics;
 use crate::routing::live::LiveTable;
@@ -49,6 +49,8 @@ pub async fn run(
     }
     // The first compile runs without waiting for a change.
     changed.notify_one();
+    // What each compile hands to the next (per-object results of unchanged objects).
+    let mut cache = Cache::default();
     loop {
         tokio::select! {
             _ = changed.notified() => {}
@@ -59,7 +61,14 @@ pub async fn run(
         let ctx = context();
         let now = ctx.now;
         let started = Instant::now();
-        let compiled = tokio::task::spawn_blocking(move || compile(&snapshot, &ctx)).await;
+        let last = std::mem::take(&mut cache);
+        let compiled =
+            tokio::task::spawn_blocking(move || compile_with(&snapshot, &ctx, last)).await;
+        // A failed compile took the cache with it: the next one starts afresh.
+        let compiled = compiled.map(|mut c| {
+            cache = std::mem::take(&mut c.cache);
+            c
+        });
         if let Some(generation) = publish(&live, &reports, compiled, now) {
             let elapsed = started.elapsed();
             metrics.table_published(generation, live.peek().routes.len(), elapsed);

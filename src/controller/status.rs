@@ -216,10 +216,24 @@ pub async fn run(
 }
 
 /// Problems already sent as Events, per object uid, so a problem is reported once and again
-/// only after it went away and came back.
+/// only after it went away and came back; and what the last sync left right, so the next one
+/// skips it.
 #[derive(Default)]
 struct EventMemory {
     sent: HashMap<String, BTreeSet<(String, String)>>,
+    /// The reports the last sync worked from.
+    last: Option<Arc<Published>>,
+    /// Objects whose status needed no write for their report in `last`, as the store held them
+    /// then. While neither the report nor the object changes, there is nothing to do for them:
+    /// with 10k Routes, computing every status again after each table costs more than the
+    /// compile.
+    settled: HashMap<ObjectKey, Stored>,
+}
+
+/// An object as the store held it.
+enum Stored {
+    Route(Arc<Route>),
+    Ingress(Arc<Ingress>),
 }
 
 impl EventMemory {
@@ -251,6 +265,17 @@ impl EventMemory {
     }
 }
 
+/// For an object whose report and stored version did not change: its Events are the ones sent
+/// for it last time.
+fn carry_over(
+    sent: &mut EventMemory,
+    seen: &mut HashMap<String, BTreeSet<(String, String)>>,
+    uid: String,
+) {
+    let problems = sent.sent.remove(&uid).unwrap_or_default();
+    seen.insert(uid, problems);
+}
+
 /// `status.loadBalancer` of an Ingress served at `address` (an IP, else a host name).
 pub fn load_balancer_status(address: &str) -> IngressLoadBalancerStatus {
     let mut entry = IngressLoadBalancerIngress::default();
@@ -273,7 +298,7 @@ struct SyncContext<'a> {
     metrics: &'a Metrics,
 }
 
-async fn sync(ctx: &SyncContext<'_>, published: &Published, sent: &mut EventMemory) {
+async fn sync(ctx: &SyncContext<'_>, published: &Arc<Published>, sent: &mut EventMemory) {
     let SyncContext {
         client,
         recorder,
@@ -286,11 +311,14 @@ async fn sync(ctx: &SyncContext<'_>, published: &Published, sent: &mut EventMemo
     let mut writes: Vec<(ObjectKey, serde_json::Value)> = Vec::new();
     let mut events = Vec::new();
     let mut seen = HashMap::new();
+    let mut settled = HashMap::new();
+    let last = sent.last.replace(Arc::clone(published));
     for report in published.reports.values() {
         let Some(uid) = report.uid.clone() else {
             continue;
         };
-        let reference = match report.key.kind {
+        let unchanged = last.as_ref().and_then(|l| l.reports.get(&report.key)) == Some(report);
+        let (reference, stored) = match report.key.kind {
             Kind::Route => {
                 let Some(obj) = watchers.route(&report.key.namespace, &report.key.name) else {
                     continue;
@@ -299,17 +327,34 @@ async fn sync(ctx: &SyncContext<'_>, published: &Published, sent: &mut EventMemo
                 if obj.metadata.uid.as_deref() != Some(uid.as_str()) {
                     continue;
                 }
+                if unchanged
+                    && let Some((key, Stored::Route(was))) = sent.settled.remove_entry(&report.key)
+                    && Arc::ptr_eq(&was, &obj)
+                {
+                    carry_over(sent, &mut seen, uid);
+                    settled.insert(key, Stored::Route(was));
+                    continue;
+                }
                 let desired = desired_status(report, obj.status.as_ref(), &now);
                 if status_differs(obj.status.as_ref(), &desired) {
                     writes.push((report.key.clone(), serde_json::json!({ "status": desired })));
                 }
-                obj.object_ref(&())
+                (obj.object_ref(&()), Stored::Route(obj))
             }
             Kind::Ingress => {
                 let Some(obj) = watchers.ingress(&report.key.namespace, &report.key.name) else {
                     continue;
                 };
                 if obj.metadata.uid.as_deref() != Some(uid.as_str()) {
+                    continue;
+                }
+                if unchanged
+                    && let Some((key, Stored::Ingress(was))) =
+                        sent.settled.remove_entry(&report.key)
+                    && Arc::ptr_eq(&was, &obj)
+                {
+                    carry_over(sent, &mut seen, uid);
+                    settled.insert(key, Stored::Ingress(was));
                     continue;
                 }
                 let current = obj.status.as_ref().and_then(|s| s.load_balancer.as_ref());
@@ -319,9 +364,13 @@ async fn sync(ctx: &SyncContext<'_>, published: &Published, sent: &mut EventMemo
                     let patch = serde_json::json!({"status": {"loadBalancer": lb}});
                     writes.push((report.key.clone(), patch));
                 }
-                obj.object_ref(&())
+                (obj.object_ref(&()), Stored::Ingress(obj))
             }
         };
+        // Settled only when nothing is to be written: a failed write is tried again next time.
+        if writes.last().is_none_or(|(k, _)| *k != report.key) {
+            settled.insert(report.key.clone(), stored);
+        }
         let now_problems: BTreeSet<(String, String)> = report
             .problems
             .iter()
@@ -336,6 +385,7 @@ async fn sync(ctx: &SyncContext<'_>, published: &Published, sent: &mut EventMemo
         seen.insert(uid, now_problems);
     }
     sent.sent = seen;
+    sent.settled = settled;
 
     let writes = futures::stream::iter(writes.into_iter().map(|(key, body)| async move {
         if !leadership.is_leader() {

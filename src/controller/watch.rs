@@ -3,9 +3,11 @@
 //!
 //! Watched: Routes, ServiceAccountCredentials, Ingresses, IngressClasses, Services,
 //! EndpointSlices, Secrets of type `kubernetes.io/tls`, and Secrets labelled as ours
-//! (`portcullis.dev/credential`, and everything in Portcullis's own namespace). `managedFields`
-//! and kubectl's last-applied annotation are dropped before objects reach a store: they are
-//! large and compile never reads them.
+//! (`portcullis.dev/credential`, and everything in Portcullis's own namespace). Objects are
+//! trimmed before they reach a store ([`Project`]): `managedFields` and kubectl's last-applied
+//! annotation always; Routes and Ingresses keep only the annotations compile reads; Services and
+//! EndpointSlices keep only what resolving a backend reads. With 10k Routes and as many Services
+//! the stores are most of the controller's memory.
 
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -22,11 +24,80 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use super::compile::LEGACY_CLASS_ANNOTATION;
+use super::compile::backends::{slim_service, slim_slice};
+use super::compile::options::ANNOTATION_PREFIX;
 use super::snapshot::Snapshot;
 use crate::api::{Route, ServiceAccountCredential};
 
 /// The annotation `kubectl apply` keeps a full copy of the object in; compile never reads it.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// What a store keeps of an object of this kind: what compile, status and credentials read.
+pub trait Project {
+    /// Trims the object in place. Every kind loses `managedFields` and kubectl's last-applied
+    /// annotation.
+    fn project(&mut self);
+}
+
+fn drop_bulky_meta(meta: &mut kube::api::ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+    }
+}
+
+/// Keeps the `portcullis.dev/` annotations and those `also` names.
+fn keep_our_annotations(meta: &mut kube::api::ObjectMeta, also: &[&str]) {
+    drop_bulky_meta(meta);
+    if let Some(a) = meta.annotations.as_mut() {
+        a.retain(|k, _| k.starts_with(ANNOTATION_PREFIX) || also.contains(&k.as_str()));
+    }
+}
+
+impl Project for Route {
+    fn project(&mut self) {
+        keep_our_annotations(&mut self.metadata, &[]);
+    }
+}
+
+impl Project for Ingress {
+    fn project(&mut self) {
+        keep_our_annotations(&mut self.metadata, &[LEGACY_CLASS_ANNOTATION]);
+    }
+}
+
+impl Project for Service {
+    fn project(&mut self) {
+        slim_service(self);
+    }
+}
+
+impl Project for EndpointSlice {
+    fn project(&mut self) {
+        slim_slice(self);
+    }
+}
+
+// Secrets (their labels and annotations drive credentials), IngressClasses (the default-class
+// annotation) and credentials are few; they only lose the bulky metadata.
+impl Project for Secret {
+    fn project(&mut self) {
+        drop_bulky_meta(&mut self.metadata);
+    }
+}
+
+impl Project for IngressClass {
+    fn project(&mut self) {
+        drop_bulky_meta(&mut self.metadata);
+    }
+}
+
+impl Project for ServiceAccountCredential {
+    fn project(&mut self) {
+        drop_bulky_meta(&mut self.metadata);
+    }
+}
 
 /// Label on the Secrets generated for credentials.
 pub const CREDENTIAL_LABEL: &str = "portcullis.dev/credential";
@@ -284,6 +355,7 @@ impl Spawner<'_> {
     fn kind<K>(&mut self, cfg: watcher::Config) -> Stores<K>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Project
             + Clone
             + Debug
             + DeserializeOwned
@@ -308,7 +380,7 @@ impl Spawner<'_> {
 
     fn one<K>(&mut self, api: Api<K>, cfg: watcher::Config) -> Store<K>
     where
-        K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+        K: Resource + Project + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
         K::DynamicType: Default + Hash + Eq + Clone,
     {
         let (reader, writer) = reflector::store();
@@ -317,13 +389,7 @@ impl Spawner<'_> {
         let kind = K::kind(&K::DynamicType::default()).into_owned();
         let stream = watcher(api, cfg)
             .default_backoff()
-            .modify(|o| {
-                let meta = o.meta_mut();
-                meta.managed_fields = None;
-                if let Some(a) = meta.annotations.as_mut() {
-                    a.remove(LAST_APPLIED);
-                }
-            })
+            .modify(Project::project)
             .reflect(writer);
         let mut seen = Relevance {
             skip_status_only: STATUS_KINDS.contains(&kind.as_str()),

@@ -30,14 +30,22 @@ const CLAIM_MATCHERS: &[&str] = &["is", "starts_with", "ends_with", "contains", 
 /// Matchers for `groups` (Pomerium's string list matcher).
 const LIST_MATCHERS: &[&str] = &["has"];
 
-pub(crate) fn compile(v: &Value) -> Result<Rules, Vec<Problem>> {
-    measure(v)?;
+/// A policy document: any JSON value, or an object borrowed from where it is kept (a Route's
+/// `spec.policy`), which spares copying it into a [`Value`] first.
+#[derive(Clone, Copy)]
+pub(crate) enum Doc<'a> {
+    Value(&'a Value),
+    Object(&'a Map<String, Value>),
+}
+
+pub(crate) fn compile(doc: Doc<'_>) -> Result<Rules, Vec<Problem>> {
+    measure(doc)?;
     let mut c = Compiler::default();
     let mut rules = Rules::default();
-    match v {
-        Value::Null => {}
-        Value::Object(m) => c.rule(m, "", &mut rules),
-        Value::Array(items) => {
+    match doc {
+        Doc::Value(Value::Null) => {}
+        Doc::Object(m) | Doc::Value(Value::Object(m)) => c.rule(m, "", &mut rules),
+        Doc::Value(Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
                 let path = format!("[{i}]");
                 match item {
@@ -52,7 +60,7 @@ pub(crate) fn compile(v: &Value) -> Result<Rules, Vec<Problem>> {
                 }
             }
         }
-        other => c.problem(
+        Doc::Value(other) => c.problem(
             String::new(),
             format!(
                 "expected an object with `allow` and/or `deny` (or a list of them), found {}",
@@ -517,16 +525,16 @@ fn json_kind(v: &Value) -> &'static str {
 
 /// Refuses policies over [`MAX_POLICY_BYTES`] (as compact JSON) or nested deeper than
 /// [`MAX_JSON_DEPTH`], without recursion and stopping as soon as a limit is passed.
-fn measure(v: &Value) -> Result<(), Vec<Problem>> {
+fn measure(doc: Doc<'_>) -> Result<(), Vec<Problem>> {
     let too_big = || {
         vec![Problem {
             path: String::new(),
             message: format!("policy is larger than {MAX_POLICY_BYTES} bytes (as compact JSON)"),
         }]
     };
-    let mut stack = vec![(v, 1usize)];
+    let mut stack = vec![(doc, 1usize)];
     let mut size = 0usize;
-    while let Some((v, depth)) = stack.pop() {
+    while let Some((doc, depth)) = stack.pop() {
         if depth > MAX_JSON_DEPTH {
             return Err(vec![Problem {
                 path: String::new(),
@@ -536,25 +544,25 @@ fn measure(v: &Value) -> Result<(), Vec<Problem>> {
                 ),
             }]);
         }
-        size += match v {
-            Value::Null | Value::Bool(true) => 4,
-            Value::Bool(false) => 5,
-            Value::Number(n) => n.to_string().len(),
-            Value::String(s) => escaped_len(s),
-            Value::Array(items) => {
+        size += match doc {
+            Doc::Value(Value::Null | Value::Bool(true)) => 4,
+            Doc::Value(Value::Bool(false)) => 5,
+            Doc::Value(Value::Number(n)) => n.to_string().len(),
+            Doc::Value(Value::String(s)) => escaped_len(s),
+            Doc::Value(Value::Array(items)) => {
                 if items.len() > MAX_POLICY_BYTES {
                     return Err(too_big());
                 }
-                stack.extend(items.iter().map(|x| (x, depth + 1)));
+                stack.extend(items.iter().map(|x| (Doc::Value(x), depth + 1)));
                 2 + items.len().saturating_sub(1)
             }
-            Value::Object(m) => {
+            Doc::Object(m) | Doc::Value(Value::Object(m)) => {
                 if m.len() > MAX_POLICY_BYTES {
                     return Err(too_big());
                 }
                 for (k, x) in m {
                     size += escaped_len(k) + 1;
-                    stack.push((x, depth + 1));
+                    stack.push((Doc::Value(x), depth + 1));
                 }
                 2 + m.len().saturating_sub(1)
             }
@@ -625,8 +633,29 @@ mod tests {
             .map(|s| s.len())
             .unwrap_or(0);
         let at_limit = json!({"allow": {"or": [{"http_path": {"is": format!("/{}", "x".repeat(MAX_POLICY_BYTES - base))}}]}});
-        assert!(measure(&at_limit).is_ok());
+        assert!(measure(Doc::Value(&at_limit)).is_ok());
         let over = json!({"allow": {"or": [{"http_path": {"is": format!("/{}", "x".repeat(MAX_POLICY_BYTES - base + 1))}}]}});
-        assert!(measure(&over).is_err());
+        assert!(measure(Doc::Value(&over)).is_err());
+    }
+
+    #[test]
+    fn a_borrowed_object_compiles_like_the_value() {
+        let deep = (0..MAX_JSON_DEPTH).fold(json!(1), |v, _| json!({ "not": [v] }));
+        let samples = [
+            json!({}),
+            json!({"allow": {"or": [{"email": {"is": "a@example.com"}}, {"expression": "true"}]}}),
+            json!({"allow": {"or": [{"email": {"nope": 1}}, {"expression": "((("}]}}),
+            json!({"deny": {"and": [{"groups": {"has": "x"}}]}, "extra": 1}),
+            json!({"allow": deep}),
+        ];
+        let shape = |r: Result<Rules, Vec<Problem>>| {
+            r.map(|r| (r.allow.len(), r.deny.len(), r.programs.len()))
+        };
+        for v in samples {
+            let m = v.as_object().unwrap();
+            let by_value = shape(compile(Doc::Value(&v)));
+            assert_eq!(by_value, shape(compile(Doc::Object(m))), "{v}");
+            assert_eq!(measure(Doc::Value(&v)).err(), measure(Doc::Object(m)).err());
+        }
     }
 }

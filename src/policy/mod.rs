@@ -165,7 +165,19 @@ impl Policy {
     /// everyone. Returns every problem found (up to [`MAX_PROBLEMS`]), each with its path.
     /// CEL expressions are parsed and checked here, once.
     pub fn compile(v: &serde_json::Value) -> Result<Policy, Vec<Problem>> {
-        compile::compile(v).map(|rules| Policy {
+        Self::from_rules(compile::compile(compile::Doc::Value(v)))
+    }
+
+    /// [`Policy::compile`] of an object, borrowed where it is kept (a Route's `spec.policy`)
+    /// instead of copied into a [`serde_json::Value`] first. Same result, same problems.
+    pub fn compile_object(
+        m: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Policy, Vec<Problem>> {
+        Self::from_rules(compile::compile(compile::Doc::Object(m)))
+    }
+
+    fn from_rules(rules: Result<eval::Rules, Vec<Problem>>) -> Result<Policy, Vec<Problem>> {
+        rules.map(|rules| Policy {
             rules: Arc::new(rules),
         })
     }

@@ -26,15 +26,12 @@
 //! Building is deterministic: the same set of entries in any order gives the same table and the
 //! same, sorted, list of refusals.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::host::{canonical_host_name, host_name};
 use super::path::{canonical_path, is_canonical_path, prefix_matches, trim_prefix};
 use super::{Entry, HostPattern, Match, PathMatch, RefuseReason, Refused};
-
-/// What two entries must share to conflict: canonical host pattern and canonical path match.
-type Claim = (HostPattern, PathMatch);
 
 /// The default conflict rank: (creation time in Unix seconds, `namespace/name`). Lower wins.
 pub type Rank = (i64, String);
@@ -241,7 +238,9 @@ impl<R, K: Ord> TableBuilder<R, K> {
             .into_iter()
             .collect();
         let mut refused = Vec::new();
-        let mut claims: BTreeMap<Claim, Vec<(K, Entry<R>)>> = BTreeMap::new();
+        // Canonical claims with their rank, grouped and ordered by one stable sort: by claim,
+        // then rank, then id; equal ones keep their order of addition.
+        let mut claims: Vec<(K, Entry<R>)> = Vec::with_capacity(self.entries.len());
 
         for (entry, rank) in self.entries {
             let mut refuse = |host: HostPattern, path: PathMatch, reason| {
@@ -286,33 +285,39 @@ impl<R, K: Ord> TableBuilder<R, K> {
                 refuse(host, path, reason);
                 continue;
             }
-            let entry = Entry {
-                host: host.clone(),
-                path: path.clone(),
-                ..entry
-            };
-            claims.entry((host, path)).or_default().push((rank, entry));
+            claims.push((
+                rank,
+                Entry {
+                    host,
+                    path,
+                    ..entry
+                },
+            ));
         }
+        claims.sort_by(|(ra, a), (rb, b)| {
+            (&a.host, &a.path)
+                .cmp(&(&b.host, &b.path))
+                .then_with(|| ra.cmp(rb))
+                .then_with(|| a.id.cmp(&b.id))
+        });
 
-        let mut entries = Vec::with_capacity(claims.len());
-        for (_, mut claimants) in claims {
-            // Stable: equal (rank, id) keep their order of addition.
-            claimants.sort_by(|(ra, a), (rb, b)| ra.cmp(rb).then_with(|| a.id.cmp(&b.id)));
-            let mut claimants = claimants.into_iter().map(|(_, e)| e);
-            let Some(winner) = claimants.next() else {
-                continue;
-            };
-            for loser in claimants {
-                refused.push(Refused {
-                    id: loser.id,
-                    host: loser.host,
-                    path: loser.path,
-                    reason: RefuseReason::Conflict {
-                        winner_id: winner.id.clone(),
-                    },
-                });
+        let mut entries: Vec<Entry<R>> = Vec::with_capacity(claims.len());
+        for (_, claimant) in claims {
+            match entries.last() {
+                Some(winner)
+                    if (&winner.host, &winner.path) == (&claimant.host, &claimant.path) =>
+                {
+                    refused.push(Refused {
+                        id: claimant.id,
+                        host: claimant.host,
+                        path: claimant.path,
+                        reason: RefuseReason::Conflict {
+                            winner_id: winner.id.clone(),
+                        },
+                    });
+                }
+                _ => entries.push(claimant),
             }
-            entries.push(winner);
         }
         refused.sort();
 

@@ -16,13 +16,15 @@
 //!
 //! The output depends on the objects only, never on their order.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-use k8s_openapi::api::core::v1::{Service, ServicePort as SpecPort};
+use k8s_openapi::api::core::v1::{Service, ServicePort as SpecPort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use k8s_openapi::api::networking::v1::ServiceBackendPort;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::routing::upstream::{AddressPolicy, Forbidden, Target, UpstreamScheme};
 
@@ -370,25 +372,87 @@ fn scheme_from_app_protocol(app_protocol: &str) -> Option<UpstreamScheme> {
     }
 }
 
-/// EndpointSlices grouped by `(namespace, Service name)` from their
-/// [`SERVICE_NAME_LABEL`]; each group sorted by slice name. Slices without a namespace or the
-/// label belong to no Service and are left out.
-pub fn slices_by_service<'a>(
-    slices: impl IntoIterator<Item = &'a EndpointSlice>,
-) -> HashMap<(String, String), Vec<&'a EndpointSlice>> {
-    let mut out: HashMap<(String, String), Vec<&'a EndpointSlice>> = HashMap::new();
+/// Reduces a Service to what [`resolve_service`] reads (its names, uid and `resourceVersion`;
+/// `type`, `externalName` and the ports' name, number, protocol and `appProtocol`), so the
+/// controller's stores keep no more: it resolves exactly as the whole object does.
+pub fn slim_service(service: &mut Service) {
+    slim_meta(&mut service.metadata, |_| false);
+    service.status = None;
+    if let Some(spec) = service.spec.as_mut() {
+        let ports = spec.ports.take().map(|ports| {
+            ports
+                .into_iter()
+                .map(|p| SpecPort {
+                    name: p.name,
+                    port: p.port,
+                    protocol: p.protocol,
+                    app_protocol: p.app_protocol,
+                    ..SpecPort::default()
+                })
+                .collect()
+        });
+        *spec = ServiceSpec {
+            ports,
+            type_: spec.type_.take(),
+            external_name: spec.external_name.take(),
+            ..ServiceSpec::default()
+        };
+    }
+}
+
+/// Reduces an EndpointSlice to what [`resolve_service`] reads (names, uid, `resourceVersion`,
+/// the Service label, `addressType`, each endpoint's first address and conditions, the ports'
+/// name, number and protocol): it resolves exactly as the whole object does.
+pub fn slim_slice(slice: &mut EndpointSlice) {
+    slim_meta(&mut slice.metadata, |label| label == SERVICE_NAME_LABEL);
+    for endpoint in &mut slice.endpoints {
+        endpoint.addresses.truncate(1);
+        *endpoint = Endpoint {
+            addresses: std::mem::take(&mut endpoint.addresses),
+            conditions: endpoint.conditions.take(),
+            ..Endpoint::default()
+        };
+    }
+    if let Some(ports) = slice.ports.as_mut() {
+        for p in ports {
+            p.app_protocol = None;
+        }
+    }
+}
+
+/// Keeps the identity of an object (names, uid, `resourceVersion`, creation time) and the
+/// labels `keep` picks; drops every annotation, owner and finalizer.
+fn slim_meta(meta: &mut ObjectMeta, keep: impl Fn(&str) -> bool) {
+    if let Some(labels) = meta.labels.as_mut() {
+        labels.retain(|k, _| keep(k));
+    }
+    meta.annotations = None;
+    meta.owner_references = None;
+    meta.finalizers = None;
+    meta.managed_fields = None;
+}
+
+/// EndpointSlices (or anything that borrows as one, such as `Arc<EndpointSlice>`) grouped by
+/// `(namespace, Service name)` from their [`SERVICE_NAME_LABEL`], borrowed from the slices; each
+/// group sorted by slice name. Slices without a namespace or the label belong to no Service and
+/// are left out.
+pub fn slices_by_service<'a, S: Borrow<EndpointSlice>>(
+    slices: impl IntoIterator<Item = &'a S>,
+) -> HashMap<(&'a str, &'a str), Vec<&'a S>> {
+    let mut out: HashMap<(&'a str, &'a str), Vec<&'a S>> = HashMap::new();
     for slice in slices {
-        let (Some(namespace), Some(service)) =
-            (slice.metadata.namespace.as_deref(), service_label(slice))
+        let s: &'a EndpointSlice = slice.borrow();
+        let (Some(namespace), Some(service)) = (s.metadata.namespace.as_deref(), service_label(s))
         else {
             continue;
         };
-        out.entry((namespace.to_owned(), service.to_owned()))
-            .or_default()
-            .push(slice);
+        out.entry((namespace, service)).or_default().push(slice);
     }
     for group in out.values_mut() {
-        group.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        group.sort_by(|a, b| {
+            let (a, b): (&EndpointSlice, &EndpointSlice) = ((*a).borrow(), (*b).borrow());
+            a.metadata.name.cmp(&b.metadata.name)
+        });
     }
     out
 }
@@ -396,9 +460,8 @@ pub fn slices_by_service<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::ServiceSpec;
+    use k8s_openapi::api::core::v1::ObjectReference;
     use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointPort};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn meta(namespace: &str, name: &str) -> ObjectMeta {
         ObjectMeta {
@@ -917,7 +980,7 @@ mod tests {
         let grouped = slices_by_service([&b, &a]);
         let regrouped = slices_by_service([&a, &b]);
         assert_eq!(grouped, regrouped);
-        let group = &grouped[&("team-a".to_owned(), "web".to_owned())];
+        let group = &grouped[&("team-a", "web")];
         let names: Vec<_> = group.iter().map(|s| s.metadata.name.as_deref()).collect();
         assert_eq!(names, [Some("web-a"), Some("web-b")]);
         let three = resolve(ServicePort::Number(80), &svc, group).unwrap();
@@ -937,13 +1000,9 @@ mod tests {
         keys.sort();
         assert_eq!(
             keys,
-            [
-                ("team-a".to_owned(), "api".to_owned()),
-                ("team-a".to_owned(), "web".to_owned()),
-                ("team-b".to_owned(), "web".to_owned()),
-            ]
+            [("team-a", "api"), ("team-a", "web"), ("team-b", "web")]
         );
-        assert_eq!(grouped[&("team-a".to_owned(), "web".to_owned())].len(), 1);
+        assert_eq!(grouped[&("team-a", "web")].len(), 1);
     }
 
     #[test]
@@ -970,5 +1029,87 @@ mod tests {
         );
         assert_eq!(ServicePort::Name("http".into()).to_string(), "\"http\"");
         assert_eq!(ServicePort::Number(80).to_string(), "80");
+    }
+
+    #[test]
+    fn slim_objects_resolve_like_whole_ones() {
+        let mut web = mk_service("web", &[(80, "http", "kubernetes.io/h2c"), (81, "", "")]);
+        web.metadata.annotations = Some([("a".to_owned(), "b".to_owned())].into());
+        web.metadata.labels = Some([("app".to_owned(), "web".to_owned())].into());
+        if let Some(spec) = web.spec.as_mut() {
+            spec.selector = Some([("app".to_owned(), "web".to_owned())].into());
+            spec.cluster_ip = Some("10.96.0.10".into());
+        }
+        let mut slice = mk_slice(
+            "web",
+            "web-a",
+            &[("http", 8080), ("", 8081)],
+            &[
+                ready("10.0.0.1"),
+                terminating("10.0.0.2"),
+                ready("127.0.0.1"),
+            ],
+        );
+        slice.endpoints[0].addresses.push("10.0.0.9".into());
+        slice.endpoints[0].node_name = Some("node-1".into());
+        slice.endpoints[0].target_ref = Some(ObjectReference {
+            name: Some("web-7d9f".into()),
+            ..ObjectReference::default()
+        });
+        if let Some(labels) = slice.metadata.labels.as_mut() {
+            labels.insert("endpointslice.kubernetes.io/managed-by".into(), "x".into());
+        }
+        let external = mk_external("ext", "db.example.com", &[(5432, "pg", "")]);
+        let dns = mk_service("lonely", &[(80, "http", "")]);
+
+        let cases = [(&web, vec![&slice]), (&external, vec![]), (&dns, vec![])];
+        for (service, slices) in cases {
+            let (mut slim_svc, mut slim_slices) = (service.clone(), Vec::new());
+            slim_service(&mut slim_svc);
+            for s in &slices {
+                let mut s = (*s).clone();
+                slim_slice(&mut s);
+                slim_slices.push(s);
+            }
+            let slim_refs: Vec<&EndpointSlice> = slim_slices.iter().collect();
+            for port in [
+                ServicePort::Number(80),
+                ServicePort::Number(81),
+                ServicePort::Number(5432),
+                ServicePort::Name("http".into()),
+                ServicePort::Name("pg".into()),
+            ] {
+                let name = service.metadata.name.as_deref().unwrap();
+                let whole = resolve_service(
+                    "team-a",
+                    name,
+                    &port,
+                    Some(service),
+                    &slices,
+                    &policy(),
+                    true,
+                );
+                let slim = resolve_service(
+                    "team-a",
+                    name,
+                    &port,
+                    Some(&slim_svc),
+                    &slim_refs,
+                    &policy(),
+                    true,
+                );
+                assert_eq!(whole, slim, "{name} {port}");
+            }
+            assert_eq!(slim_svc.metadata.annotations, None);
+            assert!(slim_svc.spec.as_ref().unwrap().selector.is_none());
+        }
+        let mut s = slice.clone();
+        slim_slice(&mut s);
+        assert_eq!(s.endpoints[0].addresses, ["10.0.0.1"]);
+        assert_eq!(s.endpoints[0].target_ref, None);
+        assert_eq!(
+            s.metadata.labels.unwrap().keys().collect::<Vec<_>>(),
+            [SERVICE_NAME_LABEL]
+        );
     }
 }

@@ -14,16 +14,14 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 use super::backends::ServicePort;
 use super::route::url_of;
 use super::{
-    Builder, CompileContext, INGRESS_CLASS, INGRESS_CONTROLLER, Index, Kind, ObjectKey, Problem,
-    certificate_for, options, rank, service_backend,
+    Builder, CompileContext, INGRESS_CLASS, INGRESS_CONTROLLER, Index, Kind,
+    LEGACY_CLASS_ANNOTATION, ObjectKey, Problem, certificate_for, options, rank, service_backend,
 };
 use crate::routing::route::{Backend, Protocol, Route, RouteId, SourceKind};
 use crate::routing::{Entry, HostPattern, PathMatch};
 
 /// Annotation marking the cluster's default IngressClass.
 const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
-/// The class annotation that predates `spec.ingressClassName`.
-const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 
 /// Which IngressClass names are ours.
 pub(super) struct Classes {
@@ -286,7 +284,7 @@ fn backend(
             ));
         }
     };
-    service_backend(namespace, &svc.name, &port, 1, false, index, ctx)
+    service_backend(&index.resolve(namespace, &svc.name, &port, ctx), 1, false)
 }
 
 /// What a rule path serves when its backend did not resolve: nothing (503), but the path stays

@@ -15,6 +15,7 @@
 //! affects its own routes.
 
 pub mod backends;
+mod cache;
 mod credentials;
 mod ingress;
 pub mod options;
@@ -23,7 +24,7 @@ mod route;
 #[cfg(test)]
 mod tests;
 
-use crate::routing::client_ca::{ClientAuth, ClientCaError};
+use std::cell::{OnceCell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
@@ -32,8 +33,11 @@ use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+pub use self::cache::Cache;
+use self::cache::Resolution;
 use super::snapshot::Snapshot;
 use crate::routing::certs::{CertStore, CertStoreBuilder, Certificate, parse_pem_pair};
+use crate::routing::client_ca::{ClientAuth, ClientCaError};
 use crate::routing::route::{Backend, Route, Table};
 use crate::routing::upstream::{AddressPolicy, Upstream, UpstreamScheme, parse_url_upstream};
 use crate::routing::{Entry, HostPattern, RefuseReason, TableBuilder};
@@ -46,6 +50,9 @@ pub const INGRESS_CONTROLLER: &str = "portcullis.dev/ingress-controller";
 
 /// The IngressClass name Portcullis answers to even when no IngressClass object names it.
 pub const INGRESS_CLASS: &str = "portcullis";
+
+/// The Ingress annotation naming a class, from before `spec.ingressClassName`.
+pub const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 
 /// Most characters of a condition message or Event note; longer ones are cut.
 pub const MAX_MESSAGE: usize = 1024;
@@ -191,11 +198,20 @@ pub struct Compiled {
     pub table: Table,
     /// One report per Route and per Ingress of our class, by object.
     pub reports: BTreeMap<ObjectKey, Report>,
+    /// What the next compile may reuse (see [`compile_with`]).
+    pub cache: Cache,
 }
 
 /// Compiles a snapshot. Pure and deterministic.
 pub fn compile(snap: &Snapshot, ctx: &CompileContext) -> Compiled {
-    let index = Index::new(snap);
+    compile_with(snap, ctx, Cache::default())
+}
+
+/// [`compile`], reusing the per-object results in `cache` (the previous compile's
+/// [`Compiled::cache`]) for objects that did not change. The result is exactly what [`compile`]
+/// gives; routes of unchanged objects are the same `Arc`s as in the table the cache came with.
+pub fn compile_with(snap: &Snapshot, ctx: &CompileContext, cache: Cache) -> Compiled {
+    let index = Index::new(snap, cache.begin(ctx, snap));
     let mut b = Builder::new(ctx);
     let mut routes: Vec<_> = snap.routes.iter().collect();
     routes.sort_by(|a, b| key_of(&a.metadata).cmp(&key_of(&b.metadata)));
@@ -228,6 +244,7 @@ pub fn compile(snap: &Snapshot, ctx: &CompileContext) -> Compiled {
     if let Some((ns, name)) = &ctx.client_ca {
         compiled.table.client_auth = client_auth(&index, ns, name);
     }
+    compiled.cache = index.memo.into_inner().end(snap);
     compiled
 }
 
@@ -274,11 +291,33 @@ fn key_of(meta: &ObjectMeta) -> (&str, &str) {
     )
 }
 
-/// Lookups by namespace and name over the snapshot.
+/// Lookups by namespace and name over the snapshot, and the memo of the previous compile.
 pub(crate) struct Index<'a> {
-    services: HashMap<(&'a str, &'a str), &'a Service>,
-    slices: HashMap<(String, String), Vec<&'a EndpointSlice>>,
+    snap: &'a Snapshot,
+    /// Services and EndpointSlices by namespace and Service name, built on first use: when
+    /// they are the very objects of the last compile, the memo answers every lookup.
+    backends: OnceCell<Backends<'a>>,
     secrets: HashMap<(&'a str, &'a str), &'a Secret>,
+    /// Read and refilled as objects compile (compile is single-threaded).
+    memo: RefCell<Cache>,
+}
+
+struct Backends<'a> {
+    services: HashMap<(&'a str, &'a str), &'a Arc<Service>>,
+    slices: HashMap<(&'a str, &'a str), Vec<&'a Arc<EndpointSlice>>>,
+}
+
+impl<'a> Backends<'a> {
+    fn new(snap: &'a Snapshot) -> Self {
+        Backends {
+            services: snap
+                .services
+                .iter()
+                .map(|s| (key_of(&s.metadata), s))
+                .collect(),
+            slices: backends::slices_by_service(&snap.endpoint_slices),
+        }
+    }
 }
 
 /// Why a TLS Secret cannot be used.
@@ -299,7 +338,7 @@ pub(crate) enum SecretError {
 }
 
 impl<'a> Index<'a> {
-    fn new(snap: &'a Snapshot) -> Self {
+    fn new(snap: &'a Snapshot, memo: Cache) -> Self {
         let ns_name = |m: &'a ObjectMeta| {
             (
                 m.namespace.as_deref().unwrap_or_default(),
@@ -307,29 +346,66 @@ impl<'a> Index<'a> {
             )
         };
         Index {
-            services: snap
-                .services
-                .iter()
-                .map(|s| (ns_name(&s.metadata), s.as_ref()))
-                .collect(),
-            slices: backends::slices_by_service(snap.endpoint_slices.iter().map(Arc::as_ref)),
+            snap,
+            backends: OnceCell::new(),
             secrets: snap
                 .secrets
                 .iter()
                 .map(|s| (ns_name(&s.metadata), s.as_ref()))
                 .collect(),
+            memo: RefCell::new(memo),
         }
     }
 
-    fn service(&self, namespace: &str, name: &str) -> Option<&'a Service> {
-        self.services.get(&(namespace, name)).copied()
-    }
-
-    fn slices(&self, namespace: &str, service: &str) -> &[&'a EndpointSlice] {
-        self.slices
-            .get(&(namespace.to_owned(), service.to_owned()))
+    /// The Service `namespace/name` and `port` resolved into targets (see
+    /// [`backends::resolve_service`]), from the memo when the objects did not change.
+    fn resolve(
+        &self,
+        namespace: &str,
+        name: &str,
+        port: &backends::ServicePort,
+        ctx: &CompileContext,
+    ) -> Arc<Resolution> {
+        if let Some(hit) = self
+            .memo
+            .borrow_mut()
+            .unchanged_service(namespace, name, port)
+        {
+            return hit;
+        }
+        let backends = self.backends.get_or_init(|| Backends::new(self.snap));
+        let service = backends.services.get(&(namespace, name)).copied();
+        let slices = backends
+            .slices
+            .get(&(namespace, name))
             .map(Vec::as_slice)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let cached = self
+            .memo
+            .borrow_mut()
+            .service(namespace, name, port, service, slices);
+        if let Some(hit) = cached {
+            return hit;
+        }
+        let plain: Vec<&EndpointSlice> = slices.iter().map(|s| s.as_ref()).collect();
+        let resolution = Arc::new(backends::resolve_service(
+            namespace,
+            name,
+            port,
+            service.map(Arc::as_ref),
+            &plain,
+            &ctx.address_policy,
+            ctx.allow_external_name,
+        ));
+        self.memo.borrow_mut().keep_service(
+            namespace,
+            name,
+            port,
+            service,
+            slices,
+            Arc::clone(&resolution),
+        );
+        resolution
     }
 
     /// The certificate in a TLS Secret of `namespace` (never another namespace's).
@@ -511,6 +587,7 @@ impl Builder {
                 ..Table::default()
             },
             reports: self.reports,
+            cache: Cache::default(),
         }
     }
 }
@@ -527,28 +604,15 @@ fn truncate(mut s: String) -> String {
     s
 }
 
-/// A Service backend of `namespace` as a weighted [`Backend`]: its ready endpoints, or its DNS
-/// name when it has no EndpointSlices. `scheme` is the route's; a Service port's `appProtocol`
-/// may upgrade `http` to `https`.
+/// A resolved Service backend (see [`Index::resolve`]) as a weighted [`Backend`]: its ready
+/// endpoints, or its DNS name when it has no EndpointSlices. `scheme` is the route's; a Service
+/// port's `appProtocol` may upgrade `http` to `https`.
 fn service_backend(
-    namespace: &str,
-    name: &str,
-    port: &backends::ServicePort,
+    resolution: &Resolution,
     weight: u32,
     ssh: bool,
-    index: &Index<'_>,
-    ctx: &CompileContext,
 ) -> Result<(Backend, Vec<String>), Problem> {
-    let resolved = backends::resolve_service(
-        namespace,
-        name,
-        port,
-        index.service(namespace, name),
-        index.slices(namespace, name),
-        &ctx.address_policy,
-        ctx.allow_external_name,
-    )
-    .map_err(|e| {
+    let resolved = resolution.as_ref().map_err(|e| {
         let reason = match e {
             backends::BackendError::ExternalNameNotAllowed { .. }
             | backends::BackendError::Forbidden { .. } => "BackendNotAllowed",
@@ -563,15 +627,15 @@ fn service_backend(
     };
     let upstreams = resolved
         .targets
-        .into_iter()
+        .iter()
         .map(|target| Upstream {
             scheme,
-            target,
+            target: target.clone(),
             weight,
             base_path: String::new(),
         })
         .collect();
-    Ok((Backend { weight, upstreams }, resolved.dropped))
+    Ok((Backend { weight, upstreams }, resolved.dropped.clone()))
 }
 
 /// A URL backend, after the SSRF rules.

@@ -109,7 +109,7 @@ pub struct CompiledOptions {
 /// its policy. Returns every problem found, in field order.
 pub fn route_options(spec: &RouteSpec) -> Result<CompiledOptions, Vec<OptionProblem>> {
     let input = Input {
-        policy: spec.policy.as_ref().map(|p| Value::Object(p.0.clone())),
+        policy: spec.policy.as_ref().map(|p| PolicyInput::Spec(&p.0)),
         allow_any_authenticated_user: spec.allow_any_authenticated_user,
         allow_public_unauthenticated_access: spec.allow_public_unauthenticated_access,
         bearer_token_format: spec.bearer_token_format.map(token_format),
@@ -164,7 +164,7 @@ pub fn ingress_options(
         }
         let flag = |p: &mut Problems| parse_bool(p, field, text);
         match field {
-            Field::Policy => input.policy = parse_policy(&mut p, text),
+            Field::Policy => input.policy = parse_policy(&mut p, text).map(PolicyInput::Parsed),
             Field::AllowAnyAuthenticatedUser => input.allow_any_authenticated_user = flag(&mut p),
             Field::AllowPublicUnauthenticatedAccess => {
                 input.allow_public_unauthenticated_access = flag(&mut p);
@@ -194,8 +194,8 @@ pub fn ingress_options(
 
 /// The options of one object before validation, whichever kind it came from.
 #[derive(Default)]
-struct Input {
-    policy: Option<Value>,
+struct Input<'a> {
+    policy: Option<PolicyInput<'a>>,
     allow_any_authenticated_user: Option<bool>,
     allow_public_unauthenticated_access: Option<bool>,
     bearer_token_format: Option<BearerTokenFormat>,
@@ -213,7 +213,14 @@ struct Input {
 }
 
 /// Checks every field of `input`, adding to the problems `p` already holds.
-fn compile(input: Input, mut p: Problems) -> Result<CompiledOptions, Vec<OptionProblem>> {
+/// A policy as an annotation gives it (parsed YAML) or as a Route spec holds it (borrowed: a
+/// copy of every policy on every compile is what it would cost otherwise).
+enum PolicyInput<'a> {
+    Parsed(Value),
+    Spec(&'a Map<String, Value>),
+}
+
+fn compile(input: Input<'_>, mut p: Problems) -> Result<CompiledOptions, Vec<OptionProblem>> {
     let policy = match &input.policy {
         Some(v) => check_policy(&mut p, v),
         None => Policy::deny_all(),
@@ -601,13 +608,17 @@ fn token_format(format: api::BearerTokenFormat) -> BearerTokenFormat {
 
 /// `policy`: a mapping of at most [`POLICY_MAX_PROPERTIES`] keys that [`Policy::compile`]
 /// accepts. Policy problems keep their path below the field.
-fn check_policy(p: &mut Problems, v: &Value) -> Policy {
-    let Some(map) = v.as_object() else {
-        p.at(
-            Field::Policy,
-            format!("must be a mapping with allow and/or deny, not {}", kind(v)),
-        );
-        return Policy::deny_all();
+fn check_policy(p: &mut Problems, input: &PolicyInput<'_>) -> Policy {
+    let map = match input {
+        PolicyInput::Spec(map) => *map,
+        PolicyInput::Parsed(Value::Object(map)) => map,
+        PolicyInput::Parsed(v) => {
+            p.at(
+                Field::Policy,
+                format!("must be a mapping with allow and/or deny, not {}", kind(v)),
+            );
+            return Policy::deny_all();
+        }
     };
     if map.len() > POLICY_MAX_PROPERTIES as usize {
         p.at(
@@ -619,7 +630,7 @@ fn check_policy(p: &mut Problems, v: &Value) -> Policy {
         );
         return Policy::deny_all();
     }
-    match Policy::compile(v) {
+    match Policy::compile_object(map) {
         Ok(policy) => policy,
         Err(problems) => {
             let base = p.path(Field::Policy);

@@ -4,6 +4,8 @@
 use std::sync::Arc;
 
 use super::backends::ServicePort;
+use super::cache::Resolution;
+use super::options::{CompiledOptions, OptionProblem};
 use super::{
     Builder, CompileContext, Index, Kind, ObjectKey, Problem, certificate_for, options, rank,
     service_backend, url_backend,
@@ -69,74 +71,115 @@ pub(super) fn parse_from(from: &str) -> Result<From, String> {
     }
 }
 
-pub(super) fn compile(obj: &api::Route, index: &Index<'_>, ctx: &CompileContext, b: &mut Builder) {
+/// What a Route's spec alone gives: `from` parsed, options and policy checked. Memoized by
+/// uid and generation ([`super::cache`]).
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per Route, always behind an Arc"
+)]
+pub(super) enum Spec {
+    InvalidFrom(String),
+    Invalid(Vec<OptionProblem>),
+    Valid(From, CompiledOptions),
+}
+
+impl Spec {
+    fn of(spec: &RouteSpec) -> Spec {
+        let from = match parse_from(&spec.from) {
+            Ok(f) => f,
+            Err(message) => return Spec::InvalidFrom(message),
+        };
+        match options::route_options(spec) {
+            Ok(c) => Spec::Valid(from, c),
+            Err(problems) => Spec::Invalid(problems),
+        }
+    }
+}
+
+/// What one Route object compiles to on its own, before it meets the others in the table: its
+/// problems, and the route it serves and where. Memoized while its spec and the resolutions of
+/// the Services it names stay the same ([`super::cache`]).
+pub(super) struct Unit {
+    /// Each Service target's resolution, in `spec.to` order.
+    deps: Vec<(String, i32, Arc<Resolution>)>,
+    problems: Vec<Problem>,
+    served: Option<Served>,
+}
+
+struct Served {
+    route: Arc<Route>,
+    /// An SSH name, or the canonical host and path prefix.
+    place: Place,
+}
+
+enum Place {
+    Ssh(String),
+    Http { host: String, prefix: String },
+}
+
+impl Unit {
+    fn refused(problems: Vec<Problem>) -> Unit {
+        Unit {
+            deps: Vec::new(),
+            problems,
+            served: None,
+        }
+    }
+
+    /// Whether every Service it names still resolves to what it used.
+    fn is_current(&self, namespace: &str, index: &Index<'_>, ctx: &CompileContext) -> bool {
+        self.deps.iter().all(|(name, port, used)| {
+            let now = index.resolve(namespace, name, &ServicePort::Number(*port), ctx);
+            Arc::ptr_eq(&now, used)
+        })
+    }
+}
+
+pub(super) fn compile(
+    obj: &Arc<api::Route>,
+    index: &Index<'_>,
+    ctx: &CompileContext,
+    b: &mut Builder,
+) {
     let meta = &obj.metadata;
-    let namespace = meta.namespace.clone().unwrap_or_default();
-    let name = meta.name.clone().unwrap_or_default();
+    let namespace = meta.namespace.as_deref().unwrap_or_default();
     let key = ObjectKey {
         kind: Kind::Route,
-        namespace: namespace.clone(),
-        name: name.clone(),
+        namespace: namespace.to_owned(),
+        name: meta.name.clone().unwrap_or_default(),
     };
     b.report(&key, meta);
-    let spec = &obj.spec;
 
-    let from = match parse_from(&spec.from) {
-        Ok(f) => f,
-        Err(message) => return b.problem(&key, meta, Problem::accepted("InvalidFrom", message)),
+    let cached = index.memo.borrow_mut().route(obj);
+    let (spec, unit) = match cached {
+        Some((spec, unit)) => (spec, unit),
+        None => (Arc::new(Spec::of(&obj.spec)), None),
     };
-    let compiled = match options::route_options(spec) {
-        Ok(c) => c,
-        Err(problems) => {
-            for p in problems {
-                let reason = if p.field.starts_with("spec.policy") {
-                    "InvalidPolicy"
-                } else {
-                    "Invalid"
-                };
-                b.problem(&key, meta, Problem::accepted(reason, p.to_string()));
-            }
-            return;
-        }
+    let unit = match unit.filter(|u| u.is_current(namespace, index, ctx)) {
+        Some(unit) => unit,
+        None => Arc::new(unit_of(obj, &spec, &key, index, ctx)),
     };
-    let ssh = matches!(from, From::Ssh(_));
-    let backends = backends(spec, &namespace, ssh, index, ctx, &mut |p| {
-        b.problem(&key, meta, p)
-    });
-    let backends = match backends {
-        Some(backends) => backends,
-        None => return,
-    };
+    index
+        .memo
+        .borrow_mut()
+        .keep_route(obj, spec, Arc::clone(&unit));
 
-    let (protocol, url) = match &from {
-        From::Http {
-            protocol,
-            authority,
-            prefix,
-            ..
-        } => (*protocol, url_of(*protocol, authority, prefix)),
-        From::Ssh(n) => (Protocol::Ssh, format!("ssh://{n}")),
+    for p in &unit.problems {
+        b.problem(&key, meta, p.clone());
+    }
+    let Some(served) = &unit.served else {
+        return;
     };
-    let route = Arc::new(Route {
-        id: RouteId {
-            kind: SourceKind::Route,
-            namespace: namespace.clone(),
-            name: name.clone(),
-        },
-        url: url.clone(),
-        protocol,
-        backends,
-        policy: compiled.policy,
-        options: compiled.options,
-    });
-    b.report(&key, meta).url = Some(url);
+    b.report(&key, meta).url = Some(served.route.url.clone());
     let rank = rank(&key, meta);
-    match from {
-        From::Ssh(n) => b.add_ssh(&key, n, route, rank),
-        From::Http { host, prefix, .. } => {
-            let host = HostPattern::Exact(host);
-            if let Some(tls) = &spec.tls {
-                match certificate_for(&namespace, &tls.secret_name, &[&host], index, ctx) {
+    let route = Arc::clone(&served.route);
+    match &served.place {
+        Place::Ssh(n) => b.add_ssh(&key, n.clone(), route, rank),
+        Place::Http { host, prefix } => {
+            let host = HostPattern::Exact(host.clone());
+            // Certificates are looked up on every compile: they expire with time.
+            if let Some(tls) = &obj.spec.tls {
+                match certificate_for(namespace, &tls.secret_name, &[&host], index, ctx) {
                     Ok((cert, warnings)) => {
                         for w in warnings {
                             b.problem(&key, meta, w);
@@ -150,7 +193,7 @@ pub(super) fn compile(obj: &api::Route, index: &Index<'_>, ctx: &CompileContext,
             }
             let entry = Entry {
                 host,
-                path: PathMatch::Prefix(prefix),
+                path: PathMatch::Prefix(prefix.clone()),
                 route,
                 id: key.to_string(),
             };
@@ -159,22 +202,88 @@ pub(super) fn compile(obj: &api::Route, index: &Index<'_>, ctx: &CompileContext,
     }
 }
 
+/// Compiles one Route on its own: [`Unit`].
+fn unit_of(
+    obj: &api::Route,
+    spec: &Spec,
+    key: &ObjectKey,
+    index: &Index<'_>,
+    ctx: &CompileContext,
+) -> Unit {
+    let (from, compiled) = match spec {
+        Spec::InvalidFrom(message) => {
+            return Unit::refused(vec![Problem::accepted("InvalidFrom", message.clone())]);
+        }
+        Spec::Invalid(problems) => {
+            let problems = problems
+                .iter()
+                .map(|p| {
+                    let reason = if p.field.starts_with("spec.policy") {
+                        "InvalidPolicy"
+                    } else {
+                        "Invalid"
+                    };
+                    Problem::accepted(reason, p.to_string())
+                })
+                .collect();
+            return Unit::refused(problems);
+        }
+        Spec::Valid(from, compiled) => (from, compiled),
+    };
+    let mut unit = Unit::refused(Vec::new());
+    let ssh = matches!(from, From::Ssh(_));
+    let Some(backends) = backends(&obj.spec, &key.namespace, ssh, index, ctx, &mut unit) else {
+        return unit;
+    };
+    let (protocol, url, place) = match from {
+        From::Http {
+            protocol,
+            authority,
+            host,
+            prefix,
+        } => (
+            *protocol,
+            url_of(*protocol, authority, prefix),
+            Place::Http {
+                host: host.clone(),
+                prefix: prefix.clone(),
+            },
+        ),
+        From::Ssh(n) => (Protocol::Ssh, format!("ssh://{n}"), Place::Ssh(n.clone())),
+    };
+    let route = Arc::new(Route {
+        id: RouteId {
+            kind: SourceKind::Route,
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+        },
+        url,
+        protocol,
+        backends,
+        policy: compiled.policy.clone(),
+        options: compiled.options.clone(),
+    });
+    unit.served = Some(Served { route, place });
+    unit
+}
+
 /// `spec.to` as backends. A target that cannot resolve is reported and left out (the others
-/// still serve); `None` when the spec itself is invalid.
+/// still serve); `None` when the spec itself is invalid. Problems and the Services used go into
+/// `unit`.
 fn backends(
     spec: &RouteSpec,
     namespace: &str,
     ssh: bool,
     index: &Index<'_>,
     ctx: &CompileContext,
-    report: &mut dyn FnMut(Problem),
+    unit: &mut Unit,
 ) -> Option<Vec<crate::routing::route::Backend>> {
     let mut out = Vec::with_capacity(spec.to.len());
     for (i, target) in spec.to.iter().enumerate() {
         let weight = target.weight_or_default();
         match target.backend() {
             None => {
-                report(Problem::accepted(
+                unit.problems.push(Problem::accepted(
                     "Invalid",
                     format!("spec.to[{i}] must set exactly one of service or url"),
                 ));
@@ -182,19 +291,21 @@ fn backends(
             }
             Some(api::Backend::Service(svc)) => {
                 let port = ServicePort::Number(svc.port);
-                match service_backend(namespace, &svc.name, &port, weight, ssh, index, ctx) {
+                let resolution = index.resolve(namespace, &svc.name, &port, ctx);
+                match service_backend(&resolution, weight, ssh) {
                     Ok((backend, dropped)) => {
                         for d in dropped {
-                            report(Problem::refs("BackendNotAllowed", d));
+                            unit.problems.push(Problem::refs("BackendNotAllowed", d));
                         }
                         out.push(backend);
                     }
-                    Err(p) => report(p),
+                    Err(p) => unit.problems.push(p),
                 }
+                unit.deps.push((svc.name.clone(), svc.port, resolution));
             }
             Some(api::Backend::Url(url)) => match url_backend(url, weight, ctx) {
                 Ok(backend) => out.push(backend),
-                Err(p) => report(p),
+                Err(p) => unit.problems.push(p),
             },
         }
     }

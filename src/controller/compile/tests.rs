@@ -876,3 +876,185 @@ fn compile_is_deterministic_in_any_input_order() {
     assert_eq!(ids(&first), ids(&second));
     assert_eq!(first.table.routes.len(), 21);
 }
+
+// ---------------------------------------------------------------- memo across compiles
+
+/// Everything a compile produces that a user could notice, in a comparable form.
+fn outcome(c: &Compiled) -> String {
+    let entries: Vec<String> = c
+        .table
+        .routes
+        .entries()
+        .map(|e| format!("{} {} {} {:?}", e.host, e.path, e.id, e.route))
+        .collect();
+    let ssh: Vec<String> = c
+        .table
+        .ssh
+        .iter()
+        .map(|(n, r)| format!("{n} {r:?}"))
+        .collect();
+    let certs: Vec<String> = c
+        .table
+        .routes
+        .hosts()
+        .map(|h| format!("{h} {:?}", c.table.certs.find(Some(h))))
+        .collect();
+    format!("{:#?}\n{entries:#?}\n{ssh:#?}\n{certs:#?}", c.reports)
+}
+
+/// The route object serving host + path.
+fn route_at(c: &Compiled, host: &str, path: &str) -> Arc<crate::routing::route::Route> {
+    Arc::clone(c.table.find(host, path).expect("route").1)
+}
+
+/// A snapshot with one of each thing compile memoizes or must not: Service and URL backends,
+/// a missing Service, SSH, TLS, a conflict, invalid options and policies, an Ingress.
+fn varied_snapshot() -> Snapshot {
+    Snapshot {
+        routes: vec![
+            mk_route("team-a", "billing", "https://billing.example.com/api")
+                .service("billing", 80)
+                .url("http://10.0.0.9:8080")
+                .build(),
+            mk_route("team-a", "old", "https://shared.example.com")
+                .service("billing", 80)
+                .created(10)
+                .build(),
+            mk_route("team-a", "young", "https://shared.example.com")
+                .url("http://10.0.0.8")
+                .created(20)
+                .build(),
+            mk_route("team-a", "gone", "https://gone.example.com")
+                .service("nope", 80)
+                .build(),
+            mk_route("team-a", "db", "ssh://db")
+                .url("ssh://10.0.0.7:22")
+                .build(),
+            mk_route("team-a", "tls", "https://secure.example.com")
+                .service("billing", 80)
+                .tls("secure-cert")
+                .build(),
+            mk_route("team-a", "bad-policy", "https://bad.example.com")
+                .url("http://10.0.0.1")
+                .policy(json!({"allow": {"or": [{"email": {"nope": 1}}]}}))
+                .build(),
+            mk_route("team-a", "bad-from", "ftp://x")
+                .url("http://10.0.0.1")
+                .build(),
+            mk_route("team-a", "meta", "https://meta.example.com")
+                .url("http://169.254.169.254")
+                .build(),
+        ],
+        services: vec![mk_service("team-a", "billing", &[("http", 80)])],
+        endpoint_slices: vec![mk_slice(
+            "team-a",
+            "billing",
+            ("http", 8080),
+            &[("10.1.0.1", true), ("10.1.0.2", false)],
+        )],
+        secrets: vec![mk_tls_secret(
+            "team-a",
+            "secure-cert",
+            &["secure.example.com"],
+        )],
+        ingresses: vec![
+            mk_ingress("team-a", "web")
+                .rule("web.example.com", &[("/", "Prefix", "billing", 80)])
+                .build(),
+        ],
+        ..Snapshot::default()
+    }
+}
+
+#[test]
+fn a_compile_with_the_last_cache_gives_what_a_fresh_compile_gives() {
+    let snap = varied_snapshot();
+    let fresh = compile(&snap, &ctx());
+    assert!(fresh.reports.len() >= 10, "{:?}", fresh.reports.keys());
+    let mut warm = compile_with(&snap, &ctx(), fresh.cache);
+    let fresh = compile(&snap, &ctx());
+    assert_eq!(outcome(&warm), outcome(&fresh));
+    // And again from a cache that was itself filled from a cache.
+    let mut warmer = compile_with(&snap, &ctx(), std::mem::take(&mut warm.cache));
+    assert_eq!(outcome(&warmer), outcome(&fresh));
+    // Unchanged Routes keep their compiled route.
+    assert!(Arc::ptr_eq(
+        &route_at(&warm, "billing.example.com", "/api"),
+        &route_at(&warmer, "billing.example.com", "/api")
+    ));
+    // A cache compiled under other settings is not used.
+    let other = compile_with(&snap, &dev_ctx(), std::mem::take(&mut warmer.cache));
+    assert_eq!(outcome(&other), outcome(&compile(&snap, &dev_ctx())));
+    assert!(!Arc::ptr_eq(
+        &route_at(&other, "billing.example.com", "/api"),
+        &route_at(&warmer, "billing.example.com", "/api")
+    ));
+}
+
+#[test]
+fn a_changed_object_is_compiled_again() {
+    let mut snap = varied_snapshot();
+    let first = compile(&snap, &ctx());
+    let billing = route_at(&first, "billing.example.com", "/api");
+
+    // A status write: a new object with the same generation. Nothing to compile again.
+    let mut with_status = (*snap.routes[0]).clone();
+    with_status.status = Some(api::RouteStatus {
+        url: Some("https://billing.example.com/api".into()),
+        ..api::RouteStatus::default()
+    });
+    snap.routes[0] = Arc::new(with_status);
+    let second = compile_with(&snap, &ctx(), first.cache);
+    assert!(Arc::ptr_eq(
+        &billing,
+        &route_at(&second, "billing.example.com", "/api")
+    ));
+
+    // A spec change moves the generation: compiled again.
+    let mut changed = (*snap.routes[0]).clone();
+    changed.spec.to.truncate(1);
+    changed.metadata.generation = Some(2);
+    snap.routes[0] = Arc::new(changed);
+    let third = compile_with(&snap, &ctx(), second.cache);
+    assert_eq!(outcome(&third), outcome(&compile(&snap, &ctx())));
+    assert_eq!(
+        addrs(&third, "billing.example.com", "/api"),
+        ["10.1.0.1:8080"]
+    );
+
+    // An EndpointSlice change reaches every Route of the Service, and only those.
+    let url_only = Arc::clone(&third.table.ssh["db"]);
+    snap.endpoint_slices = vec![mk_slice(
+        "team-a",
+        "billing",
+        ("http", 8080),
+        &[("10.1.0.1", true), ("10.1.0.2", true)],
+    )];
+    let fourth = compile_with(&snap, &ctx(), third.cache);
+    assert_eq!(outcome(&fourth), outcome(&compile(&snap, &ctx())));
+    assert_eq!(
+        addrs(&fourth, "billing.example.com", "/api"),
+        ["10.1.0.1:8080", "10.1.0.2:8080"]
+    );
+    assert_eq!(
+        addrs(&fourth, "web.example.com", "/"),
+        ["10.1.0.1:8080", "10.1.0.2:8080"]
+    );
+    assert!(Arc::ptr_eq(&url_only, &fourth.table.ssh["db"]));
+
+    // A Service that appears resolves; a deleted Route leaves no trace.
+    snap.services
+        .push(mk_service("team-a", "nope", &[("http", 80)]));
+    snap.routes
+        .retain(|r| r.metadata.name.as_deref() != Some("old"));
+    let fifth = compile_with(&snap, &ctx(), fourth.cache);
+    assert_eq!(outcome(&fifth), outcome(&compile(&snap, &ctx())));
+    assert_eq!(
+        addrs(&fifth, "gone.example.com", "/"),
+        ["nope.team-a.svc:80"]
+    );
+    assert_eq!(
+        served_by(&fifth, "shared.example.com", "/").as_deref(),
+        Some("Route team-a/young")
+    );
+}

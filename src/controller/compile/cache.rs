@@ -1,0 +1,272 @@
+//! What one compile keeps for the next: per-object results that depend only on objects that did
+//! not change since. `compile` stays pure: the [`Cache`] comes in as an argument and the new one
+//! goes out in [`super::Compiled::cache`]; the publisher carries it from one compile to the next.
+//!
+//! * A Route's parsed `from` and checked options and policy, by uid, valid while its
+//!   `generation` stays (status writes do not move it), and the unit it compiled to (its
+//!   problems and its `Arc<Route>`), valid while the Service resolutions it used are too. An
+//!   unchanged Route keeps the same `Arc<Route>` from one table to the next.
+//! * A Service port's resolution into targets, by namespace, name and port, valid while the
+//!   Service and its EndpointSlices are the same objects (the same `Arc`, or the same uid and
+//!   `resourceVersion`).
+//!
+//! An entry is only ever reused when a fresh compile would produce exactly it; a compile with a
+//! different address policy or `allowExternalNameServices` starts from an empty cache. Entries
+//! of objects that were not in the last snapshot are dropped.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use k8s_openapi::Metadata;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::CompileContext;
+use super::backends::{BackendError, ResolvedService, ServicePort};
+use super::route::{Spec, Unit};
+use crate::api;
+use crate::controller::snapshot::Snapshot;
+use crate::routing::upstream::AddressPolicy;
+
+/// A Service port resolved into targets, or why it cannot be.
+pub(super) type Resolution = Result<ResolvedService, BackendError>;
+
+/// Per-object compile results carried from one compile to the next. Start with
+/// `Cache::default()`; pass the previous [`super::Compiled::cache`] to [`super::compile_with`].
+#[derive(Default)]
+pub struct Cache {
+    /// The settings the entries were compiled under.
+    context: Option<(AddressPolicy, bool)>,
+    /// Counts compiles; an entry used by the current one carries its number.
+    serial: u64,
+    /// By Route uid.
+    routes: HashMap<String, RouteMemo>,
+    /// By namespace, then Service name; one entry per port asked for.
+    services: HashMap<String, HashMap<String, Vec<ServiceMemo>>>,
+    /// The Services and EndpointSlices of the last snapshot, in its order.
+    backends: (Vec<Arc<Service>>, Vec<Arc<EndpointSlice>>),
+    /// Whether this compile's Services and EndpointSlices are exactly those: then every
+    /// Service entry is current without looking at the objects.
+    backends_unchanged: bool,
+}
+
+impl fmt::Debug for Cache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("routes", &self.routes.len())
+            .field(
+                "services",
+                &self.services.values().map(HashMap::len).sum::<usize>(),
+            )
+            .finish()
+    }
+}
+
+struct RouteMemo {
+    /// The version the entry was made from (or a later one of the same generation).
+    object: Arc<api::Route>,
+    spec: Arc<Spec>,
+    unit: Option<Arc<Unit>>,
+    used: u64,
+}
+
+struct ServiceMemo {
+    port: ServicePort,
+    service: Option<Arc<Service>>,
+    slices: Vec<Arc<EndpointSlice>>,
+    resolution: Arc<Resolution>,
+    used: u64,
+}
+
+impl Cache {
+    /// This cache for a compile of `snap` under `ctx`: empty when the settings differ from
+    /// last time.
+    pub(super) fn begin(self, ctx: &CompileContext, snap: &Snapshot) -> Cache {
+        let context = (ctx.address_policy.clone(), ctx.allow_external_name);
+        let mut cache = if self.context.as_ref() == Some(&context) {
+            self
+        } else {
+            Cache {
+                context: Some(context),
+                ..Cache::default()
+            }
+        };
+        cache.serial += 1;
+        let (services, slices) = &cache.backends;
+        cache.backends_unchanged =
+            same_objects(services, &snap.services) && same_objects(slices, &snap.endpoint_slices);
+        cache
+    }
+
+    /// Drops the entries the compile of `snap` that just ended did not use (objects that are
+    /// gone).
+    pub(super) fn end(mut self, snap: &Snapshot) -> Cache {
+        if !self.backends_unchanged {
+            self.backends = (snap.services.clone(), snap.endpoint_slices.clone());
+        }
+        let serial = self.serial;
+        self.routes.retain(|_, m| m.used == serial);
+        self.services.retain(|_, by_name| {
+            by_name.retain(|_, ports| {
+                ports.retain(|m| m.used == serial);
+                !ports.is_empty()
+            });
+            !by_name.is_empty()
+        });
+        self
+    }
+
+    /// The spec results and unit of a Route, when its spec is the one they were made from.
+    pub(super) fn route(
+        &mut self,
+        obj: &Arc<api::Route>,
+    ) -> Option<(Arc<Spec>, Option<Arc<Unit>>)> {
+        let uid = obj.metadata.uid.as_deref()?;
+        let memo = self.routes.get_mut(uid)?;
+        if !same_spec(&memo.object, obj) {
+            return None;
+        }
+        memo.object = Arc::clone(obj);
+        memo.used = self.serial;
+        Some((Arc::clone(&memo.spec), memo.unit.clone()))
+    }
+
+    /// Remembers what a Route compiled to (nothing for an object without a uid).
+    pub(super) fn keep_route(&mut self, obj: &Arc<api::Route>, spec: Arc<Spec>, unit: Arc<Unit>) {
+        let Some(uid) = obj.metadata.uid.as_deref() else {
+            return;
+        };
+        let memo = RouteMemo {
+            object: Arc::clone(obj),
+            spec,
+            unit: Some(unit),
+            used: self.serial,
+        };
+        match self.routes.get_mut(uid) {
+            Some(m) => *m = memo,
+            None => {
+                self.routes.insert(uid.to_owned(), memo);
+            }
+        }
+    }
+
+    /// The resolution of a Service port, when no Service or EndpointSlice changed since the last
+    /// compile.
+    pub(super) fn unchanged_service(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        port: &ServicePort,
+    ) -> Option<Arc<Resolution>> {
+        if !self.backends_unchanged {
+            return None;
+        }
+        let serial = self.serial;
+        let memo = self
+            .services
+            .get_mut(namespace)?
+            .get_mut(name)?
+            .iter_mut()
+            .find(|m| m.port == *port)?;
+        memo.used = serial;
+        Some(Arc::clone(&memo.resolution))
+    }
+
+    /// The resolution of a Service port, when the Service and its slices are the ones it was
+    /// made from.
+    pub(super) fn service(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        port: &ServicePort,
+        service: Option<&Arc<Service>>,
+        slices: &[&Arc<EndpointSlice>],
+    ) -> Option<Arc<Resolution>> {
+        let serial = self.serial;
+        let memo = self
+            .services
+            .get_mut(namespace)?
+            .get_mut(name)?
+            .iter_mut()
+            .find(|m| m.port == *port)?;
+        let same_service = match (&memo.service, service) {
+            (None, None) => true,
+            (Some(a), Some(b)) => same_version(a, b),
+            _ => false,
+        };
+        let same_slices = memo.slices.len() == slices.len()
+            && memo
+                .slices
+                .iter()
+                .zip(slices)
+                .all(|(a, b)| same_version(a, b));
+        if !(same_service && same_slices) {
+            return None;
+        }
+        // Hold the current versions, not the ones they replaced.
+        memo.service = service.cloned();
+        memo.slices.clear();
+        memo.slices.extend(slices.iter().map(|s| Arc::clone(s)));
+        memo.used = serial;
+        Some(Arc::clone(&memo.resolution))
+    }
+
+    /// Remembers a Service port's resolution and the objects it was made from.
+    pub(super) fn keep_service(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        port: &ServicePort,
+        service: Option<&Arc<Service>>,
+        slices: &[&Arc<EndpointSlice>],
+        resolution: Arc<Resolution>,
+    ) {
+        let memo = ServiceMemo {
+            port: port.clone(),
+            service: service.cloned(),
+            slices: slices.iter().map(|s| Arc::clone(s)).collect(),
+            resolution,
+            used: self.serial,
+        };
+        let by_name = match self.services.get_mut(namespace) {
+            Some(m) => m,
+            None => self.services.entry(namespace.to_owned()).or_default(),
+        };
+        let ports = match by_name.get_mut(name) {
+            Some(p) => p,
+            None => by_name.entry(name.to_owned()).or_default(),
+        };
+        match ports.iter_mut().find(|m| m.port == *port) {
+            Some(m) => *m = memo,
+            None => ports.push(memo),
+        }
+    }
+}
+
+/// Whether two lists hold the very same objects in the same order.
+fn same_objects<K>(a: &[Arc<K>], b: &[Arc<K>]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(a, b)| Arc::ptr_eq(a, b))
+}
+
+/// Whether two Route versions have the same spec: the same object, or the same uid and
+/// `generation` (which the API server moves on every spec change).
+fn same_spec(a: &Arc<api::Route>, b: &Arc<api::Route>) -> bool {
+    Arc::ptr_eq(a, b) || {
+        let (a, b) = (&a.metadata, &b.metadata);
+        a.uid.is_some() && a.uid == b.uid && a.generation.is_some() && a.generation == b.generation
+    }
+}
+
+/// Whether two versions of an object are the same: the same `Arc`, or the same uid and
+/// `resourceVersion` (which the API server moves on every change).
+fn same_version<K: Metadata<Ty = ObjectMeta>>(a: &Arc<K>, b: &Arc<K>) -> bool {
+    Arc::ptr_eq(a, b) || {
+        let (a, b) = (a.metadata(), b.metadata());
+        a.uid.is_some()
+            && a.uid == b.uid
+            && a.resource_version.is_some()
+            && a.resource_version == b.resource_version
+    }
+}

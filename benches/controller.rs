@@ -919,7 +919,11 @@ async fn live_rss() {
 async fn controller_only_rss(kubeconfig: &str) -> (u64, u64) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args(["run", "--kubeconfig", kubeconfig])
+        // Its own listeners: the `portcullis dev` process holds the default ports.
         .env("PORTCULLIS_LISTEN_ADMIN", "127.0.0.1:0")
+        .env("PORTCULLIS_LISTEN_HTTP", "127.0.0.1:0")
+        .env("PORTCULLIS_LISTEN_HTTPS", "127.0.0.1:0")
+        .env("PORTCULLIS_LISTEN_SSH", "127.0.0.1:0")
         .env("PORTCULLIS_LOG_LEVEL", "info")
         .env("PORTCULLIS_LOG_FORMAT", "json")
         .stdout(Stdio::null())

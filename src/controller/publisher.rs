@@ -1,8 +1,8 @@
 //! The publisher: the single writer of the live table. It waits for the watchers to report a
 //! change, lets a burst of changes settle (debounce), compiles the whole snapshot off the async
-//! runtime, swaps the result into the [`LiveTable`] in one store, and hands the reports to the
-//! status writer. When a compile fails (a panic caught at the task boundary) the last good
-//! table stays live.
+//! runtime with the cache the last compile returned, swaps the result into the [`LiveTable`] in
+//! one store, and hands the reports to the status writer. When a compile fails (a panic caught at
+//! the task boundary) the last good table stays live and the next compile starts without a cache.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

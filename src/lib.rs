@@ -29,6 +29,8 @@ pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod routing;
+pub mod store;
+pub mod web;
 pub mod yaml;
 
 /// An error and its causes on one line (`outer: cause: root cause`), for log fields. Error types

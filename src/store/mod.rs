@@ -11,6 +11,7 @@
 //! it; `app.rs` builds it with [`build`]. See `docs/store.md`.
 
 pub mod conformance;
+pub mod kubernetes;
 pub mod memory;
 mod view;
 
@@ -20,6 +21,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::config::{Settings, StoreBackend};
 
 /// The store's result type.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -314,6 +317,20 @@ pub(crate) const EVENT_CAPACITY: usize = 1024;
 /// A binding whose session is gone is collected once it is this old (seconds): younger, its
 /// session may just not have reached this replica's view yet.
 pub(crate) const ORPHAN_GRACE: i64 = 60;
+
+/// The store `settings.store.backend` names: memory, or Secrets in `namespace` through
+/// `client`. The Kubernetes store's watch starts at once; await [`Store::ready`] (with a
+/// timeout) before serving what depends on it.
+pub async fn build(
+    settings: &Settings,
+    client: kube::Client,
+    namespace: &str,
+) -> Result<Arc<dyn Store>> {
+    Ok(match settings.store.backend {
+        StoreBackend::Memory => Arc::new(memory::MemoryStore::new()),
+        StoreBackend::Kubernetes => kubernetes::KubernetesStore::start(client, namespace)?,
+    })
+}
 
 #[cfg(test)]
 mod tests {

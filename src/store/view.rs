@@ -28,6 +28,17 @@ pub(crate) enum Kind {
     Revocation,
 }
 
+impl Kind {
+    /// The name used in labels, Secret types and log fields.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Kind::Session => "session",
+            Kind::Binding => "binding",
+            Kind::Revocation => "revocation",
+        }
+    }
+}
+
 fn index_add(index: &mut HashMap<String, HashSet<String>>, key: &str, id: &str) {
     index
         .entry(key.to_string())
@@ -108,6 +119,15 @@ impl View {
         }
         self.revocations.insert(id.to_string(), expires_at);
         Some(StoreEvent::Revoked { id: id.to_string() })
+    }
+
+    /// Records a revocation as the API has it now, replacing its expiry.
+    pub(crate) fn set_revocation(&mut self, id: &str, expires_at: i64) -> Option<StoreEvent> {
+        let new = self
+            .revocations
+            .insert(id.to_string(), expires_at)
+            .is_none();
+        new.then(|| StoreEvent::Revoked { id: id.to_string() })
     }
 
     pub(crate) fn remove_revocation(&mut self, id: &str) -> bool {
@@ -219,6 +239,44 @@ impl View {
         out.sort();
         out
     }
+
+    /// The events that turn `self` into `next`: deletions of what `next` lacks, revocations
+    /// `self` lacked.
+    pub(crate) fn diff(&self, next: &View) -> Vec<StoreEvent> {
+        let mut events = Vec::new();
+        let mut gone: Vec<&Arc<Session>> = self
+            .sessions
+            .values()
+            .filter(|s| !next.sessions.contains_key(&s.id))
+            .collect();
+        gone.sort_by(|a, b| a.id.cmp(&b.id));
+        events.extend(
+            gone.into_iter()
+                .map(|s| StoreEvent::SessionDeleted { id: s.id.clone() }),
+        );
+        let mut gone: Vec<&Arc<Binding>> = self
+            .bindings
+            .values()
+            .filter(|b| !next.bindings.contains_key(&b.id))
+            .collect();
+        gone.sort_by(|a, b| a.id.cmp(&b.id));
+        events.extend(gone.into_iter().map(|b| StoreEvent::BindingDeleted {
+            id: b.id.clone(),
+            session_id: b.session_id.clone(),
+        }));
+        let mut revoked: Vec<&String> = next
+            .revocations
+            .keys()
+            .filter(|id| !self.revocations.contains_key(*id))
+            .collect();
+        revoked.sort();
+        events.extend(
+            revoked
+                .into_iter()
+                .map(|id| StoreEvent::Revoked { id: id.clone() }),
+        );
+        events
+    }
 }
 
 #[cfg(test)]
@@ -281,5 +339,27 @@ mod tests {
         v.insert_session(session("s", "a", 10, 1000));
         v.insert_binding(binding("kept", "s", "a", 10, 1000));
         assert_eq!(v.garbage(100), vec![(Kind::Binding, "old".to_string())]);
+    }
+
+    #[test]
+    fn diff_reports_deletions_and_new_revocations() {
+        let mut old = View::default();
+        old.insert_session(session("s", "a", 1, 100));
+        old.insert_binding(binding("b", "s", "a", 1, 100));
+        old.insert_revocation("jti:1", 100);
+        let mut next = View::default();
+        next.insert_revocation("jti:1", 100);
+        next.insert_revocation("jti:2", 100);
+        assert_eq!(
+            old.diff(&next),
+            vec![
+                StoreEvent::SessionDeleted { id: "s".into() },
+                StoreEvent::BindingDeleted {
+                    id: "b".into(),
+                    session_id: "s".into()
+                },
+                StoreEvent::Revoked { id: "jti:2".into() },
+            ]
+        );
     }
 }

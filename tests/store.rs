@@ -288,3 +288,41 @@ async fn a_session_from_another_replica_loads_before_the_watch_brings_it() {
     assert_eq!(b.session(&s.id, NOW).as_deref(), Some(&s), "and keeps it");
     assert!(b.load_session(&s.id, NOW + 3600).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn the_controller_does_not_watch_the_store_secrets() {
+    let f = common::fixture::Fixture::start().await;
+    let store = KubernetesStore::start(f.client.clone(), NS).unwrap();
+    ready(&*store).await;
+    let s = session("alice", NOW, NOW + 3600);
+    store.put_session(&s).await.unwrap();
+    store.revoke("jti:x", NOW + 60).await.unwrap();
+    // An ordinary Secret written after them: once the controller has it, it has seen the
+    // store's Secrets go by too.
+    let marker: KubeSecret =
+        serde_json::from_value(json!({"metadata": {"name": "marker"}, "type": "Opaque"})).unwrap();
+    store_secrets(&f.client)
+        .create(&PostParams::default(), &marker)
+        .await
+        .unwrap();
+    let watchers = Arc::clone(&f.controller.as_ref().unwrap().watchers);
+    common::eventually(10, "the controller sees the marker", || {
+        let found = watchers.own_secret(NS, "marker").is_some();
+        async move { found.then_some(()) }
+    })
+    .await;
+    let names: Vec<String> = watchers
+        .own_secrets()
+        .iter()
+        .filter_map(|o| o.metadata.name.clone())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.starts_with("portcullis-session-")
+                && !n.starts_with("portcullis-revocation-")),
+        "{names:?}"
+    );
+    drop(store);
+    f.stop().await;
+}

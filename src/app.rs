@@ -578,7 +578,7 @@ async fn people_service(
         },
         (None, None) => SecretSource::File(PathBuf::new()),
     };
-    let store = crate::store::build(settings, client.clone()).await?;
+    let store = crate::store::build(settings, client.clone(), &settings.namespace).await?;
     let people = People::new(
         issuer.clone(),
         Idp::spawn(idp_settings, source),

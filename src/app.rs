@@ -543,6 +543,11 @@ fn identity_service(
     ))
 }
 
+/// How long start-up waits for the session store's first listing.
+const STORE_READY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often expired sessions, bindings and revocations are deleted.
+const STORE_COLLECT_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// People's sign-in for the authenticate URL `issuer`, when `idp` is set: the identity
 /// provider (discovered in the background; its client secret from `clientSecretFile` or
 /// `clientSecretRef` in Portcullis's namespace) and the session store.
@@ -579,6 +584,25 @@ async fn people_service(
         (None, None) => SecretSource::File(PathBuf::new()),
     };
     let store = crate::store::build(settings, client.clone(), &settings.namespace).await?;
+    if tokio::time::timeout(STORE_READY_WAIT, store.ready())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the session store has not listed its entries yet; sign-out of older sessions may not be seen until it has"
+        );
+    }
+    let collector = Arc::clone(&store);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(STORE_COLLECT_EVERY);
+        loop {
+            every.tick().await;
+            let now = jiff::Timestamp::now().as_second();
+            if let Err(error) = collector.collect_garbage(now).await {
+                tracing::warn!(%error, "collecting expired sessions and revocations failed");
+            }
+        }
+    });
     let people = People::new(
         issuer.clone(),
         Idp::spawn(idp_settings, source),

@@ -653,7 +653,10 @@ impl People {
         {
             hint = self
                 .store
-                .session(&verified.sid, now)
+                .load_session(&verified.sid, now)
+                .await
+                .ok()
+                .flatten()
                 .and_then(|s| s.idp_id_token.clone());
             let revoked = self
                 .store
@@ -696,7 +699,7 @@ impl People {
         if now < current.refresh_after {
             return Refresh::Keep;
         }
-        let Some(record) = self.store.session(&current.sid, now) else {
+        let Ok(Some(record)) = self.store.load_session(&current.sid, now).await else {
             return Refresh::Keep;
         };
         let (Some(refresh_token), Some(client), Some(keys)) = (

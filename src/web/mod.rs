@@ -2,7 +2,7 @@
 //!
 //! Every page is built here from fixed markup and escaped values, with headers that keep it
 //! out of frames and caches (`X-Frame-Options: DENY`, CSP `frame-ancestors 'none'`,
-//! `Cache-Control: no-store`, `Referrer-Policy: no-referrer`). Called by the sign-in handlers
+//! `Cache-Control: no-store`, `Referrer-Policy: same-origin`). Called by the sign-in handlers
 //! and by the proxy's refusal map for browsers.
 
 use std::fmt::Write as _;
@@ -43,9 +43,11 @@ pub fn page_headers(headers: &mut http::HeaderMap) {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CONTENT_SECURITY_POLICY),
     );
+    // `same-origin`, not `no-referrer`: with `no-referrer` browsers send `Origin: null` on the
+    // sign-out form's POST, and the origin check would refuse it.
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,

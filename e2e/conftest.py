@@ -35,6 +35,9 @@ from typing import Any, Callable, Iterable
 import pytest
 import yaml
 
+from browser import Browser
+from idp import localhost_names, start_provider
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -636,12 +639,86 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if report.failed:
-        for s in getattr(item, "_portcullis_servers", []):
+        # Servers and logs registered on the test or on an enclosing node (module-scoped fixtures
+        # register on the module).
+        nodes = list(reversed(item.listchain()))
+        for s in (s for node in nodes for s in getattr(node, "_portcullis_servers", [])):
             if s.stderr_path is not None:
                 report.sections.append(
                     (f"portcullis stderr ({s!r}, {report.when})", s.stderr_tail(300) or "<empty>"))
                 if s.stdout_lines:
                     report.sections.append((f"portcullis stdout ({s.name})", "\n".join(s.stdout_lines[-50:])))
+        for title, read in (entry for node in nodes for entry in getattr(node, "_e2e_logs", [])):
+            with contextlib.suppress(Exception):
+                report.sections.append((title, read() or "<empty>"))
+
+
+# --------------------------------------------------------------------------------------------
+# people: the example OIDC provider, the browser, *.localhost for Python clients
+# --------------------------------------------------------------------------------------------
+
+
+def add_log(node, title: str, read: Callable[[], str]) -> None:
+    """Attach `read()` to the report of every failing test under `node` (a test, or a module for
+    module-scoped fixtures)."""
+    if not hasattr(node, "_e2e_logs"):
+        node._e2e_logs = []
+    node._e2e_logs.append((title, read))
+
+
+@pytest.fixture
+def idp_factory(request, tmp_path):
+    """`idp_factory(redirect_uris=[...], post_logout_redirect_uris=[...], **kw)` starts the example
+    OIDC provider (examples/oidc-provider, see e2e/idp.py) on a free port with a fresh client
+    secret and returns an `OidcProvider` (`issuer`, `client_id`, `client_secret`); every one is
+    stopped at teardown and its stderr is in the report of a failing test."""
+    made = []
+
+    def make(**kw):
+        kw.setdefault("name", f"idp{len(made) + 1}")
+        provider = start_provider(tmp_path, **kw)
+        made.append(provider)
+        add_log(request.node, f"provider stderr ({provider!r})", provider.stderr_tail)
+        return provider
+
+    yield make
+    for provider in made:
+        provider.stop()
+
+
+@pytest.fixture
+def idp(idp_factory):
+    """The example OIDC provider with the dev defaults' redirect URIs (Portcullis on
+    http://localhost:8080); tests that need other URIs use `idp_factory`."""
+    return idp_factory(redirect_uris=["http://localhost:8080/oauth2/callback"],
+                       post_logout_redirect_uris=["http://localhost:8080/.portcullis/signed_out"])
+
+
+@pytest.fixture
+def browser_factory(request, tmp_path):
+    """`browser_factory(name="alice")` starts a headless Chromium with a fresh profile behind the
+    harness (e2e/browser.py, e2e/node/browser.mjs); screenshots are named `<test>-<name>-...`
+    under e2e/artifacts/ (E2E_ARTIFACTS). Closed at teardown; the harness's stderr goes into the
+    report of a failing test."""
+    made = []
+
+    def make(name: str = "browser", **kw):
+        b = Browser(f"{request.node.name}-{name}", tmp_path, **kw)
+        made.append(b)
+        add_log(request.node, f"browser harness stderr ({b.name})", b.stderr_tail)
+        return b
+
+    yield make
+    for b in made:
+        b.close()
+
+
+@pytest.fixture
+def resolve_localhost():
+    """While the test runs, `localhost` and `*.localhost` resolve to 127.0.0.1 for Python clients
+    in this process (requests, http.client), as in browsers and curl (see `idp.localhost_names`)."""
+    with localhost_names():
+        yield
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ use crate::controller::Controller;
 use crate::controller::leader::{LeaderConfig, Leadership};
 use crate::devapi::tls::DevCa;
 use crate::devapi::{DevApi, DevApiConfig, DevApiError, ensure_namespaces, manifests};
+use crate::identity::login::{Idp, IdpSettings, SecretSource};
+use crate::identity::people::People;
 use crate::identity::service::{Clock, DEFAULT_BODY_READ_TIMEOUT, IdentityConfig, IdentityService};
 use crate::metrics::Metrics;
 use crate::proxy::listener::{self, ListenerLimits, Transport};
@@ -59,6 +61,9 @@ pub enum AppError {
     /// The https listener's TLS configuration could not be built.
     #[error(transparent)]
     Tls(#[from] crate::proxy::tls::TlsError),
+    /// The session store could not start.
+    #[error("starting the session store")]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// Options of `portcullis dev` that are not process settings.
@@ -166,6 +171,7 @@ impl Dev {
             AppError::Client(kube::Error::Service(Box::new(e)))
         })?;
         let dev_tls = DevCertificates::new(&data_dir, issuer.host_str())?;
+        let people = people_service(settings, &issuer, &client).await?;
         let core = Core::start(
             client,
             settings,
@@ -189,6 +195,7 @@ impl Dev {
             &live,
             config,
             Some(identity_service(settings, issuer.clone(), &metrics)),
+            people,
             Some(dev_tls),
             &shutdown_rx,
             &mut tasks,
@@ -376,6 +383,15 @@ impl Run {
             Arc::clone(&metrics),
             shutdown_rx.clone(),
         ))];
+        let people = match &issuer {
+            Some(issuer) => people_service(settings, issuer, &client).await?,
+            None => {
+                if settings.idp.is_some() {
+                    tracing::warn!("idp is set but authenticateURL is not: people cannot sign in");
+                }
+                None
+            }
+        };
         let Core {
             live,
             controller,
@@ -401,6 +417,7 @@ impl Run {
             issuer
                 .clone()
                 .map(|url| identity_service(settings, url, &metrics)),
+            people,
             None,
             &shutdown_rx,
             &mut tasks,
@@ -526,6 +543,76 @@ fn identity_service(
     ))
 }
 
+/// How long start-up waits for the session store's first listing.
+const STORE_READY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often expired sessions, bindings and revocations are deleted.
+const STORE_COLLECT_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// People's sign-in for the authenticate URL `issuer`, when `idp` is set: the identity
+/// provider (discovered in the background; its client secret from `clientSecretFile` or
+/// `clientSecretRef` in Portcullis's namespace) and the session store.
+async fn people_service(
+    settings: &Settings,
+    issuer: &Url,
+    client: &kube::Client,
+) -> Result<Option<Arc<People>>, AppError> {
+    let Some(idp) = &settings.idp else {
+        return Ok(None);
+    };
+    let mut scopes = idp.scopes.clone();
+    if scopes.is_empty() {
+        scopes = vec!["openid".into(), "email".into(), "profile".into()];
+    }
+    let idp_settings = IdpSettings {
+        issuer: idp.issuer.clone(),
+        client_id: idp.client_id.clone(),
+        scopes,
+        auth_params: idp.auth_params.clone(),
+        redirect_url: crate::identity::endpoints::endpoint_url(
+            issuer,
+            crate::identity::endpoints::CALLBACK,
+        ),
+    };
+    let source = match (&idp.client_secret_file, &idp.client_secret_ref) {
+        (Some(file), _) => SecretSource::File(PathBuf::from(file)),
+        (None, Some(reference)) => SecretSource::Secret {
+            client: client.clone(),
+            namespace: settings.namespace.clone(),
+            name: reference.name.clone(),
+            key: reference.key.clone(),
+        },
+        (None, None) => SecretSource::File(PathBuf::new()),
+    };
+    let store = crate::store::build(settings, client.clone(), &settings.namespace).await?;
+    if tokio::time::timeout(STORE_READY_WAIT, store.ready())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the session store has not listed its entries yet; sign-out of older sessions may not be seen until it has"
+        );
+    }
+    let collector = Arc::clone(&store);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(STORE_COLLECT_EVERY);
+        loop {
+            every.tick().await;
+            let now = jiff::Timestamp::now().as_second();
+            if let Err(error) = collector.collect_garbage(now).await {
+                tracing::warn!(%error, "collecting expired sessions and revocations failed");
+            }
+        }
+    });
+    let people = People::new(
+        issuer.clone(),
+        Idp::spawn(idp_settings, source),
+        store,
+        Clock::system(),
+        settings.session_lifetime.0,
+    );
+    Ok(Some(Arc::new(people)))
+}
+
 /// The https listener's certificates in `portcullis dev`, all from the development CA the
 /// embedded API loaded or created in the data directory, so one `ca.crt` is trusted for all: one
 /// for the names of [`crate::proxy::tls::dev_certificate_names`] (and clients sending no server
@@ -594,17 +681,23 @@ impl Listeners {
 
     /// Starts serving both over `live`, with `identity` on the authenticate host and, in dev,
     /// certificates from the development CA for names the table has none for.
+    #[allow(clippy::too_many_arguments)]
     fn serve(
         self,
         live: &LiveTable,
         config: ProxyConfig,
         identity: Option<Arc<IdentityService>>,
+        people: Option<Arc<People>>,
         dev_tls: Option<DevCertificates>,
         shutdown_rx: &watch::Receiver<bool>,
         tasks: &mut Vec<tokio::task::JoinHandle<()>>,
     ) -> Result<(), AppError> {
         let client_certificates = config.client_certificates;
-        let proxy = Arc::new(Proxy::new(live.clone(), identity, config));
+        let mut proxy = Proxy::new(live.clone(), identity, config);
+        if let Some(people) = people {
+            proxy = proxy.with_people(people);
+        }
+        let proxy = Arc::new(proxy);
         let (fallback, per_name) = match dev_tls {
             Some(dev) => (Some(dev.fallback), Some(dev.per_name)),
             None => (None, None),

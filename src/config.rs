@@ -1,8 +1,9 @@
 //! Process settings (DESIGN.md §2): built-in defaults, then the mode's defaults (`portcullis
-//! dev` allows loopback upstreams and logs as text), then the optional YAML file (`--config`),
-//! then `PORTCULLIS_<UPPER_SNAKE_PATH>` environment variables, then command-line flags, in rising
-//! precedence. [`Settings::load`] validates the result and names the bad key in every error.
-//! The environment is passed in, never read from globals, so loading is testable.
+//! dev` allows loopback upstreams, keeps its store in memory and logs as text), then the
+//! optional YAML file (`--config`), then `PORTCULLIS_<UPPER_SNAKE_PATH>` environment variables,
+//! then command-line flags, in rising precedence. [`Settings::load`] validates the result and
+//! names the bad key in every error. The environment is passed in, never read from globals, so
+//! loading is testable.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -253,6 +254,32 @@ impl Default for LogSettings {
     }
 }
 
+/// Where sessions, client bindings and revocations live (see `docs/store.md`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum StoreBackend {
+    /// In this process only: nothing survives a restart and replicas do not share it.
+    Memory,
+    /// Secrets in Portcullis's namespace, watched by every replica.
+    Kubernetes,
+}
+
+/// The store of sessions, bindings and revocations.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// `memory` or `kubernetes`.
+    pub backend: StoreBackend,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            backend: StoreBackend::Kubernetes,
+        }
+    }
+}
+
 /// All process settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -294,6 +321,8 @@ pub struct Settings {
     pub downstream_mtls: DownstreamMtls,
     /// TLS defaults.
     pub tls: TlsSettings,
+    /// The store of sessions, bindings and revocations.
+    pub store: StoreSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -318,6 +347,7 @@ impl Default for Settings {
             publish_status_address: String::new(),
             downstream_mtls: DownstreamMtls::default(),
             tls: TlsSettings::default(),
+            store: StoreSettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -410,7 +440,12 @@ fn merge(base: &mut Value, over: Value) {
 
 /// What `portcullis dev` changes in the defaults.
 pub fn dev_defaults() -> Value {
-    json!({"allowLoopbackUpstreams": true, "publishStatusAddress": "127.0.0.1", "log": {"format": "text"}})
+    json!({
+        "allowLoopbackUpstreams": true,
+        "publishStatusAddress": "127.0.0.1",
+        "store": {"backend": "memory"},
+        "log": {"format": "text"},
+    })
 }
 
 impl Settings {
@@ -643,6 +678,32 @@ mod tests {
         );
         assert_eq!(s.listen.admin.port(), 3000);
         assert_eq!(s.access_token_audience, "api");
+    }
+
+    #[test]
+    fn store_backend_defaults_by_mode_and_is_checked() {
+        let run = Settings::load(json!({}), None, vec![], vec![]).expect("run");
+        assert_eq!(run.store.backend, StoreBackend::Kubernetes);
+        let dev = Settings::load(dev_defaults(), None, vec![], vec![]).expect("dev");
+        assert_eq!(dev.store.backend, StoreBackend::Memory);
+        let dev = Settings::load(
+            dev_defaults(),
+            None,
+            env(&[("PORTCULLIS_STORE_BACKEND", "kubernetes")]),
+            vec![],
+        )
+        .expect("env");
+        assert_eq!(dev.store.backend, StoreBackend::Kubernetes);
+        let dir = tempfile::tempdir().expect("dir");
+        let f = dir.path().join("c.yaml");
+        std::fs::write(&f, "store: {backend: memory}\n").expect("write");
+        let s = Settings::load(json!({}), Some(&f), vec![], vec![]).expect("file");
+        assert_eq!(s.store.backend, StoreBackend::Memory);
+        for bad in ["store: {backend: redis}\n", "store: {backnd: memory}\n"] {
+            std::fs::write(&f, bad).expect("write");
+            let e = Settings::load(json!({}), Some(&f), vec![], vec![]).expect_err(bad);
+            assert!(e.to_string().contains("store"), "{e}");
+        }
     }
 
     #[test]

@@ -8,13 +8,16 @@
 //!                 controller ── compile (pure) ──► one ArcSwap<RouteTable>
 //!                                                        │ load_full() per request
 //! client ─TLS/SNI─► listener ─► match route ─► authenticate ─► authorize ─► upstream
+//!                                                    │ sessions, bindings, revocations
+//!                                                    ▼
+//!                                  store (memory, or Secrets watched by every replica)
 //! ```
 //!
 //! Today the crate holds the CRD types ([`api`]), process settings ([`config`]), the embedded
 //! Kubernetes-compatible API ([`devapi`]), the controller ([`controller`]) and its live table
-//! ([`routing`]), the identity endpoints ([`identity`]), the HTTP and HTTPS listeners ([`proxy`])
-//! and the wiring of `portcullis dev` and `portcullis run` ([`app`]). See
-//! `docs/architecture.md`.
+//! ([`routing`]), the identity endpoints ([`identity`]), the HTTP and HTTPS listeners ([`proxy`]),
+//! the store of sessions, client bindings and revocations ([`store`]) and the wiring of
+//! `portcullis dev` and `portcullis run` ([`app`]). See `docs/architecture.md`.
 
 pub mod admin;
 pub mod api;
@@ -29,6 +32,8 @@ pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod routing;
+pub mod store;
+pub mod web;
 pub mod yaml;
 
 /// An error and its causes on one line (`outer: cause: root cause`), for log fields. Error types

@@ -204,11 +204,17 @@ impl Watchers {
         let mut own_secrets =
             ctx.kind::<Secret>(watcher::Config::default().labels(CREDENTIAL_LABEL));
         // Portcullis's own namespace is always watched for its own Secrets (signing keys,
-        // digests), whatever `watchNamespaces` says.
-        own_secrets.stores.push(ctx.one(
-            Api::namespaced(client.clone(), own_namespace),
-            watcher::Config::default().fields("type!=kubernetes.io/tls"),
-        ));
+        // digests), whatever `watchNamespaces` says. The store's Secrets (sessions, bindings,
+        // revocations) are left to the store: compile never reads them, and keeping them here
+        // would hold every session twice and wake the publisher on every sign-in.
+        own_secrets.stores.push(
+            ctx.one(
+                Api::namespaced(client.clone(), own_namespace),
+                watcher::Config::default()
+                    .fields("type!=kubernetes.io/tls")
+                    .labels(&format!("!{}", crate::store::kubernetes::STORE_LABEL)),
+            ),
+        );
         let ingress_classes = Stores {
             stores: vec![ctx.one(Api::all(client.clone()), watcher::Config::default())],
         };

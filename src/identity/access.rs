@@ -35,6 +35,9 @@ pub enum AccessRejection {
     /// `scope` is present but not a string.
     #[error("the token's scope claim is not a string")]
     InvalidScope,
+    /// The session was signed out or ended at the identity provider.
+    #[error("the session has ended")]
+    SessionEnded,
 }
 
 impl AccessRejection {
@@ -45,6 +48,7 @@ impl AccessRejection {
             AccessRejection::Revoked => "revoked",
             AccessRejection::SubjectMismatch => "subject_mismatch",
             AccessRejection::InvalidScope => "invalid_claim",
+            AccessRejection::SessionEnded => "session_ended",
             AccessRejection::Token(rejection) => match rejection {
                 TokenRejection::TooLarge | TokenRejection::Malformed => "malformed",
                 TokenRejection::WrongType { .. } => "wrong_type",
@@ -67,17 +71,22 @@ impl AccessRejection {
         match self.label() {
             "expired" => "the access token has expired",
             "revoked" => "the access token's client has been revoked",
+            "session_ended" => "the session has ended",
             "no_keys" => "access tokens cannot be verified yet",
             _ => "the access token is not valid",
         }
     }
 }
 
-/// A verified access token of a ServiceAccountCredential.
+/// A verified token a caller presented on a route: an access token of a
+/// ServiceAccountCredential, or a person's session token (then `session` is set and
+/// `client_id` is empty).
 #[derive(Debug, Clone)]
 pub struct AccessToken {
-    /// `client_id`: the credential's uid.
+    /// `client_id`: the credential's uid (empty for a session).
     pub client_id: String,
+    /// For a session token: its session id and when its claims are due for a refresh.
+    pub session: Option<SessionRef>,
     /// `kid` of the key that signed it.
     pub kid: String,
     /// `exp` (unix seconds).
@@ -88,13 +97,39 @@ pub struct AccessToken {
     pub identity: Identity,
 }
 
+/// The session behind a session token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRef {
+    /// The session id.
+    pub sid: String,
+    /// When the person's claims are due for a refresh (unix seconds).
+    pub refresh_after: i64,
+}
+
 impl AccessToken {
+    /// A verified session token as a caller's token.
+    pub fn from_session(session: super::session::SessionToken) -> Self {
+        Self {
+            client_id: String::new(),
+            session: Some(SessionRef {
+                sid: session.sid,
+                refresh_after: session.refresh_after,
+            }),
+            kid: session.kid,
+            expires: session.expires,
+            scopes: Vec::new(),
+            identity: session.identity,
+        }
+    }
+
     /// Whether the token still holds at `now` against this table's keys and credentials: not
-    /// expired, its credential not deleted, its key not retired.
+    /// expired, its key not retired, and its credential not deleted (access tokens) or its
+    /// session not ended (`revoked` answers for a session id).
     pub fn still_valid(
         &self,
         keys: Option<&KeySet>,
         credentials: &Credentials,
+        revoked: &dyn Fn(&str) -> bool,
         now: i64,
     ) -> Result<(), AccessRejection> {
         if now >= self.expires.saturating_add(LEEWAY_SECS as i64) {
@@ -103,6 +138,13 @@ impl AccessToken {
         let keys = keys.ok_or(AccessRejection::NoKeys)?;
         if keys.verifier(&self.kid, now).is_none() {
             return Err(TokenRejection::UnknownKey.into());
+        }
+        if let Some(session) = &self.session {
+            return if revoked(&session.sid) {
+                Err(AccessRejection::SessionEnded)
+            } else {
+                Ok(())
+            };
         }
         match credentials.get(&self.client_id) {
             Some(record) if record.has_subject(&self.identity.subject) => Ok(()),
@@ -190,6 +232,7 @@ pub fn verify_access_token(
     };
     Ok(AccessToken {
         client_id,
+        session: None,
         kid,
         expires,
         scopes,
@@ -270,7 +313,7 @@ mod tests {
         assert_eq!(verified.kid, keys.current().kid());
         assert!(verified.allows_route("anything", "at-all"));
         assert_eq!(
-            verified.still_valid(Some(&keys), &credentials, NOW + 10),
+            verified.still_valid(Some(&keys), &credentials, &|_| false, NOW + 10),
             Ok(())
         );
     }
@@ -306,7 +349,7 @@ mod tests {
                 .unwrap();
         let empty = Credentials::default();
         assert_eq!(
-            verified.still_valid(Some(&keys), &empty, NOW),
+            verified.still_valid(Some(&keys), &empty, &|_| false, NOW),
             Err(AccessRejection::Revoked)
         );
         assert_eq!(
@@ -317,14 +360,14 @@ mod tests {
         let other = KeySet::generate(Algorithm::Es256, NOW).unwrap();
         assert_eq!(
             verified
-                .still_valid(Some(&other), &credentials, NOW)
+                .still_valid(Some(&other), &credentials, &|_| false, NOW)
                 .unwrap_err()
                 .label(),
             "unknown_key"
         );
         assert_eq!(
             verified
-                .still_valid(Some(&keys), &credentials, NOW + 3600 + 31)
+                .still_valid(Some(&keys), &credentials, &|_| false, NOW + 3600 + 31)
                 .unwrap_err()
                 .label(),
             "expired"

@@ -7,5 +7,8 @@ pub mod access;
 pub mod endpoints;
 pub mod error;
 pub mod keys;
+pub mod login;
+pub mod people;
 pub mod service;
+pub mod session;
 pub mod token;

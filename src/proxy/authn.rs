@@ -23,7 +23,11 @@ use sha2::{Digest, Sha256};
 use crate::identity::access::{AccessRejection, AccessToken, verify_access_token};
 use crate::identity::keys::KeySet;
 use crate::identity::service::Clock;
+use crate::identity::session::{
+    SESSION_COOKIE, SESSION_TYP, session_revocation_id, verify_session_token,
+};
 use crate::routing::route::Table;
+use crate::store::Store;
 
 /// `X-Portcullis-Authorization`: a token meant for Portcullis; `Authorization` then belongs to
 /// the upstream.
@@ -49,6 +53,8 @@ pub enum CredentialSource {
     PomeriumHeader,
     /// `Authorization: Basic` with the token as the password.
     Basic,
+    /// The `_portcullis` session cookie (a browser).
+    Cookie,
 }
 
 /// A credential found in a request.
@@ -137,6 +143,14 @@ pub fn presented_credential(headers: &HeaderMap) -> Result<Option<Presented<'_>>
             return basic_password(encoded).map(Some);
         }
         return Err(AuthnError::Malformed);
+    }
+    if let Some(value) = crate::identity::people::cookie(headers, SESSION_COOKIE)
+        && well_formed(value)
+    {
+        return Ok(Some(Presented {
+            token: Cow::Borrowed(value),
+            source: CredentialSource::Cookie,
+        }));
     }
     Ok(None)
 }
@@ -290,6 +304,7 @@ pub struct Authenticator {
     issuer: String,
     audience: String,
     clock: Clock,
+    store: Option<Arc<dyn Store>>,
     cache: quick_cache::sync::Cache<[u8; 32], Arc<Authenticated>>,
 }
 
@@ -310,8 +325,21 @@ impl Authenticator {
             issuer: issuer.into(),
             audience: audience.into(),
             clock,
+            store: None,
             cache: quick_cache::sync::Cache::new(CACHE_CAPACITY),
         }
+    }
+
+    /// Also accepts people's session tokens, checking their revocation in `store`.
+    pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    fn session_revoked(&self, sid: &str) -> bool {
+        self.store
+            .as_ref()
+            .is_some_and(|store| store.is_revoked(&session_revocation_id(sid)))
     }
 
     /// The issuer identifier (`iss` of assertions).
@@ -333,10 +361,13 @@ impl Authenticator {
         let now = self.clock.now();
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(hit) = self.cache.get(&key) {
-            return match hit
-                .token
-                .still_valid(table.keys.as_deref(), &table.credentials, now)
-            {
+            let revoked = |sid: &str| self.session_revoked(sid);
+            return match hit.token.still_valid(
+                table.keys.as_deref(),
+                &table.credentials,
+                &revoked,
+                now,
+            ) {
                 Ok(()) => Ok(hit),
                 Err(rejection) => {
                     self.cache.remove(&key);
@@ -344,14 +375,27 @@ impl Authenticator {
                 }
             };
         }
-        let verified = verify_access_token(
-            table.keys.as_deref(),
-            &table.credentials,
-            token,
-            &self.issuer,
-            &self.audience,
-            now,
-        )?;
+        let is_session = self.store.is_some()
+            && jsonwebtoken::decode_header(token)
+                .ok()
+                .and_then(|h| h.typ)
+                .is_some_and(|typ| typ == SESSION_TYP);
+        let verified = if is_session {
+            let session = verify_session_token(table.keys.as_deref(), token, &self.issuer, now)?;
+            if self.session_revoked(&session.sid) {
+                return Err(AccessRejection::SessionEnded.into());
+            }
+            AccessToken::from_session(session)
+        } else {
+            verify_access_token(
+                table.keys.as_deref(),
+                &table.credentials,
+                token,
+                &self.issuer,
+                &self.audience,
+                now,
+            )?
+        };
         let authenticated = Arc::new(Authenticated {
             token: verified,
             assertions: Mutex::new(Vec::new()),

@@ -31,7 +31,9 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body_util::{BodyExt, Either, Empty, Full};
 use hyper::body::{Body, Incoming};
 
-use crate::identity::service::{Clock, IdentityService, discard_body};
+use crate::identity::endpoints::{RouteEndpoint, route_endpoint};
+use crate::identity::people::{People, Refresh};
+use crate::identity::service::{Clock, IdentityService, discard_body, read_body};
 use crate::metrics::Metrics;
 use crate::policy::Decision;
 use crate::routing::live::LiveTable;
@@ -98,6 +100,7 @@ impl Default for ProxyConfig {
 pub struct Proxy {
     live: LiveTable,
     identity: Option<Arc<IdentityService>>,
+    people: Option<Arc<People>>,
     authn: Authenticator,
     upstreams: Upstreams,
     config: ProxyConfig,
@@ -160,8 +163,17 @@ impl Proxy {
             upstreams: Upstreams::new(Arc::clone(&config.address_policy)),
             live,
             identity,
+            people: None,
             config,
         }
+    }
+
+    /// Signs people in through `people` (browser redirects, session cookies and tokens, the
+    /// sign-in pages on the authenticate host and every route host).
+    pub fn with_people(mut self, people: Arc<People>) -> Self {
+        self.authn = self.authn.with_store(Arc::clone(people.store()));
+        self.people = Some(people);
+        self
     }
 
     /// The live table.
@@ -205,6 +217,13 @@ impl Proxy {
                 refusal(ProxyError::Misdirected, "misdirected")
             }
             Ok(host) => match &self.identity {
+                Some(identity)
+                    if identity.host() == Some(host.as_str())
+                        && self.people.is_some()
+                        && People::serves_auth_path(request.uri().path()) =>
+                {
+                    self.people_auth_host(&table, request).await
+                }
                 Some(identity) if identity.host() == Some(host.as_str()) => {
                     let handled = identity
                         .handle(&table, request, conn.peer.ip(), conn.scheme)
@@ -234,7 +253,11 @@ impl Proxy {
             client_id = outcome
                 .client_id
                 .as_deref()
-                .or(outcome.caller.as_ref().map(|c| c.token.client_id.as_str()))
+                .or(outcome
+                    .caller
+                    .as_ref()
+                    .map(|c| c.token.client_id.as_str())
+                    .filter(|id| !id.is_empty()))
                 .unwrap_or("-"),
             decision = outcome.decision,
             reason = %outcome.reason,
@@ -294,8 +317,7 @@ impl Proxy {
             }
         };
         if table.routes.reserved_prefix(&path).is_some() {
-            discard_body(request.into_body()).await;
-            return refusal(ProxyError::EndpointNotAvailable, "route_endpoint");
+            return self.route_endpoint(table, host, &path, request, conn).await;
         }
         let Some((matched, route)) = table.find(host, &path) else {
             discard_body(request.into_body()).await;
@@ -343,10 +365,49 @@ impl Proxy {
         let options = &route.options;
         let preflight = options.cors_allow_preflight && is_cors_preflight(&request);
         let mut authenticated: Option<(Arc<Authenticated>, CredentialSource)> = None;
+        let mut renewed_cookie = None;
         if !options.allow_public_unauthenticated_access && !preflight {
-            match self.authenticate(table, route, request.headers()) {
+            let mut found = self.authenticate(table, route, request.headers());
+            if let Ok((caller, CredentialSource::Cookie)) = &found
+                && let (Some(people), Some(session)) = (&self.people, &caller.token.session)
+                && self.authn.now() >= session.refresh_after
+            {
+                let current = crate::identity::session::SessionToken {
+                    sid: session.sid.clone(),
+                    kid: caller.token.kid.clone(),
+                    expires: caller.token.expires,
+                    refresh_after: session.refresh_after,
+                    identity: caller.token.identity.clone(),
+                };
+                match people.refresh(table, &current).await {
+                    Refresh::Keep => {}
+                    Refresh::Ended => {
+                        found = Err(AuthnError::Rejected(
+                            crate::identity::access::AccessRejection::SessionEnded,
+                        ));
+                    }
+                    Refresh::Renewed { token, verified } => {
+                        if let Ok(caller) = self.authn.authenticate(table, &token) {
+                            renewed_cookie = Some(people.session_cookie(
+                                &token,
+                                verified.expires,
+                                conn.scheme == Scheme::Https,
+                            ));
+                            found = Ok((caller, CredentialSource::Cookie));
+                        }
+                    }
+                }
+            }
+            match found {
                 Ok(found) => authenticated = Some(found),
                 Err(error) => {
+                    if let Some(redirect) = self.browser_sign_in(&request, &error, conn) {
+                        discard_body(request.into_body()).await;
+                        let mut outcome = Outcome::new(redirect, "sign_in");
+                        outcome.decision = "deny";
+                        outcome.reason = Cow::Borrowed(error.label());
+                        return outcome;
+                    }
                     discard_body(request.into_body()).await;
                     self.config.metrics.authentication_failure(error.label());
                     let mut outcome = refusal(
@@ -366,8 +427,20 @@ impl Proxy {
         if let Some((caller, _)) = &authenticated {
             let denied = self.authorize(route, caller, host, path, &request);
             if let Some((error, reason)) = denied {
+                let html = wants_html(request.headers());
                 discard_body(request.into_body()).await;
-                let mut outcome = refusal(error, "route");
+                let mut outcome = match error {
+                    ProxyError::AccessDenied if caller.token.session.is_some() && html => {
+                        let who = caller
+                            .token
+                            .identity
+                            .email
+                            .as_deref()
+                            .unwrap_or(&caller.token.identity.subject);
+                        Outcome::new(crate::web::access_denied(Some(who)).map(full), "route")
+                    }
+                    error => refusal(error, "route"),
+                };
                 outcome.caller = logged_caller;
                 outcome.decision = "deny";
                 outcome.reason = reason;
@@ -396,7 +469,255 @@ impl Proxy {
             outcome.decision = "allow";
             outcome.reason = Cow::Borrowed(reason);
         }
+        if let Some(cookie) = renewed_cookie {
+            outcome
+                .response
+                .headers_mut()
+                .append(header::SET_COOKIE, cookie);
+        }
         outcome
+    }
+
+    /// For a browser (`Accept: text/html`, a `GET`/`HEAD`) that sent no credential or only a
+    /// session cookie that no longer holds: the redirect to sign in, coming back to the exact
+    /// URL it asked for. `None` for API clients and for tokens sent in headers.
+    fn browser_sign_in<B>(
+        &self,
+        request: &Request<B>,
+        error: &AuthnError,
+        conn: &ConnInfo,
+    ) -> Option<Response<ProxyBody>> {
+        let people = self.people.as_ref()?;
+        if !matches!(*request.method(), Method::GET | Method::HEAD)
+            || !wants_html(request.headers())
+        {
+            return None;
+        }
+        let cookie_only = match error {
+            AuthnError::Missing => true,
+            AuthnError::Rejected(_) => matches!(
+                authn::presented_credential(request.headers()),
+                Ok(Some(authn::Presented {
+                    source: CredentialSource::Cookie,
+                    ..
+                }))
+            ),
+            _ => false,
+        };
+        if !cookie_only {
+            return None;
+        }
+        let origin = request_origin(request, conn)?;
+        let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        Some(
+            people
+                .sign_in_redirect(&format!("{origin}{target}"))
+                .map(full),
+        )
+    }
+
+    /// The sign-in paths of the authenticate host.
+    async fn people_auth_host<B>(&self, table: &Arc<Table>, request: Request<B>) -> Outcome
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
+        let Some(people) = &self.people else {
+            discard_body(request.into_body()).await;
+            return refusal(ProxyError::EndpointNotAvailable, "sign_in");
+        };
+        let (parts, body) = request.into_parts();
+        let body = if parts.method == Method::POST {
+            match read_body(
+                &parts.headers,
+                body,
+                crate::identity::people::MAX_FORM_BYTES,
+                std::time::Duration::from_secs(10),
+            )
+            .await
+            {
+                Ok(body) => body,
+                Err(error) => {
+                    return Outcome::new(error.into_response().map(full), "sign_in");
+                }
+            }
+        } else {
+            discard_body(body).await;
+            Bytes::new()
+        };
+        let response = people
+            .handle_auth(
+                table,
+                &parts.method,
+                parts.uri.path(),
+                parts.uri.query(),
+                &parts.headers,
+                body,
+            )
+            .await;
+        Outcome::new(response.map(full), "sign_in")
+    }
+
+    /// A path under `/.portcullis/` or `/.pomerium/` on a route host.
+    async fn route_endpoint<B>(
+        &self,
+        table: &Arc<Table>,
+        host: &str,
+        path: &str,
+        request: Request<B>,
+        conn: &ConnInfo,
+    ) -> Outcome
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
+        let (Some(people), Some(endpoint), Some(origin)) = (
+            &self.people,
+            route_endpoint(path),
+            request_origin(&request, conn),
+        ) else {
+            discard_body(request.into_body()).await;
+            return refusal(ProxyError::EndpointNotAvailable, "route_endpoint");
+        };
+        // A route host's own pages exist only where a route serves the host.
+        if table.find(host, "/").is_none() && !table.routes.hosts().any(|h| h == host) {
+            discard_body(request.into_body()).await;
+            return refusal(ProxyError::RouteNotFound, "route_endpoint");
+        }
+        let method = request.method().clone();
+        let secure = conn.scheme == Scheme::Https;
+        match (endpoint, method) {
+            (RouteEndpoint::Callback, Method::GET | Method::HEAD) => {
+                let query = request.uri().query().map(str::to_owned);
+                discard_body(request.into_body()).await;
+                let response = people
+                    .route_callback(table, &origin, conn.scheme, query.as_deref())
+                    .await;
+                Outcome::new(response.map(full), "callback")
+            }
+            (RouteEndpoint::SignIn, Method::GET | Method::HEAD) => {
+                let target =
+                    url::form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+                        .find(|(n, _)| n == "redirect_uri" || n == "pomerium_redirect_uri")
+                        .map(|(_, v)| v.into_owned())
+                        .filter(|v| v.starts_with('/') && !v.starts_with("//") && !v.contains('\\'))
+                        .unwrap_or_else(|| "/".to_owned());
+                discard_body(request.into_body()).await;
+                Outcome::new(
+                    people
+                        .sign_in_redirect(&format!("{origin}{target}"))
+                        .map(full),
+                    "sign_in",
+                )
+            }
+            (RouteEndpoint::SignOut, Method::POST) => {
+                let (parts, body) = request.into_parts();
+                let body = match read_body(
+                    &parts.headers,
+                    body,
+                    crate::identity::people::MAX_FORM_BYTES,
+                    std::time::Duration::from_secs(10),
+                )
+                .await
+                {
+                    Ok(body) => body,
+                    Err(error) => return Outcome::new(error.into_response().map(full), "sign_out"),
+                };
+                let response = people
+                    .sign_out(table, &parts.headers, &body, &origin, secure)
+                    .await;
+                Outcome::new(response.map(full), "sign_out")
+            }
+            (RouteEndpoint::WhoAmI, Method::GET | Method::HEAD) => {
+                let found = authn::presented_credential(request.headers())
+                    .and_then(|p| p.ok_or(AuthnError::Missing))
+                    .and_then(|p| {
+                        let source = p.source;
+                        let token = p.token.into_owned();
+                        self.authn
+                            .authenticate(table, &token)
+                            .map(|c| (c, source, token))
+                    });
+                let (caller, source, token) = match found {
+                    Ok(found) => found,
+                    Err(error) => {
+                        if let Some(redirect) = self.browser_sign_in(&request, &error, conn) {
+                            discard_body(request.into_body()).await;
+                            return Outcome::new(redirect, "who_am_i");
+                        }
+                        discard_body(request.into_body()).await;
+                        return refusal(
+                            ProxyError::Unauthenticated {
+                                error,
+                                realm: host.to_owned(),
+                            },
+                            "who_am_i",
+                        );
+                    }
+                };
+                let html = wants_html(request.headers());
+                discard_body(request.into_body()).await;
+                let identity = &caller.token.identity;
+                let response = if html {
+                    let csrf = crate::identity::session::csrf_token(&token);
+                    let action = format!("{}sign_out", crate::identity::endpoints::ROUTE_PREFIX);
+                    crate::web::who_am_i(&crate::web::WhoAmI {
+                        subject: &identity.subject,
+                        email: identity.email.as_deref(),
+                        issuer: identity.issuer.as_deref(),
+                        claims: &identity.claims,
+                        session_expires: caller
+                            .token
+                            .session
+                            .as_ref()
+                            .map(|_| caller.token.expires),
+                        sign_out: (source == CredentialSource::Cookie)
+                            .then_some((action.as_str(), csrf.as_str())),
+                    })
+                } else {
+                    let body = serde_json::json!({
+                        "subject": identity.subject,
+                        "email": identity.email,
+                        "emailVerified": identity.email_verified,
+                        "groups": identity.groups,
+                        "issuer": identity.issuer,
+                        "claims": identity.claims,
+                        "expires": caller.token.expires,
+                    });
+                    crate::identity::error::json_response(StatusCode::OK, &body)
+                };
+                let mut outcome = Outcome::new(response.map(full), "who_am_i");
+                outcome.caller = Some(caller);
+                outcome.decision = "allow";
+                outcome
+            }
+            (RouteEndpoint::Callback | RouteEndpoint::SignIn | RouteEndpoint::WhoAmI, _) => {
+                discard_body(request.into_body()).await;
+                let mut response = crate::web::sign_in_error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "This method is not allowed here.",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                Outcome::new(response.map(full), "route_endpoint")
+            }
+            (RouteEndpoint::SignOut, _) => {
+                discard_body(request.into_body()).await;
+                let mut response = crate::web::sign_in_error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "Sign out with the form on the who-am-I page.",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
+                Outcome::new(response.map(full), "route_endpoint")
+            }
+            _ => {
+                discard_body(request.into_body()).await;
+                refusal(ProxyError::EndpointNotAvailable, "route_endpoint")
+            }
+        }
     }
 
     /// The caller behind the request's credential, for a route that needs one.
@@ -625,6 +946,40 @@ fn is_identity_endpoint(endpoint: &str) -> bool {
             | "redirect"
             | "uri_too_long"
     )
+}
+
+/// Whether the client asked for a page (`Accept` names `text/html`).
+fn wants_html(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("text/html"))
+}
+
+/// `scheme://host[:port]` of the request as the client addressed it: the listener's scheme
+/// and the validated `Host` (or `:authority`), normalized like [`url::Url`] origins.
+fn request_origin<B>(request: &Request<B>, conn: &ConnInfo) -> Option<String> {
+    let authority = request
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            request
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })?;
+    let scheme = match conn.scheme {
+        Scheme::Http => "http",
+        Scheme::Https => "https",
+    };
+    let url = url::Url::parse(&format!("{scheme}://{authority}/")).ok()?;
+    if !url.username().is_empty() || url.path() != "/" {
+        return None;
+    }
+    Some(crate::identity::people::origin_of(&url))
 }
 
 fn full(bytes: Bytes) -> ProxyBody {

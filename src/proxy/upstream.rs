@@ -41,7 +41,7 @@ pub type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
 /// `X-Portcullis-Jwt-Assertion`: the signed identity for the upstream.
 pub const JWT_ASSERTION: HeaderName = HeaderName::from_static("x-portcullis-jwt-assertion");
 /// Cookies Portcullis sets on route hosts (sessions); never forwarded.
-pub const OUR_COOKIES: [&str; 2] = ["_portcullis", "_pomerium"];
+pub const OUR_COOKIES: [&str; 3] = ["_portcullis", "_portcullis_login", "_pomerium"];
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");

@@ -1,0 +1,731 @@
+//! The people's identity provider (DESIGN.md §2 `idp`): an OpenID Connect relying party built
+//! on the `openidconnect` crate.
+//!
+//! ```text
+//! Idp::spawn(settings) ── task: client secret (file or Secret) + discovery + JWKS, retried ──► IdpState
+//! sign-in:   IdpClient::authorize_url(state, nonce, PKCE S256 challenge)  ──► 302 to the IdP
+//! callback:  IdpClient::exchange_code(code, verifier, nonce) ── id_token verified (iss, aud,
+//!            azp, alg, signature, nonce, exp) + userinfo ──► IdpTokens (claims, refresh token)
+//! refresh:   IdpClient::refresh(refresh_token) ──► IdpTokens
+//! sign-out:  IdpClient::end_session_url(id_token_hint, post_logout_redirect_uri)
+//! ```
+//!
+//! The provider is configured by the operator and trusted as such: its URLs are not subject to
+//! the upstream address policy. Its HTTP client follows no redirects, times out, and reads at
+//! most [`MAX_RESPONSE_BYTES`] of any answer. Nothing the provider returns is logged beyond
+//! error classes; tokens never are.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreGenderClaim, CoreTokenResponse, CoreUserInfoClaims,
+};
+use openidconnect::{
+    AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
+    EndpointNotSet, EndpointSet, IssuerUrl, LogoutRequest, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout,
+    RedirectUrl, RefreshToken, Scope, TokenResponse as _, UserInfoClaims,
+};
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::store::Secret;
+
+/// Longest answer read from the identity provider.
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+/// How long one request to the identity provider may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often discovery and the JWKS are fetched again once loaded.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(300);
+/// Claims of the id_token that describe the token itself, not the person; never copied into a
+/// session.
+pub const TOKEN_HOUSEKEEPING_CLAIMS: [&str; 13] = [
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+    "nonce",
+    "at_hash",
+    "c_hash",
+    "s_hash",
+    "azp",
+    "auth_time",
+    "sid",
+];
+
+type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+type OidcClient = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// Why talking to the identity provider failed. Messages name the class of problem and the
+/// provider's OAuth error code, never a token or a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum IdpError {
+    /// The HTTP exchange itself failed (connect, timeout, size, status).
+    #[error("the identity provider could not be reached: {0}")]
+    Http(String),
+    /// Discovery failed or the document is unusable.
+    #[error("identity provider discovery failed: {0}")]
+    Discovery(String),
+    /// The token endpoint refused the code or refresh token (`invalid_grant`, ...).
+    #[error("the identity provider refused the request: {0}")]
+    Refused(String),
+    /// The id_token failed verification.
+    #[error("the identity provider's id_token is not valid: {0}")]
+    InvalidIdToken(String),
+    /// The answer lacked something required (an id_token on the code grant).
+    #[error("the identity provider's answer is incomplete: {0}")]
+    Incomplete(&'static str),
+    /// The provider has no token endpoint.
+    #[error("the identity provider has no token endpoint")]
+    NoTokenEndpoint,
+}
+
+impl IdpError {
+    /// A short fixed label for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            IdpError::Http(_) => "idp_unreachable",
+            IdpError::Discovery(_) => "idp_discovery",
+            IdpError::Refused(_) => "idp_refused",
+            IdpError::InvalidIdToken(_) => "invalid_id_token",
+            IdpError::Incomplete(_) | IdpError::NoTokenEndpoint => "idp_incomplete",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct HttpError(String);
+
+/// What a relying party needs to know about the provider, resolved from the settings.
+#[derive(Clone)]
+pub struct IdpSettings {
+    /// The issuer URL (discovery at `/.well-known/openid-configuration` below it).
+    pub issuer: String,
+    /// Our client id at the provider.
+    pub client_id: String,
+    /// Scopes requested at sign-in (`openid` is always added).
+    pub scopes: Vec<String>,
+    /// Extra authorization-request parameters.
+    pub auth_params: BTreeMap<String, String>,
+    /// Where the provider sends the browser back: `<authenticate URL>/oauth2/callback`.
+    pub redirect_url: String,
+}
+
+impl std::fmt::Debug for IdpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdpSettings")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a code or refresh grant gave us about the person.
+#[derive(Clone)]
+pub struct IdpTokens {
+    /// The person's claims: the verified id_token's (without [`TOKEN_HOUSEKEEPING_CLAIMS`]),
+    /// completed by userinfo where the provider has it.
+    pub claims: Map<String, Value>,
+    /// The raw id_token (for `id_token_hint` at sign-out).
+    pub id_token: Option<Secret>,
+    /// The refresh token, when the provider issued one.
+    pub refresh_token: Option<Secret>,
+    /// When the provider's access token expires (unix seconds), if it said.
+    pub access_expires_at: Option<i64>,
+}
+
+impl std::fmt::Debug for IdpTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdpTokens")
+            .field("subject", &self.claims.get("sub"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The PKCE verifier, nonce and state of one sign-in, chosen before the browser leaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginSecrets {
+    /// The `state` parameter (random, single use).
+    pub state: String,
+    /// The `nonce` the id_token must carry.
+    pub nonce: String,
+    /// The PKCE code verifier (its S256 challenge goes to the provider).
+    pub verifier: String,
+}
+
+impl LoginSecrets {
+    /// Fresh random values.
+    pub fn random() -> Self {
+        Self {
+            state: CsrfToken::new_random().secret().clone(),
+            nonce: Nonce::new_random().secret().clone(),
+            verifier: PkceCodeChallenge::new_random_sha256().1.secret().clone(),
+        }
+    }
+}
+
+/// A discovered provider with our client registration: cheap to share, immutable.
+pub struct IdpClient {
+    settings: IdpSettings,
+    client: OidcClient,
+    end_session: Option<Url>,
+    issuer: String,
+    http: HttpClient,
+}
+
+impl std::fmt::Debug for IdpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdpClient")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+fn http_client() -> HttpClient {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(REQUEST_TIMEOUT));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new()).build(https)
+}
+
+async fn send(
+    http: HttpClient,
+    request: openidconnect::HttpRequest,
+) -> Result<openidconnect::HttpResponse, HttpError> {
+    let (parts, body) = request.into_parts();
+    let request = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
+    let exchange = async {
+        let response = http
+            .request(request)
+            .await
+            .map_err(|e| HttpError(format!("request failed: {}", crate::error_chain(&e))))?;
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|_| HttpError("the answer is too large or broken".into()))?
+            .to_bytes();
+        Ok(http::Response::from_parts(parts, body.to_vec()))
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .await
+        .map_err(|_| HttpError("timed out".into()))?
+}
+
+impl IdpClient {
+    /// Discovers the provider (metadata and JWKS) and registers our client with `secret`.
+    pub async fn discover(settings: IdpSettings, secret: &Secret) -> Result<Self, IdpError> {
+        let http = http_client();
+        let issuer_url = IssuerUrl::new(settings.issuer.clone())
+            .map_err(|e| IdpError::Discovery(format!("issuer: {e}")))?;
+        let caller = |request| send(http.clone(), request);
+        let metadata = ProviderMetadataWithLogout::discover_async(issuer_url, &caller)
+            .await
+            .map_err(|e| IdpError::Discovery(crate::error_chain(&e)))?;
+        let redirect = RedirectUrl::new(settings.redirect_url.clone())
+            .map_err(|e| IdpError::Discovery(format!("redirect URL: {e}")))?;
+        let end_session = metadata
+            .additional_metadata()
+            .end_session_endpoint
+            .as_ref()
+            .map(|u| u.url().clone());
+        let post_only = metadata
+            .token_endpoint_auth_methods_supported()
+            .is_some_and(|methods| {
+                let names: Vec<String> = methods
+                    .iter()
+                    .filter_map(|m| serde_json::to_value(m).ok())
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect();
+                !names.iter().any(|n| n == "client_secret_basic")
+                    && names.iter().any(|n| n == "client_secret_post")
+            });
+        let issuer = metadata.issuer().as_str().to_owned();
+        let client = CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(settings.client_id.clone()),
+            Some(ClientSecret::new(secret.expose().to_owned())),
+        )
+        .set_redirect_uri(redirect)
+        .set_auth_type(if post_only {
+            AuthType::RequestBody
+        } else {
+            AuthType::BasicAuth
+        });
+        Ok(Self {
+            settings,
+            client,
+            end_session,
+            issuer,
+            http,
+        })
+    }
+
+    /// The provider's issuer identifier, as its discovery document states it.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Whether the provider has an end-session endpoint.
+    pub fn has_end_session(&self) -> bool {
+        self.end_session.is_some()
+    }
+
+    /// The authorization URL for one sign-in: code flow, our scopes, `state`, `nonce`, the S256
+    /// challenge of `secrets.verifier`, and the configured extra parameters.
+    pub fn authorize_url(&self, secrets: &LoginSecrets) -> Url {
+        let verifier = PkceCodeVerifier::new(secrets.verifier.clone());
+        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&verifier);
+        let state = secrets.state.clone();
+        let nonce = secrets.nonce.clone();
+        let mut request = self
+            .client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                move || CsrfToken::new(state),
+                move || Nonce::new(nonce),
+            )
+            .set_pkce_challenge(challenge);
+        for scope in &self.settings.scopes {
+            if scope != "openid" {
+                request = request.add_scope(Scope::new(scope.clone()));
+            }
+        }
+        for (name, value) in &self.settings.auth_params {
+            request = request.add_extra_param(name.clone(), value.clone());
+        }
+        request.url().0
+    }
+
+    /// Redeems an authorization code with its PKCE verifier, verifies the id_token against
+    /// `nonce`, and completes the claims from userinfo.
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        verifier: &str,
+        nonce: &str,
+        now: i64,
+    ) -> Result<IdpTokens, IdpError> {
+        let http = self.http.clone();
+        let caller = |request| send(http.clone(), request);
+        let response = self
+            .client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .map_err(|_| IdpError::NoTokenEndpoint)?
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()))
+            .request_async(&caller)
+            .await
+            .map_err(token_error)?;
+        let nonce = Nonce::new(nonce.to_owned());
+        self.tokens_from(&response, Some(&nonce), None, now).await
+    }
+
+    /// Uses a refresh token; the claims are the new id_token's when the provider sends one,
+    /// else `previous` with userinfo's answer on top.
+    pub async fn refresh(
+        &self,
+        refresh_token: &Secret,
+        previous: &Map<String, Value>,
+        now: i64,
+    ) -> Result<IdpTokens, IdpError> {
+        let http = self.http.clone();
+        let caller = |request| send(http.clone(), request);
+        let token = RefreshToken::new(refresh_token.expose().to_owned());
+        let response = self
+            .client
+            .exchange_refresh_token(&token)
+            .map_err(|_| IdpError::NoTokenEndpoint)?
+            .request_async(&caller)
+            .await
+            .map_err(token_error)?;
+        let mut tokens = self
+            .tokens_from(&response, None, Some(previous), now)
+            .await?;
+        if tokens.refresh_token.is_none() {
+            tokens.refresh_token = Some(refresh_token.clone());
+        }
+        Ok(tokens)
+    }
+
+    async fn tokens_from(
+        &self,
+        response: &CoreTokenResponse,
+        nonce: Option<&Nonce>,
+        previous: Option<&Map<String, Value>>,
+        now: i64,
+    ) -> Result<IdpTokens, IdpError> {
+        let mut claims = match (response.id_token(), previous) {
+            (Some(id_token), _) => {
+                let verifier = self.client.id_token_verifier();
+                let verified = match nonce {
+                    Some(nonce) => id_token.claims(&verifier, nonce).map(|_| ()),
+                    // A refreshed id_token carries no nonce (OIDC Core §12.2).
+                    None => id_token
+                        .claims(&verifier, |_: Option<&Nonce>| Ok(()))
+                        .map(|_| ()),
+                };
+                verified.map_err(|e| IdpError::InvalidIdToken(crate::error_chain(&e)))?;
+                let mut claims = jwt_payload(&id_token.to_string()).ok_or(
+                    IdpError::InvalidIdToken("payload is not a JSON object".into()),
+                )?;
+                if let Some(previous_sub) = previous.and_then(|p| p.get("sub"))
+                    && claims.get("sub") != Some(previous_sub)
+                {
+                    return Err(IdpError::InvalidIdToken(
+                        "the refreshed id_token names another subject".into(),
+                    ));
+                }
+                for name in TOKEN_HOUSEKEEPING_CLAIMS {
+                    claims.remove(name);
+                }
+                claims
+            }
+            (None, Some(previous)) => previous.clone(),
+            (None, None) => return Err(IdpError::Incomplete("no id_token in the answer")),
+        };
+        if let Some(extra) = self.user_info(response).await {
+            if extra.get("sub") == claims.get("sub") {
+                for (name, value) in extra {
+                    if !TOKEN_HOUSEKEEPING_CLAIMS.contains(&name.as_str()) {
+                        claims.insert(name, value);
+                    }
+                }
+            } else {
+                tracing::warn!("the identity provider's userinfo names another subject; ignored");
+            }
+        }
+        Ok(IdpTokens {
+            claims,
+            id_token: response.id_token().map(|t| Secret::new(t.to_string())),
+            refresh_token: response
+                .refresh_token()
+                .map(|t| Secret::new(t.secret().clone())),
+            access_expires_at: response
+                .expires_in()
+                .map(|d| now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))),
+        })
+    }
+
+    /// Userinfo's claims, when the provider has the endpoint and answers; a failure only
+    /// loses what userinfo would have added.
+    async fn user_info(&self, response: &CoreTokenResponse) -> Option<Map<String, Value>> {
+        let request = self
+            .client
+            .user_info(response.access_token().clone(), None)
+            .ok()?;
+        let http = self.http.clone();
+        let caller = |request| send(http.clone(), request);
+        let claims: Result<UserInfoClaims<ExtraClaims, CoreGenderClaim>, _> =
+            request.request_async(&caller).await;
+        match claims {
+            Ok(claims) => match serde_json::to_value(&claims) {
+                Ok(Value::Object(map)) => Some(map),
+                _ => None,
+            },
+            Err(error) => {
+                tracing::warn!(error = %crate::error_chain(&error), "userinfo request failed");
+                None
+            }
+        }
+    }
+
+    /// Where to send the browser to end the session at the provider, when it has an
+    /// end-session endpoint.
+    pub fn end_session_url(
+        &self,
+        id_token_hint: Option<&Secret>,
+        post_logout_redirect_uri: &str,
+    ) -> Option<Url> {
+        let endpoint = self.end_session.clone()?;
+        let mut request: LogoutRequest = openidconnect::EndSessionUrl::from_url(endpoint).into();
+        if let Ok(url) = PostLogoutRedirectUrl::new(post_logout_redirect_uri.to_owned()) {
+            request = request.set_post_logout_redirect_uri(url);
+        }
+        request = request.set_client_id(ClientId::new(self.settings.client_id.clone()));
+        let mut url = request.http_get_url();
+        if let Some(hint) = id_token_hint {
+            url.query_pairs_mut()
+                .append_pair("id_token_hint", hint.expose());
+        }
+        Some(url)
+    }
+}
+
+/// Every claim userinfo sends beyond the standard ones (`groups`, ...).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct ExtraClaims {
+    #[serde(flatten)]
+    rest: Map<String, Value>,
+}
+
+impl openidconnect::AdditionalClaims for ExtraClaims {}
+
+/// `CoreUserInfoClaims` is kept in scope for readers comparing with the crate's examples.
+#[allow(dead_code)]
+type StandardUserInfo = CoreUserInfoClaims;
+
+fn token_error<E: std::error::Error + 'static>(
+    error: openidconnect::RequestTokenError<
+        E,
+        openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
+    >,
+) -> IdpError {
+    match error {
+        openidconnect::RequestTokenError::ServerResponse(response) => {
+            IdpError::Refused(response.error().to_string())
+        }
+        openidconnect::RequestTokenError::Request(e) => IdpError::Http(crate::error_chain(&e)),
+        other => IdpError::Http(crate::error_chain(&other)),
+    }
+}
+
+/// The JSON payload of a compact JWS, unverified: call only on a token already verified.
+fn jwt_payload(token: &str) -> Option<Map<String, Value>> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    match serde_json::from_slice(&bytes).ok()? {
+        Value::Object(map) => Some(map),
+        _ => None,
+    }
+}
+
+/// Where the people's sign-in stands in this process.
+#[derive(Debug, Clone)]
+pub enum IdpState {
+    /// No `idp` is configured: routes for people cannot sign anyone in.
+    NotConfigured,
+    /// Configured, not usable yet or any more; the reason is for status and logs (never a
+    /// secret).
+    Unavailable(String),
+    /// Discovered and ready.
+    Ready(Arc<IdpClient>),
+}
+
+/// Where the client secret comes from.
+#[derive(Clone)]
+pub enum SecretSource {
+    /// A file (mounted Secret, dev).
+    File(std::path::PathBuf),
+    /// A key of a Secret in Portcullis's namespace, read through the API.
+    Secret {
+        /// The kube client.
+        client: kube::Client,
+        /// Portcullis's namespace.
+        namespace: String,
+        /// Secret name.
+        name: String,
+        /// Key in its data.
+        key: String,
+    },
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::File(path) => write!(f, "File({})", path.display()),
+            SecretSource::Secret {
+                namespace,
+                name,
+                key,
+                ..
+            } => {
+                write!(f, "Secret({namespace}/{name}, {key})")
+            }
+        }
+    }
+}
+
+impl SecretSource {
+    async fn read(&self) -> Result<Secret, String> {
+        match self {
+            SecretSource::File(path) => tokio::fs::read_to_string(path)
+                .await
+                .map(|s| Secret::new(s.trim().to_owned()))
+                .map_err(|e| format!("client secret file {}: {e}", path.display())),
+            SecretSource::Secret {
+                client,
+                namespace,
+                name,
+                key,
+            } => {
+                let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+                    kube::Api::namespaced(client.clone(), namespace);
+                let secret = api
+                    .get_opt(name)
+                    .await
+                    .map_err(|e| format!("reading Secret {namespace}/{name}: {e}"))?
+                    .ok_or_else(|| format!("Secret {namespace}/{name} not found"))?;
+                let value = secret
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(key))
+                    .ok_or_else(|| format!("Secret {namespace}/{name} has no key {key}"))?;
+                let text = std::str::from_utf8(&value.0)
+                    .map_err(|_| format!("Secret {namespace}/{name} key {key} is not text"))?;
+                if text.trim().is_empty() {
+                    return Err(format!("Secret {namespace}/{name} key {key} is empty"));
+                }
+                Ok(Secret::new(text.trim().to_owned()))
+            }
+        }
+    }
+}
+
+/// The live identity-provider state, shared by every request; one task keeps it current.
+#[derive(Debug, Clone)]
+pub struct Idp {
+    state: Arc<ArcSwap<IdpState>>,
+    changed: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Idp {
+    /// An IdP handle that stays in `state` (tests, and installs without `idp`).
+    pub fn fixed(state: IdpState) -> Self {
+        Self {
+            state: Arc::new(ArcSwap::from_pointee(state)),
+            changed: Arc::new(tokio::sync::watch::channel(0).0),
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> Arc<IdpState> {
+        self.state.load_full()
+    }
+
+    /// The ready client, if any.
+    pub fn client(&self) -> Option<Arc<IdpClient>> {
+        match &**self.state.load() {
+            IdpState::Ready(client) => Some(Arc::clone(client)),
+            _ => None,
+        }
+    }
+
+    /// Notified with a counter each time the state changes between ready and not.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn set(&self, state: IdpState) {
+        let was_ready = matches!(**self.state.load(), IdpState::Ready(_));
+        let is_ready = matches!(state, IdpState::Ready(_));
+        let reason_changed = match (&**self.state.load(), &state) {
+            (IdpState::Unavailable(a), IdpState::Unavailable(b)) => a != b,
+            _ => true,
+        };
+        self.state.store(Arc::new(state));
+        if was_ready != is_ready || (!is_ready && reason_changed) {
+            self.changed.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Starts the task that reads the client secret and discovers the provider, retrying with
+    /// backoff while either fails and refreshing every [`REFRESH_EVERY`] once it works.
+    pub fn spawn(settings: IdpSettings, secret: SecretSource) -> Self {
+        let idp = Self::fixed(IdpState::Unavailable(
+            "the identity provider has not been discovered yet".into(),
+        ));
+        let handle = idp.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_secs(1);
+            loop {
+                let outcome = match secret.read().await {
+                    Err(problem) => Err(problem),
+                    Ok(secret) => IdpClient::discover(settings.clone(), &secret)
+                        .await
+                        .map_err(|e| e.to_string()),
+                };
+                let wait = match outcome {
+                    Ok(client) => {
+                        if !matches!(*handle.state(), IdpState::Ready(_)) {
+                            tracing::info!(issuer = %client.issuer(), "identity provider ready");
+                        }
+                        handle.set(IdpState::Ready(Arc::new(client)));
+                        backoff = Duration::from_secs(1);
+                        REFRESH_EVERY
+                    }
+                    Err(problem) => {
+                        let was_ready = matches!(*handle.state(), IdpState::Ready(_));
+                        if was_ready {
+                            // A refresh failure keeps the last good provider.
+                            tracing::warn!(%problem, "refreshing the identity provider failed; keeping the last discovery");
+                        } else {
+                            tracing::warn!(%problem, "the identity provider is not available");
+                            handle.set(IdpState::Unavailable(problem));
+                        }
+                        let wait = backoff;
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        wait
+                    }
+                };
+                tokio::time::sleep(wait).await;
+            }
+        });
+        idp
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_secrets_are_random_and_url_safe() {
+        let a = LoginSecrets::random();
+        let b = LoginSecrets::random();
+        assert_ne!(a, b);
+        for value in [&a.state, &a.nonce, &a.verifier] {
+            assert!(value.len() >= 22, "{value}");
+            assert!(
+                value
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn jwt_payload_reads_the_middle_part_only_when_it_is_an_object() {
+        use base64::Engine as _;
+        let enc = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let token = format!("{}.{}.sig", enc("{}"), enc(r#"{"sub":"alice"}"#));
+        assert_eq!(jwt_payload(&token).unwrap()["sub"], "alice");
+        assert!(jwt_payload(&format!("a.{}.c", enc("[1]"))).is_none());
+        assert!(jwt_payload("nodots").is_none());
+    }
+}

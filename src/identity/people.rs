@@ -265,21 +265,11 @@ impl People {
                 self.sign_out(table, headers, &body, &self.auth_origin, self.auth_secure())
                     .await
             }
-            _ => {
-                let mut response = web::sign_in_error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "This method is not allowed here.",
-                );
-                let allow = if path == AUTH_SIGN_OUT {
-                    "POST"
-                } else {
-                    "GET, HEAD"
-                };
-                response
-                    .headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static(allow));
-                response
-            }
+            _ => web::method_not_allowed(if path == AUTH_SIGN_OUT {
+                "POST"
+            } else {
+                "GET, HEAD"
+            }),
         }
     }
 

@@ -691,26 +691,20 @@ impl Proxy {
                 outcome.decision = "allow";
                 outcome
             }
-            (RouteEndpoint::Callback | RouteEndpoint::SignIn | RouteEndpoint::WhoAmI, _) => {
+            (
+                endpoint @ (RouteEndpoint::Callback
+                | RouteEndpoint::SignIn
+                | RouteEndpoint::WhoAmI
+                | RouteEndpoint::SignOut),
+                _,
+            ) => {
                 discard_body(request.into_body()).await;
-                let mut response = crate::web::sign_in_error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "This method is not allowed here.",
-                );
-                response
-                    .headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-                Outcome::new(response.map(full), "route_endpoint")
-            }
-            (RouteEndpoint::SignOut, _) => {
-                discard_body(request.into_body()).await;
-                let mut response = crate::web::sign_in_error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "Sign out with the form on the who-am-I page.",
-                );
-                response
-                    .headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
+                let allow = if endpoint == RouteEndpoint::SignOut {
+                    "POST"
+                } else {
+                    "GET, HEAD"
+                };
+                let response = crate::web::method_not_allowed(allow);
                 Outcome::new(response.map(full), "route_endpoint")
             }
             _ => {

@@ -184,13 +184,7 @@ impl Upstreams {
     /// system's trust roots.
     pub fn new(policy: Arc<AddressPolicy>) -> Self {
         let connector = Connector::new(policy);
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_native_certs::load_native_certs().certs {
-            let _ = roots.add(cert);
-        }
-        let tls = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = native_roots_client_config();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -218,6 +212,18 @@ impl Upstreams {
             _ => self.http.request(request),
         }
     }
+}
+
+/// A TLS client configuration that trusts the system's root certificates (upstreams and the
+/// identity provider).
+pub fn native_roots_client_config() -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
 }
 
 /// The URI a request is sent to: the upstream's scheme and socket, its base path, the

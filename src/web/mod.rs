@@ -170,6 +170,18 @@ pub fn sign_in_error(status: StatusCode, message: &str) -> Response<Bytes> {
     page(status, "Sign-in failed", &body)
 }
 
+/// `405` for a page asked for with the wrong method; `allow` is the `Allow` header.
+pub fn method_not_allowed(allow: &'static str) -> Response<Bytes> {
+    let mut response = sign_in_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "This method is not allowed here.",
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
 /// The page after signing out.
 pub fn signed_out() -> Response<Bytes> {
     page(

@@ -490,6 +490,7 @@ impl Fixture {
             live.clone(),
             Leadership::always(),
             Some("http://auth.localhost".parse().unwrap()),
+            None,
             Arc::new(portcullis::metrics::Metrics::new()),
             shutdown_rx,
         );

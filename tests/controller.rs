@@ -180,6 +180,74 @@ async fn one_bad_route_does_not_disturb_the_others_and_says_why() {
 }
 
 #[tokio::test]
+async fn routes_for_people_say_when_sign_in_is_unavailable_and_the_others_do_not() {
+    let f = Fixture::start().await;
+    let to = json!([{"url": "http://127.0.0.1:9000"}]);
+    f.route(
+        "team-a",
+        "people",
+        json!({"from": "http://people.localhost", "to": to,
+               "policy": {"allow": {"or": [{"email": {"is": "alice@example.com"}}]}}}),
+    )
+    .await;
+    f.route(
+        "team-a",
+        "machines",
+        json!({"from": "http://machines.localhost", "to": to,
+               "policy": {"allow": {"or": [{"serviceAccount": {"is": "team-a/bot"}}]}}}),
+    )
+    .await;
+    f.route(
+        "team-a",
+        "public",
+        json!({"from": "http://public.localhost", "to": to, "allowPublicUnauthenticatedAccess": true}),
+    )
+    .await;
+    assert_eq!(
+        f.condition("team-a", "people", "ResolvedRefs", "True")
+            .await,
+        "ResolvedRefs"
+    );
+
+    f.sign_in.send_replace(Some(
+        "Secret portcullis-system/portcullis-idp not found".into(),
+    ));
+    assert_eq!(
+        f.condition("team-a", "people", "ResolvedRefs", "False")
+            .await,
+        "IdentityProviderUnavailable"
+    );
+    // The route still serves (tokens work); only people cannot sign in.
+    assert_eq!(
+        f.condition("team-a", "people", "Ready", "True").await,
+        "ReadyWithUnresolvedRefs"
+    );
+    f.served("people.localhost", "/", Some("Route team-a/people"))
+        .await;
+    let events = f.wait_events("team-a", "people").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("IdentityProviderUnavailable"))
+    );
+    for other in ["machines", "public"] {
+        assert_eq!(
+            f.condition("team-a", other, "ResolvedRefs", "True").await,
+            "ResolvedRefs",
+            "{other}"
+        );
+    }
+
+    f.sign_in.send_replace(None);
+    assert_eq!(
+        f.condition("team-a", "people", "ResolvedRefs", "True")
+            .await,
+        "ResolvedRefs"
+    );
+    f.stop().await;
+}
+
+#[tokio::test]
 async fn upstreams_follow_endpoint_slices() {
     let f = Fixture::start().await;
     f.apply::<Service>(

@@ -57,10 +57,25 @@ impl Controller {
         live: LiveTable,
         leadership: Leadership,
         issuer: Option<url::Url>,
+        sign_in: Option<channel::Receiver<Option<String>>>,
         metrics: Arc<Metrics>,
         shutdown: channel::Receiver<bool>,
     ) -> Self {
         let changed = Arc::new(Notify::new());
+        // A change in whether people can sign in changes Route conditions: compile again.
+        if let Some(mut sign_in) = sign_in.clone() {
+            let changed = Arc::clone(&changed);
+            let mut stop = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        r = sign_in.changed() => if r.is_err() { return },
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                    changed.notify_one();
+                }
+            });
+        }
         let namespaces = Namespaces::from_setting(&settings.watch_namespaces);
         let watchers = Arc::new(Watchers::start(
             &client,
@@ -76,6 +91,7 @@ impl Controller {
             live,
             move || CompileContext {
                 now: jiff::Timestamp::now().as_second(),
+                sign_in_unavailable: sign_in.as_ref().and_then(|s| s.borrow().clone()),
                 ..context.clone()
             },
             published_tx,
@@ -180,5 +196,6 @@ pub fn compile_context(
         namespace: settings.namespace.clone(),
         signing_secret: settings.signing.secret_name.clone(),
         now: jiff::Timestamp::now().as_second(),
+        sign_in_unavailable: None,
     }
 }

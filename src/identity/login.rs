@@ -603,15 +603,19 @@ impl SecretSource {
 #[derive(Debug, Clone)]
 pub struct Idp {
     state: Arc<ArcSwap<IdpState>>,
-    changed: Arc<tokio::sync::watch::Sender<u64>>,
+    unavailable: Arc<tokio::sync::watch::Sender<Option<String>>>,
 }
 
 impl Idp {
     /// An IdP handle that stays in `state` (tests, and installs without `idp`).
     pub fn fixed(state: IdpState) -> Self {
+        let reason = match &state {
+            IdpState::Unavailable(reason) => Some(reason.clone()),
+            _ => None,
+        };
         Self {
             state: Arc::new(ArcSwap::from_pointee(state)),
-            changed: Arc::new(tokio::sync::watch::channel(0).0),
+            unavailable: Arc::new(tokio::sync::watch::channel(reason).0),
         }
     }
 
@@ -628,22 +632,23 @@ impl Idp {
         }
     }
 
-    /// Notified with a counter each time the state changes between ready and not.
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.changed.subscribe()
+    /// Why people cannot sign in (`None`: they can, or it is not known yet); changes only
+    /// when the reason does.
+    pub fn unavailable(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.unavailable.subscribe()
     }
 
     fn set(&self, state: IdpState) {
-        let was_ready = matches!(**self.state.load(), IdpState::Ready(_));
-        let is_ready = matches!(state, IdpState::Ready(_));
-        let reason_changed = match (&**self.state.load(), &state) {
-            (IdpState::Unavailable(a), IdpState::Unavailable(b)) => a != b,
-            _ => true,
+        let reason = match &state {
+            IdpState::Unavailable(reason) => Some(reason.clone()),
+            _ => None,
         };
         self.state.store(Arc::new(state));
-        if was_ready != is_ready || (!is_ready && reason_changed) {
-            self.changed.send_modify(|n| *n += 1);
-        }
+        self.unavailable.send_if_modified(|current| {
+            let changed = *current != reason;
+            *current = reason;
+            changed
+        });
     }
 
     /// Starts the task that reads the client secret and discovers the provider, retrying with
@@ -652,6 +657,9 @@ impl Idp {
         let idp = Self::fixed(IdpState::Unavailable(
             "the identity provider has not been discovered yet".into(),
         ));
+        // Not known to be unavailable until the first attempt fails: no condition flaps at
+        // every start.
+        idp.unavailable.send_replace(None);
         let handle = idp.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_secs(1);

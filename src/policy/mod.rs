@@ -201,6 +201,25 @@ impl Policy {
         !self.rules.programs.is_empty()
     }
 
+    /// Whether an allow rule names people: `user`, `email`, `domain`, `groups` or
+    /// `authenticated_user` (claims and expressions can match anyone, so they do not count).
+    pub fn admits_people(&self) -> bool {
+        fn names_people(node: &eval::Node) -> bool {
+            match node {
+                eval::Node::Op(op) => op.children.iter().any(names_people),
+                eval::Node::Criterion(c) => matches!(
+                    c.test,
+                    eval::Test::User(_)
+                        | eval::Test::Email(_)
+                        | eval::Test::Domain(_)
+                        | eval::Test::Groups(_)
+                        | eval::Test::AuthenticatedUser
+                ),
+            }
+        }
+        self.rules.allow.iter().any(names_people)
+    }
+
     /// Whether the policy has no rule at all (and so denies everyone).
     pub fn is_empty(&self) -> bool {
         self.rules.allow.is_empty() && self.rules.deny.is_empty()

@@ -1000,3 +1000,23 @@ fn hostile_expressions_are_refused_or_compiled_without_crashing() {
         }
     }
 }
+
+#[test]
+fn policies_that_admit_people_are_told_apart_from_machine_only_ones() {
+    for people in [
+        json!({"allow": {"or": [{"email": {"is": "a@example.com"}}]}}),
+        json!({"allow": {"and": [{"http_method": {"is": "GET"}}, {"groups": {"has": "eng"}}]}}),
+        json!({"allow": {"or": [{"domain": {"is": "example.com"}}]}}),
+        json!({"allow": {"or": [{"user": {"is": "alice"}}]}}),
+    ] {
+        assert!(policy(people.clone()).admits_people(), "{people}");
+    }
+    for machines in [
+        json!({"allow": {"or": [{"serviceAccount": {"is": "team-a/bot"}}]}}),
+        json!({"allow": {"or": [{"claim/team": {"is": "a"}}]}}),
+        json!({"deny": {"or": [{"email": {"is": "a@example.com"}}]}}),
+        json!({}),
+    ] {
+        assert!(!policy(machines.clone()).admits_people(), "{machines}");
+    }
+}

@@ -28,6 +28,8 @@ pub struct Fixture {
     pub metrics: Arc<Metrics>,
     pub controller: Option<Controller>,
     pub shutdown: watch::Sender<bool>,
+    /// Why people cannot sign in, as the identity provider would report it.
+    pub sign_in: watch::Sender<Option<String>>,
 }
 
 impl Fixture {
@@ -62,6 +64,7 @@ impl Fixture {
         let live = LiveTable::new();
         let metrics = Arc::new(Metrics::new());
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let (sign_in, sign_in_rx) = watch::channel(None);
         let context = portcullis::controller::compile_context(
             &settings,
             &api.url().parse().unwrap(),
@@ -75,6 +78,7 @@ impl Fixture {
             live.clone(),
             Leadership::always(),
             Some("http://auth.localhost".parse().unwrap()),
+            Some(sign_in_rx),
             Arc::clone(&metrics),
             shutdown_rx,
         );
@@ -88,6 +92,7 @@ impl Fixture {
             metrics,
             controller: Some(controller),
             shutdown,
+            sign_in,
         }
     }
 

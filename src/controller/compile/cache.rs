@@ -38,7 +38,7 @@ pub(super) type Resolution = Result<ResolvedService, BackendError>;
 #[derive(Default)]
 pub struct Cache {
     /// The settings the entries were compiled under.
-    context: Option<(AddressPolicy, bool)>,
+    context: Option<(AddressPolicy, bool, Option<String>)>,
     /// Counts compiles; an entry used by the current one carries its number.
     serial: u64,
     /// By Route uid.
@@ -84,7 +84,11 @@ impl Cache {
     /// This cache for a compile of `snap` under `ctx`: empty when the settings differ from
     /// last time.
     pub(super) fn begin(self, ctx: &CompileContext, snap: &Snapshot) -> Cache {
-        let context = (ctx.address_policy.clone(), ctx.allow_external_name);
+        let context = (
+            ctx.address_policy.clone(),
+            ctx.allow_external_name,
+            ctx.sign_in_unavailable.clone(),
+        );
         let mut cache = if self.context.as_ref() == Some(&context) {
             self
         } else {

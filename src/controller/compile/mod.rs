@@ -79,6 +79,10 @@ pub struct CompileContext {
     pub signing_secret: String,
     /// Seconds since the Unix epoch.
     pub now: i64,
+    /// Why people cannot sign in right now (the identity provider, or its client secret, is
+    /// missing or unreachable): Routes that let people in report it. `None` when they can, or
+    /// when no identity provider is configured.
+    pub sign_in_unavailable: Option<String>,
 }
 
 /// The kinds compile reports on.

@@ -263,6 +263,17 @@ fn unit_of(
         policy: compiled.policy.clone(),
         options: compiled.options.clone(),
     });
+    if let Some(reason) = &ctx.sign_in_unavailable
+        && !route.options.allow_public_unauthenticated_access
+        && (route.options.allow_any_authenticated_user || route.policy.admits_people())
+    {
+        unit.problems.push(Problem::refs(
+            "IdentityProviderUnavailable",
+            format!(
+                "people cannot sign in to this route: {reason}; tokens (machine-to-machine access) still work"
+            ),
+        ));
+    }
     unit.served = Some(Served { route, place });
     unit
 }

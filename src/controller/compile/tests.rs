@@ -277,6 +277,7 @@ fn ctx() -> CompileContext {
         namespace: "portcullis-system".into(),
         signing_secret: "portcullis-signing-keys".into(),
         now: 1_800_000_000,
+        sign_in_unavailable: None,
     }
 }
 

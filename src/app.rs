@@ -613,7 +613,8 @@ async fn people_service(
         store,
         Clock::system(),
         settings.session_lifetime.0,
-    );
+    )
+    .with_redirect_domains(settings.programmatic_redirect_domains.clone());
     Ok(Some(Arc::new(people)))
 }
 

@@ -358,6 +358,50 @@ pub struct SigningKey {
     signer: std::sync::Arc<Signer>,
     decoding: DecodingKey,
     jwk: Value,
+    /// An HMAC key derived from the private key (HKDF-SHA256), for values only Portcullis signs
+    /// and checks (signed sign-in URLs): every replica derives the same one.
+    mac: MacKey,
+}
+
+/// A 256-bit HMAC key, redacted in `Debug`.
+#[derive(Clone)]
+pub struct MacKey([u8; 32]);
+
+impl MacKey {
+    /// HMAC-SHA256 of `message`.
+    pub fn sign(&self, message: &[u8]) -> [u8; 32] {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &self.0);
+        let tag = aws_lc_rs::hmac::sign(&key, message);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
+    /// Whether `tag` is the HMAC-SHA256 of `message` (constant time).
+    pub fn verify(&self, message: &[u8], tag: &[u8]) -> bool {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &self.0);
+        aws_lc_rs::hmac::verify(&key, message, tag).is_ok()
+    }
+
+    fn derive(private_der: &[u8]) -> Self {
+        let salt = aws_lc_rs::hkdf::Salt::new(aws_lc_rs::hkdf::HKDF_SHA256, b"portcullis");
+        let prk = salt.extract(private_der);
+        let mut out = [0u8; 32];
+        let filled = prk
+            .expand(&[b"portcullis mac v1"], aws_lc_rs::hkdf::HKDF_SHA256)
+            .and_then(|okm| okm.fill(&mut out));
+        if filled.is_err() {
+            // HKDF-SHA256 always yields 32 bytes; keep a usable key derived by hashing anyway.
+            out = Sha256::digest(private_der).into();
+        }
+        Self(out)
+    }
+}
+
+impl fmt::Debug for MacKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MacKey([redacted])")
+    }
 }
 
 impl SigningKey {
@@ -401,6 +445,7 @@ impl SigningKey {
         let pem = pair.serialize_pem();
         let raw = pair.public_key_raw();
         let signer = Signer::from_pkcs8(alg, pair.serialized_der())?;
+        let mac = MacKey::derive(pair.serialized_der());
         let (decoding, public) = match alg {
             Algorithm::Es256 => {
                 let point = match raw.split_first() {
@@ -461,7 +506,13 @@ impl SigningKey {
             signer: std::sync::Arc::new(signer),
             decoding,
             jwk,
+            mac,
         })
+    }
+
+    /// The HMAC key derived from this key.
+    pub fn mac_key(&self) -> &MacKey {
+        &self.mac
     }
 
     /// The key id: the RFC 7638 SHA-256 thumbprint of the public key.
@@ -772,6 +823,13 @@ impl KeySet {
         self.accepted(now)
             .find(|key| key.kid == kid)
             .map(|key| (&key.decoding, key.alg.to_jwt()))
+    }
+
+    /// The HMAC key of the accepted key `kid` at `now` (current, or previous and not retired).
+    pub fn mac_key(&self, kid: &str, now: i64) -> Option<&MacKey> {
+        self.accepted(now)
+            .find(|key| key.kid == kid)
+            .map(|key| &key.mac)
     }
 
     /// The JWKS document at `now`: the current key and the previous keys not yet retired, public

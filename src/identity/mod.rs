@@ -9,6 +9,7 @@ pub mod error;
 pub mod keys;
 pub mod login;
 pub mod people;
+pub mod programmatic;
 pub mod service;
 pub mod session;
 pub mod token;

@@ -29,6 +29,7 @@ use url::Url;
 
 use super::endpoints::{self, CALLBACK, ROUTE_PREFIX};
 use super::login::{Idp, IdpError, IdpState, LoginSecrets};
+use super::programmatic;
 use super::service::Clock;
 use super::session::{
     self, LOGIN_COOKIE, LOGIN_LIFETIME_SECS, LoginState, SESSION_COOKIE, SESSION_TYP, SessionToken,
@@ -59,6 +60,7 @@ pub struct People {
     store: Arc<dyn Store>,
     clock: Clock,
     session_lifetime: i64,
+    redirect_domains: Vec<String>,
     refreshing: Mutex<HashSet<String>>,
 }
 
@@ -125,6 +127,29 @@ fn query_param(query: Option<&str>, name: &str) -> Result<Option<String>, ()> {
     Ok(found)
 }
 
+/// The end of a programmatic login: the script's redirect URI with the session token
+/// (`no-store`, `no-referrer`, as every redirect here).
+fn deliver(redirect_uri: &Url, token: &str) -> Response<Bytes> {
+    redirect(programmatic::redirect_with_token(redirect_uri, token).as_str())
+}
+
+/// A refused login API request: `400` with an OAuth-style JSON body.
+fn login_api_error(error: programmatic::ProgrammaticError) -> Response<Bytes> {
+    super::error::json_response(
+        StatusCode::BAD_REQUEST,
+        &serde_json::json!({"error": "invalid_request", "error_description": error.to_string()}),
+    )
+}
+
+/// The `programmaticRedirectDomains` of the route serving `origin`'s host (`Some(None)`: the
+/// route does not narrow the list); `None` when no route serves the host any more.
+pub fn route_redirect_domains(table: &Table, origin: &str) -> Option<Option<Vec<String>>> {
+    let origin = Url::parse(origin).ok()?;
+    let host = crate::routing::canonical_host_name(origin.host_str()?).ok()?;
+    let route = table.route_for_host(&host)?;
+    Some(route.options.programmatic_redirect_domains.clone())
+}
+
 fn refused(message: &str) -> Response<Bytes> {
     web::sign_in_error(StatusCode::BAD_REQUEST, message)
 }
@@ -183,8 +208,96 @@ impl People {
             store,
             clock,
             session_lifetime: i64::try_from(session_lifetime.as_secs()).unwrap_or(i64::MAX),
+            redirect_domains: Vec::new(),
             refreshing: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Hosts besides loopback that programmatic logins may redirect to
+    /// (`programmaticRedirectDomains`).
+    pub fn with_redirect_domains(mut self, domains: Vec<String>) -> Self {
+        self.redirect_domains = domains;
+        self
+    }
+
+    /// `GET <route>/.portcullis/api/v1/login?redirect_uri=` (or `pomerium_redirect_uri`): the
+    /// signed sign-in URL as `text/plain`, for the route at `origin` with these options.
+    pub fn login_api(
+        &self,
+        table: &Table,
+        origin: &str,
+        route_domains: Option<&[String]>,
+        query: Option<&str>,
+    ) -> Response<Bytes> {
+        let mut found = None;
+        for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            if name == "redirect_uri" || name == "pomerium_redirect_uri" {
+                if found.is_some() {
+                    return login_api_error(programmatic::ProgrammaticError::MissingRedirect);
+                }
+                found = Some(value.into_owned());
+            }
+        }
+        let Some(redirect) = found else {
+            return login_api_error(programmatic::ProgrammaticError::MissingRedirect);
+        };
+        let redirect = match programmatic::check_redirect_uri(
+            &redirect,
+            &self.redirect_domains,
+            route_domains,
+        ) {
+            Ok(url) => url,
+            Err(error) => return login_api_error(error),
+        };
+        let Some(keys) = table.keys.as_deref() else {
+            return unavailable("Sign-in is unavailable: signing keys are not loaded yet.");
+        };
+        let mut sign_in = self.issuer.clone();
+        sign_in.set_path(AUTH_SIGN_IN);
+        let url =
+            programmatic::signed_login_url(keys, &sign_in, &redirect, origin, self.clock.now());
+        let mut response = Response::new(Bytes::from(url.to_string()));
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+
+    /// A signed programmatic sign-in: checked again against the current table (the route
+    /// still serves, the redirect is still allowed for it), then sign-in as usual with the
+    /// token delivered to the script's redirect URI.
+    async fn start_programmatic(
+        &self,
+        table: &Table,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Response<Bytes> {
+        let now = self.clock.now();
+        let request = match programmatic::verify_login_query(table.keys.as_deref(), query, now) {
+            Ok(request) => request,
+            Err(error) => return refused(&format!("This sign-in link cannot be used: {error}.")),
+        };
+        let Some(route_domains) = route_redirect_domains(table, &request.route) else {
+            return refused("This sign-in link names a route Portcullis no longer serves.");
+        };
+        if programmatic::check_redirect_uri(
+            request.redirect_uri.as_str(),
+            &self.redirect_domains,
+            route_domains.as_deref(),
+        )
+        .is_err()
+        {
+            return refused("This sign-in link's redirect is no longer allowed.");
+        }
+        if let Some(token) = cookie(headers, SESSION_COOKIE)
+            && self.verify_session(table, token).is_ok()
+        {
+            return deliver(&request.redirect_uri, token);
+        }
+        self.to_provider(table, request.redirect_uri.as_str(), true, now)
     }
 
     /// The identity provider handle.
@@ -298,6 +411,9 @@ impl People {
         query: Option<&str>,
         headers: &HeaderMap,
     ) -> Response<Bytes> {
+        if programmatic::is_signed_query(query) {
+            return self.start_programmatic(table, query, headers).await;
+        }
         let Ok(Some(return_to)) = query_param(query, "return_to") else {
             return refused("The sign-in link is missing where to go afterwards.");
         };
@@ -310,6 +426,17 @@ impl People {
         {
             return self.hand_off(table, &return_to, token, &verified, now);
         }
+        self.to_provider(table, return_to.as_str(), false, now)
+    }
+
+    /// The redirect to the identity provider, with the sign-in state cookie.
+    fn to_provider(
+        &self,
+        table: &Table,
+        return_to: &str,
+        programmatic: bool,
+        now: i64,
+    ) -> Response<Bytes> {
         let client = match &*self.idp.state() {
             IdpState::Ready(client) => Arc::clone(client),
             IdpState::NotConfigured => {
@@ -329,7 +456,8 @@ impl People {
             state: secrets.state.clone(),
             nonce: secrets.nonce.clone(),
             verifier: secrets.verifier.clone(),
-            return_to: return_to.to_string(),
+            return_to: return_to.to_owned(),
+            programmatic,
             expires: now + LOGIN_LIFETIME_SECS,
         };
         let cookie_value = match session::sign_login_state(keys, &self.issuer_id, &state) {
@@ -479,7 +607,11 @@ impl People {
         let Ok(return_to) = Url::parse(&login.return_to) else {
             return refused("The sign-in state is damaged.");
         };
-        let mut response = self.hand_off(table, &return_to, &token, &verified, now);
+        let mut response = if login.programmatic {
+            deliver(&return_to, &token)
+        } else {
+            self.hand_off(table, &return_to, &token, &verified, now)
+        };
         let headers = response.headers_mut();
         headers.append(
             header::SET_COOKIE,

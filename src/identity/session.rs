@@ -191,8 +191,10 @@ pub struct LoginState {
     /// The PKCE verifier.
     pub verifier: String,
     /// Where the person goes once signed in (an absolute URL on a route host or the
-    /// authenticate host).
+    /// authenticate host), or, for a programmatic login, the script's redirect URI.
     pub return_to: String,
+    /// A programmatic login: the session token goes to `return_to` as `portcullis_jwt`.
+    pub programmatic: bool,
     /// `exp`.
     pub expires: i64,
 }
@@ -208,7 +210,7 @@ pub fn sign_login_state(
         &json!({
             "iss": issuer, "aud": issuer, "exp": state.expires,
             "state": state.state, "nonce": state.nonce, "pkce": state.verifier,
-            "return_to": state.return_to,
+            "return_to": state.return_to, "programmatic": state.programmatic,
         }),
     )
 }
@@ -226,6 +228,7 @@ pub fn verify_login_state(
         nonce: text(&claims, "nonce")?,
         verifier: text(&claims, "pkce")?,
         return_to: text(&claims, "return_to")?,
+        programmatic: claims.get("programmatic") == Some(&Value::Bool(true)),
         expires: claims.get("exp").and_then(Value::as_i64).unwrap_or(0),
     })
 }
@@ -447,6 +450,7 @@ mod tests {
             nonce: "n".into(),
             verifier: "v".into(),
             return_to: "https://app.example.com/x".into(),
+            programmatic: true,
             expires: NOW + LOGIN_LIFETIME_SECS,
         };
         let token = sign_login_state(&keys, ISSUER, &state).unwrap();

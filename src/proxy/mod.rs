@@ -580,10 +580,10 @@ impl Proxy {
             return refusal(ProxyError::EndpointNotAvailable, "route_endpoint");
         };
         // A route host's own pages exist only where a route serves the host.
-        if table.find(host, "/").is_none() && !table.routes.hosts().any(|h| h == host) {
+        let Some(host_route) = table.route_for_host(host).map(Arc::clone) else {
             discard_body(request.into_body()).await;
             return refusal(ProxyError::RouteNotFound, "route_endpoint");
-        }
+        };
         let method = request.method().clone();
         let secure = conn.scheme == Scheme::Https;
         match (endpoint, method) {
@@ -609,6 +609,19 @@ impl Proxy {
                         .map(full),
                     "sign_in",
                 )
+            }
+            (RouteEndpoint::Login, Method::GET | Method::HEAD) => {
+                let query = request.uri().query().map(str::to_owned);
+                discard_body(request.into_body()).await;
+                let response = people.login_api(
+                    table,
+                    &origin,
+                    host_route.options.programmatic_redirect_domains.as_deref(),
+                    query.as_deref(),
+                );
+                let mut outcome = Outcome::new(response.map(full), "login_api");
+                outcome.route = Some(host_route);
+                outcome
             }
             (RouteEndpoint::SignOut, Method::POST) => {
                 let (parts, body) = request.into_parts();
@@ -695,6 +708,7 @@ impl Proxy {
                 endpoint @ (RouteEndpoint::Callback
                 | RouteEndpoint::SignIn
                 | RouteEndpoint::WhoAmI
+                | RouteEndpoint::Login
                 | RouteEndpoint::SignOut),
                 _,
             ) => {

@@ -114,4 +114,17 @@ impl Table {
     pub fn find(&self, host: &str, path: &str) -> Option<(super::Match, &Arc<Route>)> {
         self.routes.find(host, path)
     }
+
+    /// A route serving `host` at some path: the one for `/`, else the first whose own path
+    /// matches on this host. For the pages every route host serves (`/.portcullis/`), which
+    /// belong to the host rather than to a path. Linear in the routes when `/` is not served.
+    pub fn route_for_host(&self, host: &str) -> Option<&Arc<Route>> {
+        if let Some((_, route)) = self.find(host, "/") {
+            return Some(route);
+        }
+        self.routes
+            .entries()
+            .find_map(|e| self.find(host, e.path.as_str()))
+            .map(|(_, route)| route)
+    }
 }

@@ -10,6 +10,11 @@ dev server's embedded API.
   cookie works on B; she signs out on A; B must refuse the cookie within one second of the
   sign-out response (polled every 50 ms; the delay is printed and recorded as the test property
   `revocation_delay_s`).
+- `test_silent_refresh_renews_the_cookie_and_a_refused_refresh_ends_the_session`: a provider whose
+  access tokens live 5 s; Portcullis refreshes a session at its `rfa` (at least 30 s after sign-in
+  or the last refresh), sets a new cookie with the same `sid` and a later `rfa`; after the
+  provider restarts (it keeps grants in memory, so the refresh token is unknown: `invalid_grant`)
+  the next request past `rfa` ends the session.
 
 Each test starts its own processes and stops them at teardown. On failure the logs of every
 process are copied to `$E2E_ARTIFACTS` (default e2e/artifacts/) as `<test>-<process>.log`, next
@@ -18,9 +23,11 @@ to the browser's screenshots, and attached to the report.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import html
 import http.client
+import json
 import os
 import re
 import shutil
@@ -36,7 +43,7 @@ import requests
 from browser import ARTIFACTS
 from conftest import (DevServer, ServerExited, _pdeathsig, add_log, free_port, namespace, strip_ansi,
                       wait_for, write_yaml)
-from idp import OidcProvider
+from idp import PASSWORD, OidcProvider
 from test_people import NS, SCOPES, people_route, route_ready
 
 pytestmark = pytest.mark.people
@@ -45,6 +52,8 @@ APP = "app.localhost"
 STORE_NS = "portcullis-system"  # Portcullis's namespace in both processes: keys, Lease, store
 REVOCATION_DEADLINE = 1.0  # seconds: "revocation reaches every replica within a second"
 POLL_EVERY = 0.05
+REFRESH_MIN_SECS = 30  # src/identity/people.rs: rfa = max(access token expiry, now + 30)
+ACCESS_TOKEN_TTL = 5
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,6 +261,20 @@ def browser_get(url: str, cookie: str) -> requests.Response:
                         allow_redirects=False, timeout=20)
 
 
+def claims_of(token: str) -> dict:
+    """The payload of a JWT, not verified (the tests only read `sid`, `rfa`, `exp`)."""
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def session_set_cookie(r: requests.Response) -> str | None:
+    """The value of a `Set-Cookie: _portcullis=...` of `r`, if it sends one."""
+    for line in r.raw.headers.getlist("Set-Cookie"):
+        if line.startswith("_portcullis="):
+            return line.split(";", 1)[0].split("=", 1)[1]
+    return None
+
+
 def csrf_of(page: str) -> str:
     m = re.search(r'<input[^>]*name="csrf"[^>]*value="([^"]*)"', page) or re.search(
         r'<input[^>]*value="([^"]*)"[^>]*name="csrf"', page)
@@ -262,6 +285,21 @@ def csrf_of(page: str) -> str:
 def echo_email(r: requests.Response) -> str | None:
     assert r.status_code == 200, (r.status_code, r.text[:300])
     return (r.json().get("identity") or {}).get("email")
+
+
+def sign_in_jar(site: Site, path: str = "/jar") -> tuple[requests.Session, str]:
+    """Alice's whole sign-in with redirects and a cookie jar; the jar and her `_portcullis` cookie
+    for app.localhost."""
+    target = site.url(APP, path)
+    jar = requests.Session()
+    r = jar.get(target, headers={"Accept": "text/html"}, timeout=20)
+    assert r.url.startswith(f"{site.idp.issuer}/interaction/"), (r.status_code, r.url)
+    r = jar.post(f"{r.url}/login", data={"login": "alice", "password": PASSWORD},
+                 headers={"Accept": "text/html"}, timeout=20)
+    assert r.url == target and r.status_code == 200, (r.status_code, r.url, [h.url for h in r.history])
+    cookies = [c.value for c in jar.cookies if c.name == "_portcullis" and c.domain.lstrip(".") == APP]
+    assert len(cookies) == 1, [(c.name, c.domain) for c in jar.cookies]
+    return jar, cookies[0]
 
 
 def revocation_secrets(site: Site) -> set[str]:
@@ -354,3 +392,83 @@ def test_sign_out_reaches_another_process_within_a_second(
     # A agrees, and the revocation is a Secret of the store in the shared API.
     assert api_get(a.url(APP, "/api"), cookie=token).status_code == 401
     assert revocation_secrets(a) - revoked_before, "no new revocation Secret in the API after the sign-out"
+
+
+# --------------------------------------------------------------------------------------------
+# 2. silent refresh, and a refresh the provider refuses
+# --------------------------------------------------------------------------------------------
+
+
+def sleep_until(unix: float) -> None:
+    """Wait for a moment in wall-clock time (the server judges `rfa` by its clock, the same one)."""
+    while (left := unix - time.time()) > 0:
+        time.sleep(min(left, 1.0))
+
+
+def test_silent_refresh_renews_the_cookie_and_a_refused_refresh_ends_the_session(
+        dev_factory, idp_factory, resolve_localhost, logs_to_artifacts, record_property, tmp_path):
+    started = time.monotonic()
+    site = start_site(dev_factory, idp_factory, tmp_path, access_token_ttl=ACCESS_TOKEN_TTL,
+                      id_token_ttl=ACCESS_TOKEN_TTL)
+    # Two sessions of alice, signed in back to back: the first is refreshed while the provider
+    # knows its grant, the second only after the provider restarted and forgot them all. (One
+    # session through both would take two refresh intervals of at least 30 s each.)
+    jar1, first = sign_in_jar(site, "/one")
+    jar2, second = sign_in_jar(site, "/two")
+    c1, c2 = claims_of(first), claims_of(second)
+    assert c1["sid"] != c2["sid"], (c1, c2)
+    for c in (c1, c2):
+        assert c["iat"] + REFRESH_MIN_SECS <= c["rfa"] <= c["iat"] + REFRESH_MIN_SECS + 2, c
+        assert c["rfa"] < c["exp"], c
+
+    # Before `rfa`: no refresh, no new cookie.
+    r = browser_get(site.url(APP, "/early"), first)
+    assert echo_email(r) == "alice@example.com" and session_set_cookie(r) is None, r.headers
+
+    # Past `rfa`: the next browser request refreshes at the provider and gets a new cookie.
+    sleep_until(c1["rfa"] + 0.2)
+    refreshed_at = time.time()
+    r = browser_get(site.url(APP, "/late"), first)
+    assert r.status_code == 200, (r.status_code, r.headers.get("Location"), r.text[:300])
+    assert echo_email(r) == "alice@example.com"
+    renewed = session_set_cookie(r)
+    assert renewed and renewed != first, r.raw.headers.getlist("Set-Cookie")
+    n1 = claims_of(renewed)
+    assert n1["sid"] == c1["sid"] and n1["sub"] == c1["sub"] and n1["exp"] == c1["exp"], (c1, n1)
+    assert n1["rfa"] > c1["rfa"] and n1["rfa"] >= int(refreshed_at) + REFRESH_MIN_SECS - 1, (c1, n1)
+    assert n1["email"] == "alice@example.com", n1
+    record_property("refresh_rfa_after_sign_in_s", c1["rfa"] - c1["iat"])
+    record_property("refresh_new_rfa_after_refresh_s", n1["rfa"] - n1["iat"])
+    # The new cookie works without another refresh.
+    r = browser_get(site.url(APP, "/after"), renewed)
+    assert echo_email(r) == "alice@example.com" and session_set_cookie(r) is None, r.headers
+
+    # The provider restarts on the same port with the same client: every grant it knew is gone,
+    # so the second session's refresh token is refused (invalid_grant) and the session ends.
+    old = site.idp
+    old.stop()
+    restarted = idp_factory(**provider_uris(site.port), port=int(old.issuer.rsplit(":", 1)[1]),
+                            client_secret=old.client_secret, access_token_ttl=ACCESS_TOKEN_TTL,
+                            id_token_ttl=ACCESS_TOKEN_TTL, name="idp-restarted")
+    assert restarted.issuer == old.issuer, (restarted.issuer, old.issuer)
+    sleep_until(c2["rfa"] + 0.2)
+    ended_at = time.time()
+    r = browser_get(site.url(APP, "/two-again"), second)
+    assert r.status_code == 302 and is_sign_in(site, r.headers.get("Location")), (
+        r.status_code, r.headers.get("Location"), r.text[:300])
+    assert session_set_cookie(r) in (None, ""), r.raw.headers.getlist("Set-Cookie")
+    r = api_get(site.url(APP, "/api"), cookie=second)
+    assert r.status_code == 401 and r.headers.get("WWW-Authenticate", "").startswith("Bearer"), (
+        r.status_code, r.headers, r.text[:300])
+    assert api_get(site.url(APP, "/api"), bearer=second).status_code == 401
+    # The refreshed first session is its own: still served, no refresh due yet.
+    r = browser_get(site.url(APP, "/one-again"), renewed)
+    assert echo_email(r) == "alice@example.com" and session_set_cookie(r) is None, r.headers
+
+    took = time.monotonic() - started
+    record_property("duration_s", round(took, 1))
+    print(f"\nsign-in rfa after {c1['rfa'] - c1['iat']} s; refreshed {refreshed_at - c1['rfa']:.2f} s past rfa, "
+          f"new rfa {n1['rfa'] - int(refreshed_at)} s after the refresh; second session ended "
+          f"{ended_at - c2['rfa']:.2f} s past its rfa; test took {took:.1f} s")
+    jar1.close()
+    jar2.close()

@@ -638,6 +638,9 @@ def kubectl(dev) -> Callable[..., subprocess.CompletedProcess]:
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
+    # `item.rep_setup` / `rep_call` / `rep_teardown`: fixtures look at these in their teardown to
+    # keep logs of a failed test (test_people_sessions.py copies them to the artifacts).
+    setattr(item, f"rep_{report.when}", report)
     if report.failed:
         # Servers and logs registered on the test or on an enclosing node (module-scoped fixtures
         # register on the module).

@@ -20,7 +20,7 @@
 //! `Host` (the one the route matched), never from `X-Forwarded-Host`. Every refusal is a page
 //! with a fixed message and a 4xx status; nothing here answers 500.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -45,6 +45,9 @@ pub const AUTH_SIGN_IN: &str = "/.portcullis/sign_in";
 pub const AUTH_SIGNED_OUT: &str = "/.portcullis/signed_out";
 /// Path of sign-out on the authenticate host.
 pub const AUTH_SIGN_OUT: &str = "/.portcullis/sign_out";
+/// How long to wait before asking the provider again after a refresh failed without the
+/// provider refusing it (unreachable, an id_token that did not verify).
+pub const REFRESH_RETRY_SECS: i64 = 60;
 /// Largest sign-out form accepted.
 pub const MAX_FORM_BYTES: usize = 4096;
 /// How often the person's claims are refreshed at the IdP when it does not say when its
@@ -61,7 +64,10 @@ pub struct People {
     clock: Clock,
     session_lifetime: i64,
     redirect_domains: Vec<String>,
-    refreshing: Mutex<HashSet<String>>,
+    /// Sessions not to refresh before a time: `i64::MAX` while a refresh runs, a minute
+    /// after one that failed without the provider refusing it (so an unreachable provider is
+    /// not asked again on every request).
+    refreshing: Mutex<HashMap<String, i64>>,
 }
 
 impl std::fmt::Debug for People {
@@ -209,7 +215,7 @@ impl People {
             clock,
             session_lifetime: i64::try_from(session_lifetime.as_secs()).unwrap_or(i64::MAX),
             redirect_domains: Vec::new(),
-            refreshing: Mutex::new(HashSet::new()),
+            refreshing: Mutex::new(HashMap::new()),
         }
     }
 
@@ -836,15 +842,30 @@ impl People {
                 .refreshing
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if !busy.insert(current.sid.clone()) {
+            if busy
+                .get(&current.sid)
+                .is_some_and(|&not_before| now < not_before)
+            {
                 return Refresh::Keep;
             }
+            busy.retain(|_, not_before| now < *not_before);
+            busy.insert(current.sid.clone(), i64::MAX);
         }
         let outcome = client.refresh(&refresh_token, &record.claims, now).await;
-        self.refreshing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&current.sid);
+        {
+            let mut busy = self
+                .refreshing
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match &outcome {
+                Err(error) if !matches!(error, IdpError::Refused(_)) => {
+                    busy.insert(current.sid.clone(), now + REFRESH_RETRY_SECS);
+                }
+                _ => {
+                    busy.remove(&current.sid);
+                }
+            }
+        }
         let tokens = match outcome {
             Ok(tokens) => tokens,
             Err(IdpError::Refused(code)) => {
@@ -860,7 +881,7 @@ impl People {
                 return Refresh::Ended;
             }
             Err(error) => {
-                tracing::warn!(reason = error.label(), %error, "refreshing a session failed; it stays as it is");
+                tracing::warn!(reason = error.label(), %error, "refreshing a session failed; it stays as it is and is tried again in a minute");
                 return Refresh::Keep;
             }
         };

@@ -381,7 +381,10 @@ impl IdpClient {
     ) -> Result<IdpTokens, IdpError> {
         let mut claims = match (response.id_token(), previous) {
             (Some(id_token), _) => {
-                let verifier = self.client.id_token_verifier();
+                // `exp` is judged at `now`, the caller's clock, not the system's.
+                let at = chrono::DateTime::from_timestamp_secs(now)
+                    .ok_or(IdpError::InvalidIdToken("the time is out of range".into()))?;
+                let verifier = self.client.id_token_verifier().set_time_fn(move || at);
                 let verified = match nonce {
                     Some(nonce) => id_token.claims(&verifier, nonce).map(|_| ()),
                     // A refreshed id_token carries no nonce (OIDC Core §12.2).

@@ -386,13 +386,18 @@ impl IdpClient {
                     .ok_or(IdpError::InvalidIdToken("the time is out of range".into()))?;
                 let verifier = self.client.id_token_verifier().set_time_fn(move || at);
                 let verified = match nonce {
-                    Some(nonce) => id_token.claims(&verifier, nonce).map(|_| ()),
+                    Some(nonce) => id_token.claims(&verifier, nonce),
                     // A refreshed id_token carries no nonce (OIDC Core §12.2).
-                    None => id_token
-                        .claims(&verifier, |_: Option<&Nonce>| Ok(()))
-                        .map(|_| ()),
-                };
-                verified.map_err(|e| IdpError::InvalidIdToken(crate::error_chain(&e)))?;
+                    None => id_token.claims(&verifier, |_: Option<&Nonce>| Ok(())),
+                }
+                .map_err(|e| IdpError::InvalidIdToken(crate::error_chain(&e)))?;
+                // The crate leaves `azp` to its caller (OIDC Core §3.1.3.7, step 5).
+                if verified
+                    .authorized_party()
+                    .is_some_and(|azp| azp.as_str() != self.settings.client_id)
+                {
+                    return Err(IdpError::InvalidIdToken("azp names another client".into()));
+                }
                 let mut claims = jwt_payload(&id_token.to_string()).ok_or(
                     IdpError::InvalidIdToken("payload is not a JSON object".into()),
                 )?;

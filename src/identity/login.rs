@@ -26,13 +26,15 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreGenderClaim, CoreTokenResponse, CoreUserInfoClaims,
+    CoreAuthenticationFlow, CoreClient, CoreGenderClaim, CoreJsonWebKeyType,
+    CoreJwsSigningAlgorithm, CoreTokenResponse, CoreUserInfoClaims,
 };
 use openidconnect::{
     AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
-    EndpointNotSet, EndpointSet, IssuerUrl, LogoutRequest, Nonce, OAuth2TokenResponse,
-    PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout,
-    RedirectUrl, RefreshToken, Scope, TokenResponse as _, UserInfoClaims,
+    EndpointNotSet, EndpointSet, IssuerUrl, JwsSigningAlgorithm as _, LogoutRequest, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl,
+    ProviderMetadataWithLogout, RedirectUrl, RefreshToken, Scope, TokenResponse as _,
+    UserInfoClaims,
 };
 use serde_json::{Map, Value};
 use url::Url;
@@ -187,6 +189,8 @@ impl LoginSecrets {
 pub struct IdpClient {
     settings: IdpSettings,
     client: OidcClient,
+    /// The provider's id_token algorithms that sign with a key of its JWKS.
+    id_token_algs: Vec<CoreJwsSigningAlgorithm>,
     end_session: Option<Url>,
     issuer: String,
     http: HttpClient,
@@ -266,6 +270,17 @@ impl IdpClient {
                     && names.iter().any(|n| n == "client_secret_post")
             });
         let issuer = metadata.issuer().as_str().to_owned();
+        // Never an HMAC keyed with our client secret, nor `none`: an id_token is signed by
+        // the provider's JWKS, whatever else the provider lists.
+        let id_token_algs = metadata
+            .id_token_signing_alg_values_supported()
+            .iter()
+            .filter(|alg| {
+                alg.key_type()
+                    .is_some_and(|k| k != CoreJsonWebKeyType::Symmetric)
+            })
+            .cloned()
+            .collect();
         let client = CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(settings.client_id.clone()),
@@ -280,6 +295,7 @@ impl IdpClient {
         Ok(Self {
             settings,
             client,
+            id_token_algs,
             end_session,
             issuer,
             http,
@@ -384,7 +400,11 @@ impl IdpClient {
                 // `exp` is judged at `now`, the caller's clock, not the system's.
                 let at = chrono::DateTime::from_timestamp_secs(now)
                     .ok_or(IdpError::InvalidIdToken("the time is out of range".into()))?;
-                let verifier = self.client.id_token_verifier().set_time_fn(move || at);
+                let verifier = self
+                    .client
+                    .id_token_verifier()
+                    .set_allowed_algs(self.id_token_algs.iter().cloned())
+                    .set_time_fn(move || at);
                 let verified = match nonce {
                     Some(nonce) => id_token.claims(&verifier, nonce),
                     // A refreshed id_token carries no nonce (OIDC Core §12.2).

@@ -229,6 +229,10 @@ async fn send(
             .await
             .map_err(|e| HttpError(format!("request failed: {}", crate::error_chain(&e))))?;
         let (parts, body) = response.into_parts();
+        // A provider failing is not a provider refusing, whatever error body it sends.
+        if parts.status.is_server_error() {
+            return Err(HttpError(format!("status {}", parts.status.as_u16())));
+        }
         let body = Limited::new(body, MAX_RESPONSE_BYTES)
             .collect()
             .await

@@ -532,8 +532,24 @@ fn token_error<E: std::error::Error + 'static>(
             IdpError::Refused(response.error().to_string())
         }
         openidconnect::RequestTokenError::Request(e) => IdpError::Http(crate::error_chain(&e)),
+        // An id_token the crate cannot even parse (`"exp": "never"`, an unknown `alg`) fails
+        // verification like any other bad id_token; the parser's message may quote its claims.
+        openidconnect::RequestTokenError::Parse(_, body)
+            if only_the_id_token_is_malformed(&body) =>
+        {
+            IdpError::InvalidIdToken("the id_token is malformed".into())
+        }
         other => IdpError::Http(crate::error_chain(&other)),
     }
+}
+
+/// Whether a token response that did not parse does once its `id_token` is taken out.
+fn only_the_id_token_is_malformed(body: &[u8]) -> bool {
+    let Ok(Value::Object(mut answer)) = serde_json::from_slice(body) else {
+        return false;
+    };
+    answer.remove("id_token").is_some()
+        && serde_json::from_value::<CoreTokenResponse>(Value::Object(answer)).is_ok()
 }
 
 /// The JSON payload of a compact JWS, unverified: call only on a token already verified.
@@ -743,6 +759,23 @@ mod tests {
                 "{value}"
             );
         }
+    }
+
+    #[test]
+    fn a_token_response_is_blamed_on_its_id_token_only_when_the_rest_parses() {
+        let answer = |id_token: &str, extra: &str| {
+            format!(
+                r#"{{"access_token":"a","token_type":"Bearer","id_token":"{id_token}"{extra}}}"#
+            )
+        };
+        assert!(only_the_id_token_is_malformed(answer("x.y", "").as_bytes()));
+        assert!(!only_the_id_token_is_malformed(
+            answer("x.y", r#","expires_in":"soon""#).as_bytes()
+        ));
+        assert!(!only_the_id_token_is_malformed(
+            br#"{"access_token":"a","token_type":"Bearer"}"#
+        ));
+        assert!(!only_the_id_token_is_malformed(b"<h1>Welcome</h1>"));
     }
 
     #[test]

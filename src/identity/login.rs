@@ -26,13 +26,15 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreGenderClaim, CoreTokenResponse, CoreUserInfoClaims,
+    CoreAuthenticationFlow, CoreClient, CoreGenderClaim, CoreJsonWebKeyType,
+    CoreJwsSigningAlgorithm, CoreTokenResponse, CoreUserInfoClaims,
 };
 use openidconnect::{
     AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
-    EndpointNotSet, EndpointSet, IssuerUrl, LogoutRequest, Nonce, OAuth2TokenResponse,
-    PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout,
-    RedirectUrl, RefreshToken, Scope, TokenResponse as _, UserInfoClaims,
+    EndpointNotSet, EndpointSet, IssuerUrl, JwsSigningAlgorithm as _, LogoutRequest, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl,
+    ProviderMetadataWithLogout, RedirectUrl, RefreshToken, Scope, TokenResponse as _,
+    UserInfoClaims,
 };
 use serde_json::{Map, Value};
 use url::Url;
@@ -187,6 +189,8 @@ impl LoginSecrets {
 pub struct IdpClient {
     settings: IdpSettings,
     client: OidcClient,
+    /// The provider's id_token algorithms that sign with a key of its JWKS.
+    id_token_algs: Vec<CoreJwsSigningAlgorithm>,
     end_session: Option<Url>,
     issuer: String,
     http: HttpClient,
@@ -225,6 +229,10 @@ async fn send(
             .await
             .map_err(|e| HttpError(format!("request failed: {}", crate::error_chain(&e))))?;
         let (parts, body) = response.into_parts();
+        // A provider failing is not a provider refusing, whatever error body it sends.
+        if parts.status.is_server_error() {
+            return Err(HttpError(format!("status {}", parts.status.as_u16())));
+        }
         let body = Limited::new(body, MAX_RESPONSE_BYTES)
             .collect()
             .await
@@ -266,6 +274,17 @@ impl IdpClient {
                     && names.iter().any(|n| n == "client_secret_post")
             });
         let issuer = metadata.issuer().as_str().to_owned();
+        // Never an HMAC keyed with our client secret, nor `none`: an id_token is signed by
+        // the provider's JWKS, whatever else the provider lists.
+        let id_token_algs = metadata
+            .id_token_signing_alg_values_supported()
+            .iter()
+            .filter(|alg| {
+                alg.key_type()
+                    .is_some_and(|k| k != CoreJsonWebKeyType::Symmetric)
+            })
+            .cloned()
+            .collect();
         let client = CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(settings.client_id.clone()),
@@ -280,6 +299,7 @@ impl IdpClient {
         Ok(Self {
             settings,
             client,
+            id_token_algs,
             end_session,
             issuer,
             http,
@@ -381,15 +401,27 @@ impl IdpClient {
     ) -> Result<IdpTokens, IdpError> {
         let mut claims = match (response.id_token(), previous) {
             (Some(id_token), _) => {
-                let verifier = self.client.id_token_verifier();
+                // `exp` is judged at `now`, the caller's clock, not the system's.
+                let at = chrono::DateTime::from_timestamp_secs(now)
+                    .ok_or(IdpError::InvalidIdToken("the time is out of range".into()))?;
+                let verifier = self
+                    .client
+                    .id_token_verifier()
+                    .set_allowed_algs(self.id_token_algs.iter().cloned())
+                    .set_time_fn(move || at);
                 let verified = match nonce {
-                    Some(nonce) => id_token.claims(&verifier, nonce).map(|_| ()),
+                    Some(nonce) => id_token.claims(&verifier, nonce),
                     // A refreshed id_token carries no nonce (OIDC Core §12.2).
-                    None => id_token
-                        .claims(&verifier, |_: Option<&Nonce>| Ok(()))
-                        .map(|_| ()),
-                };
-                verified.map_err(|e| IdpError::InvalidIdToken(crate::error_chain(&e)))?;
+                    None => id_token.claims(&verifier, |_: Option<&Nonce>| Ok(())),
+                }
+                .map_err(|e| IdpError::InvalidIdToken(crate::error_chain(&e)))?;
+                // The crate leaves `azp` to its caller (OIDC Core §3.1.3.7, step 5).
+                if verified
+                    .authorized_party()
+                    .is_some_and(|azp| azp.as_str() != self.settings.client_id)
+                {
+                    return Err(IdpError::InvalidIdToken("azp names another client".into()));
+                }
                 let mut claims = jwt_payload(&id_token.to_string()).ok_or(
                     IdpError::InvalidIdToken("payload is not a JSON object".into()),
                 )?;
@@ -500,8 +532,24 @@ fn token_error<E: std::error::Error + 'static>(
             IdpError::Refused(response.error().to_string())
         }
         openidconnect::RequestTokenError::Request(e) => IdpError::Http(crate::error_chain(&e)),
+        // An id_token the crate cannot even parse (`"exp": "never"`, an unknown `alg`) fails
+        // verification like any other bad id_token; the parser's message may quote its claims.
+        openidconnect::RequestTokenError::Parse(_, body)
+            if only_the_id_token_is_malformed(&body) =>
+        {
+            IdpError::InvalidIdToken("the id_token is malformed".into())
+        }
         other => IdpError::Http(crate::error_chain(&other)),
     }
+}
+
+/// Whether a token response that did not parse does once its `id_token` is taken out.
+fn only_the_id_token_is_malformed(body: &[u8]) -> bool {
+    let Ok(Value::Object(mut answer)) = serde_json::from_slice(body) else {
+        return false;
+    };
+    answer.remove("id_token").is_some()
+        && serde_json::from_value::<CoreTokenResponse>(Value::Object(answer)).is_ok()
 }
 
 /// The JSON payload of a compact JWS, unverified: call only on a token already verified.
@@ -719,6 +767,23 @@ mod tests {
                 "{value}"
             );
         }
+    }
+
+    #[test]
+    fn a_token_response_is_blamed_on_its_id_token_only_when_the_rest_parses() {
+        let answer = |id_token: &str, extra: &str| {
+            format!(
+                r#"{{"access_token":"a","token_type":"Bearer","id_token":"{id_token}"{extra}}}"#
+            )
+        };
+        assert!(only_the_id_token_is_malformed(answer("x.y", "").as_bytes()));
+        assert!(!only_the_id_token_is_malformed(
+            answer("x.y", r#","expires_in":"soon""#).as_bytes()
+        ));
+        assert!(!only_the_id_token_is_malformed(
+            br#"{"access_token":"a","token_type":"Bearer"}"#
+        ));
+        assert!(!only_the_id_token_is_malformed(b"<h1>Welcome</h1>"));
     }
 
     #[test]

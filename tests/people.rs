@@ -1308,6 +1308,7 @@ async fn a_callback_whose_code_fails_pkce_is_400() {
             nonce: params["nonce"].clone(),
             verifier: String::new(),
             return_to: RETURN_TO.into(),
+            programmatic: false,
             expires: NOW + 600,
         },
     )
@@ -1546,8 +1547,14 @@ async fn a_provider_failing_at_refresh_leaves_the_session_as_it_is() {
             "{mode:?}"
         );
         assert!(h.store.session(&current.sid, h.now()).is_some(), "{mode:?}");
+        // The provider is not asked again for a minute, even once it works again.
+        h.op.set_token_mode(TokenMode::Normal);
+        assert!(matches!(
+            h.people.refresh(&h.table, &current).await,
+            Refresh::Keep
+        ));
+        h.advance(portcullis::identity::people::REFRESH_RETRY_SECS + 1);
     }
-    h.op.set_token_mode(TokenMode::Normal);
     assert!(matches!(
         h.people.refresh(&h.table, &current).await,
         Refresh::Renewed { .. }

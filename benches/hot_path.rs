@@ -127,7 +127,11 @@ fn benches(c: &mut Criterion) {
     let route_url = "http://echo.localhost";
     caller.assertion(&keys, ISSUER, route_url, NOW).unwrap();
     g.bench_function("assertion/cached", |b| {
-        b.iter(|| caller.assertion(&keys, ISSUER, black_box(route_url), NOW).unwrap())
+        b.iter(|| {
+            caller
+                .assertion(&keys, ISSUER, black_box(route_url), NOW)
+                .unwrap()
+        })
     });
     let mut claims = identity.claims.clone();
     claims.insert("iss".into(), ISSUER.into());

@@ -14,7 +14,7 @@
 //! The token is never logged and never part of an error; [`SessionToken`] prints `[redacted]`.
 
 use std::convert::Infallible;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -262,11 +262,9 @@ impl SessionCache {
     pub fn load(&self, origin: &str, now: i64) -> Option<SessionToken> {
         let file = std::fs::File::open(self.path(origin)).ok()?;
         let mut text = Vec::new();
-        std::io::Read::read_to_end(
-            &mut std::io::Read::take(file, MAX_CACHE_FILE_BYTES),
-            &mut text,
-        )
-        .ok()?;
+        file.take(MAX_CACHE_FILE_BYTES)
+            .read_to_end(&mut text)
+            .ok()?;
         let entry: CacheEntry = serde_json::from_slice(&text).ok()?;
         if entry.origin != origin {
             return None;
@@ -441,7 +439,7 @@ fn callback_answer(
     callback_page(
         StatusCode::OK,
         "You are signed in",
-        "<p>You are signed in; you can close this window and return to the terminal.</p>",
+        "You are signed in; you can close this window and return to the terminal.",
     )
 }
 

@@ -233,8 +233,10 @@ fn form(s: &str) -> String {
     utf8_percent_encode(s, FORM).to_string().replace("%20", "+")
 }
 
-/// The TLS settings of the token request: the system's roots, plus `extra_ca` (PEM) if given.
-fn tls_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, ClientError> {
+/// The TLS settings of a request to Portcullis (`portcullis token`, `portcullis login`): the
+/// system's roots (or those of `SSL_CERT_FILE` / `SSL_CERT_DIR` when set, as OpenSSL does), plus
+/// `extra_ca` (PEM) if given.
+pub(crate) fn tls_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, ClientError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(cert);

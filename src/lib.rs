@@ -17,7 +17,8 @@
 //! Kubernetes-compatible API ([`devapi`]), the controller ([`controller`]) and its live table
 //! ([`routing`]), the identity endpoints ([`identity`]), the HTTP and HTTPS listeners ([`proxy`]),
 //! the store of sessions, client bindings and revocations ([`store`]) and the wiring of
-//! `portcullis dev` and `portcullis run` ([`app`]). See `docs/architecture.md`.
+//! `portcullis dev` and `portcullis run` ([`app`]), and the clients of `portcullis token`
+//! ([`client`]) and `portcullis login` ([`login`]). See `docs/architecture.md`.
 
 pub mod admin;
 pub mod api;
@@ -28,6 +29,7 @@ pub mod controller;
 pub mod devapi;
 pub mod echo;
 pub mod identity;
+pub mod login;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

@@ -4,13 +4,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
 use portcullis::app::{Dev, DevOptions, Run, shutdown_signal};
-use portcullis::config::{Settings, dev_defaults};
+use portcullis::config::{Settings, dev_defaults, parse_go_duration};
 
 /// Kubernetes ingress controller with an identity-aware proxy for people and programs.
 #[derive(Parser)]
@@ -30,6 +31,29 @@ enum Command {
     Crds,
     /// Print a fresh access token for a ServiceAccountCredential (client credentials grant).
     Token(TokenArgs),
+    /// Sign in to a route with a browser and print the session token (cached until it expires).
+    Login(LoginArgs),
+}
+
+/// Flags of `portcullis login`.
+#[derive(clap::Args)]
+struct LoginArgs {
+    /// The route, such as https://api.example.com (only its origin is used).
+    #[arg(value_name = "ROUTE_URL")]
+    url: String,
+    /// Do not open a browser; only print the sign-in URL (on stderr).
+    #[arg(long)]
+    no_browser: bool,
+    /// Sign in again even when the cached session token is still valid.
+    #[arg(long)]
+    no_cache: bool,
+    /// Also trust this CA certificate (PEM) for the route, e.g. `portcullis dev`'s
+    /// <data-dir>/ca.crt.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// How long to wait for the sign-in to complete.
+    #[arg(long, default_value = "5m", value_parser = parse_go_duration)]
+    timeout: Duration,
 }
 
 /// Flags of `portcullis token`.
@@ -193,6 +217,33 @@ async fn token(args: TokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn login(args: LoginArgs) -> anyhow::Result<()> {
+    use portcullis::login::{LoginOptions, RouteUrl, SessionCache, announce, login};
+    let env = |k: &str| std::env::var(k).ok();
+    let route = RouteUrl::parse(&args.url)?;
+    let cache_dir =
+        SessionCache::default_dir(env("XDG_CONFIG_HOME").as_deref(), env("HOME").as_deref());
+    if cache_dir.is_none() {
+        eprintln!(
+            "portcullis: warning: neither XDG_CONFIG_HOME nor HOME is set; the session is not cached"
+        );
+    }
+    let options = LoginOptions {
+        cache: cache_dir.map(SessionCache::new),
+        read_cache: !args.no_cache,
+        extra_ca: args.ca_file,
+        timeout: args.timeout,
+    };
+    let browser = env("BROWSER");
+    let now = jiff::Timestamp::now().as_second();
+    let token = login(&route, &options, now, |url| {
+        announce(url, args.no_browser, browser.as_deref())
+    })
+    .await?;
+    println!("{}", token.expose());
+    Ok(())
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -210,6 +261,7 @@ fn main() -> ExitCode {
             .map(|y| print!("{y}")),
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(args))),
         Command::Token(args) => runtime().and_then(|rt| rt.block_on(token(args))),
+        Command::Login(args) => runtime().and_then(|rt| rt.block_on(login(args))),
         Command::Dev(args) => runtime().and_then(|rt| {
             let a = *args;
             rt.block_on(dev(

@@ -10,6 +10,9 @@ script would be: GET /.pomerium/api/v1/login?pomerium_redirect_uri=..., open the
 
 from __future__ import annotations
 
+import os
+import stat
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import parse_qs, quote, urlsplit
@@ -17,6 +20,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 import requests
 
+from conftest import wait_for
 from idp import PASSWORD
 from test_people import People, people  # noqa: F401  (the module-scoped fixture)
 
@@ -182,3 +186,45 @@ def test_other_methods_are_405(people, resolve_localhost, cb):
                       timeout=20, allow_redirects=False)
     assert r.status_code == 405, r.status_code
     assert "GET" in r.headers.get("Allow", "")
+
+
+def test_portcullis_login_no_browser_prints_a_working_token_and_caches_it(people, portcullis_bin, tmp_path):
+    """`portcullis login --no-browser`: the URL on stderr, a person (here a cookie jar) signs in,
+    the token alone on stdout, cached 0600, and reused by the next run without a sign-in. The
+    route is addressed by 127.0.0.1 so the CLI resolves it without /etc/hosts entries."""
+    p = people
+    echo = p.dev.echo_url
+    p.dev.apply_docs({"apiVersion": "portcullis.dev/v1alpha1", "kind": "Route",
+                      "metadata": {"name": "cli", "namespace": "e2e-people"},
+                      "spec": {"from": "http://127.0.0.1", "to": [{"url": echo}],
+                               "policy": {"allow": {"or": [{"email": {"is": "alice@example.com"}}]}}}})
+    route_url = f"http://127.0.0.1:{p.port}/"
+    wait_for(lambda: requests.get(route_url, timeout=10).status_code == 401, 30, what="the cli route served")
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    proc = subprocess.Popen([portcullis_bin, "login", "--no-browser", "--timeout", "60s", route_url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        url = None
+        for line in proc.stderr:
+            if "Open this URL to sign in:" in line:
+                url = line.split("Open this URL to sign in:", 1)[1].strip()
+                break
+        assert url and url.startswith(f"{p.base}/.portcullis/sign_in?"), url
+        done = sign_in_as(p, url)
+        assert done.status_code == 200, (done.status_code, done.url)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    token = out.strip()
+    assert out == token + "\n" and token.count(".") == 2, out
+    assert token not in err
+    r = requests.get(route_url, headers={"Authorization": f"Bearer {token}"}, timeout=20)
+    assert r.status_code == 200 and r.json()["identity"].get("email") == "alice@example.com", r.text[:300]
+    cached = list((tmp_path / "config" / "portcullis" / "sessions").iterdir())
+    assert len(cached) == 1 and stat.S_IMODE(cached[0].stat().st_mode) == 0o600, cached
+    again = subprocess.run([portcullis_bin, "login", "--no-browser", "--timeout", "5s", route_url],
+                           capture_output=True, text=True, env=env, timeout=30)
+    assert again.returncode == 0 and again.stdout.strip() == token, (again.returncode, again.stderr)
+    assert "Open this URL" not in again.stderr

@@ -277,6 +277,33 @@ struct ErrorResponse {
 
 /// Gets an access token with `client_credentials` and `client_secret_basic`, asking for
 /// `scopes` (none: the credential's own).
+/// An HTTP/1.1 and h2 client for http and https URLs, trusting the system roots and
+/// `extra_ca`.
+pub(crate) fn https_client<B>(
+    extra_ca: Option<&Path>,
+) -> Result<
+    hyper_util::client::legacy::Client<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        B,
+    >,
+    ClientError,
+>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+{
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config(extra_ca)?)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    Ok(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build::<_, B>(connector),
+    )
+}
+
 pub async fn request_token(
     creds: &ClientCredentials,
     scopes: &[String],
@@ -287,14 +314,7 @@ pub async fn request_token(
         url: url.clone(),
         source,
     };
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls_config(extra_ca)?)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .build();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build::<_, Full<bytes::Bytes>>(connector);
+    let client = https_client::<Full<bytes::Bytes>>(extra_ca)?;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!(
         "{}:{}",
         form(&creds.client_id),

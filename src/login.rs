@@ -34,7 +34,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use url::Url;
 
-use crate::client::{ClientError, tls_config};
+use crate::client::ClientError;
 use crate::identity::endpoints::{ROUTE_LOGIN, ROUTE_PREFIX};
 
 /// A cached token is used only while it has at least this long left, in seconds.
@@ -469,14 +469,7 @@ pub async fn fetch_sign_in_url(
         url: shown.clone(),
         source,
     };
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls_config(extra_ca)?)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .build();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build::<_, Empty<Bytes>>(connector);
+    let client = crate::client::https_client::<Empty<Bytes>>(extra_ca)?;
     let request = Request::get(api.as_str())
         .header(header::ACCEPT, "text/plain")
         .body(Empty::new())

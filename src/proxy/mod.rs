@@ -528,14 +528,7 @@ impl Proxy {
         };
         let (parts, body) = request.into_parts();
         let body = if parts.method == Method::POST {
-            match read_body(
-                &parts.headers,
-                body,
-                crate::identity::people::MAX_FORM_BYTES,
-                std::time::Duration::from_secs(10),
-            )
-            .await
-            {
+            match read_form(&parts.headers, body).await {
                 Ok(body) => body,
                 Err(error) => {
                     return Outcome::new(error.into_response().map(full), "sign_in");
@@ -625,14 +618,7 @@ impl Proxy {
             }
             (RouteEndpoint::SignOut, Method::POST) => {
                 let (parts, body) = request.into_parts();
-                let body = match read_body(
-                    &parts.headers,
-                    body,
-                    crate::identity::people::MAX_FORM_BYTES,
-                    std::time::Duration::from_secs(10),
-                )
-                .await
-                {
+                let body = match read_form(&parts.headers, body).await {
                     Ok(body) => body,
                     Err(error) => return Outcome::new(error.into_response().map(full), "sign_out"),
                 };
@@ -954,6 +940,24 @@ fn is_identity_endpoint(endpoint: &str) -> bool {
             | "redirect"
             | "uri_too_long"
     )
+}
+
+/// The body of a sign-in form (sign-out), at most [`crate::identity::people::MAX_FORM_BYTES`].
+async fn read_form<B>(
+    headers: &http::HeaderMap,
+    body: B,
+) -> Result<Bytes, crate::identity::error::OAuthError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    read_body(
+        headers,
+        body,
+        crate::identity::people::MAX_FORM_BYTES,
+        std::time::Duration::from_secs(10),
+    )
+    .await
 }
 
 /// Whether the client asked for a page (`Accept` names `text/html`).

@@ -384,11 +384,8 @@ impl People {
                 self.sign_out(table, headers, &body, &self.auth_origin, self.auth_secure())
                     .await
             }
-            _ => web::method_not_allowed(if path == AUTH_SIGN_OUT {
-                "POST"
-            } else {
-                "GET, HEAD"
-            }),
+            // Not even HEAD: a callback's state is single use.
+            _ => web::method_not_allowed(if path == AUTH_SIGN_OUT { "POST" } else { "GET" }),
         }
     }
 

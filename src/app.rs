@@ -195,7 +195,12 @@ impl Dev {
         listeners.serve(
             &live,
             config,
-            Some(identity_service(settings, issuer.clone(), &metrics)),
+            Some(identity_service(
+                settings,
+                issuer.clone(),
+                &metrics,
+                people.as_ref(),
+            )),
             people,
             Some(dev_tls),
             &shutdown_rx,
@@ -420,7 +425,7 @@ impl Run {
             config,
             issuer
                 .clone()
-                .map(|url| identity_service(settings, url, &metrics)),
+                .map(|url| identity_service(settings, url, &metrics, people.as_ref())),
             people,
             None,
             &shutdown_rx,
@@ -529,13 +534,15 @@ fn parse_issuer(text: &str) -> Result<Url, AppError> {
     Ok(url)
 }
 
-/// The identity endpoints for `issuer`, with the system clock.
+/// The identity endpoints for `issuer`, with the system clock; token exchange through
+/// `people` when people can sign in.
 fn identity_service(
     settings: &Settings,
     issuer: Url,
     metrics: &Arc<Metrics>,
+    people: Option<&Arc<People>>,
 ) -> Arc<IdentityService> {
-    Arc::new(IdentityService::new(
+    let service = IdentityService::new(
         IdentityConfig {
             issuer,
             access_token_audience: settings.access_token_audience.clone(),
@@ -544,7 +551,11 @@ fn identity_service(
             clock: Clock::system(),
         },
         Arc::clone(metrics),
-    ))
+    );
+    Arc::new(match people {
+        Some(people) => service.with_people(Arc::clone(people)),
+        None => service,
+    })
 }
 
 /// How long start-up waits for the session store's first listing.
@@ -576,6 +587,7 @@ async fn people_service(
             issuer,
             crate::identity::endpoints::CALLBACK,
         ),
+        allowed_audiences: idp.allowed_audiences.clone(),
     };
     let source = match (&idp.client_secret_file, &idp.client_secret_ref) {
         (Some(file), _) => SecretSource::File(PathBuf::from(file)),

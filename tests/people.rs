@@ -30,12 +30,14 @@ use url::Url;
 
 use portcullis::identity::keys::{Algorithm, KeySet};
 use portcullis::identity::login::{
-    Idp, IdpClient, IdpError, IdpSettings, IdpState, IdpTokens, LoginSecrets, REQUEST_TIMEOUT,
+    IdTokenRejection, Idp, IdpClient, IdpError, IdpSettings, IdpState, IdpTokens, LoginSecrets,
+    REQUEST_TIMEOUT,
 };
-use portcullis::identity::people::{People, Refresh};
-use portcullis::identity::service::Clock;
+use portcullis::identity::people::{ExchangeRefusal, People, Refresh};
+use portcullis::identity::service::{Clock, IdentityConfig, IdentityService};
 use portcullis::identity::session::{self, LOGIN_COOKIE, LoginState, SESSION_COOKIE};
 use portcullis::policy::Policy;
+use portcullis::proxy::authn::Authenticator;
 use portcullis::routing::options::RouteOptions;
 use portcullis::routing::route::{Protocol, Route, RouteId, SourceKind, Table};
 use portcullis::routing::{Entry, HostPattern, PathMatch, RouteTable};
@@ -657,6 +659,7 @@ fn settings(issuer: &str) -> IdpSettings {
         scopes: vec!["openid".into(), "email".into(), "profile".into()],
         auth_params: BTreeMap::from([("login_hint".to_owned(), "alice".to_owned())]),
         redirect_url: REDIRECT.into(),
+        allowed_audiences: Vec::new(),
     }
 }
 
@@ -1559,4 +1562,549 @@ async fn a_provider_failing_at_refresh_leaves_the_session_as_it_is() {
         h.people.refresh(&h.table, &current).await,
         Refresh::Renewed { .. }
     ));
+}
+
+// ---- token exchange and the provider's own tokens on routes -----------------------------------
+
+impl FakeOp {
+    /// An id_token as the provider issues it now (no nonce), made wrong by `tamper`.
+    fn mint_id_token(&self, subject: &str, tamper: Tamper) -> String {
+        let mut st = self.op.state.lock().unwrap();
+        let before = std::mem::replace(&mut st.tamper, tamper);
+        let token = self.op.id_token(&st, subject, None, self.op.now());
+        st.tamper = before;
+        token
+    }
+
+    /// A JWT signed by the provider's key with `claims` and header `typ`.
+    fn mint_signed(&self, typ: &str, claims: &Value) -> String {
+        self.op.keys.sign(typ, claims).unwrap()
+    }
+}
+
+impl Harness {
+    /// The sign-in service over the same provider, store and clock, with another client
+    /// configuration and session lifetime.
+    async fn people_with(&self, settings: IdpSettings, lifetime: Duration) -> Arc<People> {
+        let client = IdpClient::discover(settings, &Secret::new(CLIENT_SECRET))
+            .await
+            .unwrap();
+        let now = Arc::clone(&self.now);
+        Arc::new(People::new(
+            Url::parse(AUTH).unwrap(),
+            Idp::fixed(IdpState::Ready(Arc::new(client))),
+            Arc::clone(&self.store) as Arc<dyn Store>,
+            Clock::from_fn(move || now.load(Ordering::SeqCst)),
+            lifetime,
+        ))
+    }
+
+    /// The identity endpoints of `AUTH` exchanging through `people`.
+    fn identity_service(&self, people: &Arc<People>) -> IdentityService {
+        let now = Arc::clone(&self.now);
+        IdentityService::new(
+            IdentityConfig {
+                issuer: Url::parse(AUTH).unwrap(),
+                access_token_audience: "portcullis".into(),
+                signing_algorithm: Algorithm::Es256,
+                body_read_timeout: Duration::from_secs(5),
+                clock: Clock::from_fn(move || now.load(Ordering::SeqCst)),
+            },
+            Arc::new(portcullis::metrics::Metrics::new()),
+        )
+        .with_people(Arc::clone(people))
+    }
+}
+
+#[tokio::test]
+async fn an_id_token_is_exchanged_for_a_session_that_never_outlives_it() {
+    let h = Harness::start().await;
+    let id_token = h.op.mint_id_token("alice", Tamper::None);
+    let exchanged = h
+        .people
+        .exchange_id_token(&h.table, &id_token)
+        .await
+        .unwrap();
+    let session = h.people.verify_session(&h.table, &exchanged.token).unwrap();
+    assert_eq!(session.identity.subject, "alice");
+    assert_eq!(session.identity.email.as_deref(), Some("alice@example.com"));
+    assert!(session.identity.email_verified);
+    assert_eq!(
+        exchanged.expires,
+        NOW + ACCESS_LIFETIME,
+        "the session ends with the id_token"
+    );
+    assert_eq!(session.expires, exchanged.expires);
+    let stored = h.store.session(&session.sid, h.now()).unwrap();
+    assert_eq!(stored.subject, "alice");
+    assert!(
+        stored.idp_refresh_token.is_none(),
+        "nothing to refresh with"
+    );
+
+    // The same id_token again: the same session, not a second one.
+    let again = h
+        .people
+        .exchange_id_token(&h.table, &id_token)
+        .await
+        .unwrap();
+    let again = h.people.verify_session(&h.table, &again.token).unwrap();
+    assert_eq!(again.sid, session.sid);
+    assert_eq!(h.sessions().len(), 1);
+
+    // A fresher id_token gives a later end.
+    h.advance(100);
+    let fresh = h.op.mint_id_token("alice", Tamper::None);
+    let renewed = h.people.exchange_id_token(&h.table, &fresh).await.unwrap();
+    assert_eq!(renewed.expires, NOW + 100 + ACCESS_LIFETIME);
+
+    // Signed out: the id_token of that session is not exchanged again.
+    h.store
+        .revoke(&format!("session:{}", session.sid), session.expires)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.people
+            .exchange_id_token(&h.table, &id_token)
+            .await
+            .unwrap_err(),
+        ExchangeRefusal::SignedOut
+    );
+
+    // Never longer than sessionLifetime.
+    let short = h
+        .people_with(settings(h.op.issuer()), Duration::from_secs(60))
+        .await;
+    let capped = short
+        .exchange_id_token(&h.table, &h.op.mint_id_token("alice", Tamper::None))
+        .await
+        .unwrap();
+    assert_eq!(capped.expires, h.now() + 60);
+}
+
+#[tokio::test]
+async fn bad_id_tokens_are_not_exchanged_and_create_no_session() {
+    let h = Harness::start().await;
+    for tamper in Tamper::ALL {
+        let id_token = h.op.mint_id_token("alice", tamper);
+        let outcome = h.people.exchange_id_token(&h.table, &id_token).await;
+        if tamper == Tamper::Nonce {
+            // An exchanged id_token was not obtained for us: its nonce is not ours to check.
+            assert!(outcome.is_ok(), "{tamper:?}: {outcome:?}");
+            continue;
+        }
+        let Err(ExchangeRefusal::SubjectToken(rejection)) = outcome else {
+            panic!("{tamper:?}: {outcome:?}");
+        };
+        let expected = match tamper {
+            Tamper::Audience | Tamper::AudienceOtherCase => Some(IdTokenRejection::Audience),
+            Tamper::ForeignAzp | Tamper::ForeignAzpAmongAudiences => {
+                Some(IdTokenRejection::Audience)
+            }
+            Tamper::Issuer | Tamper::IssuerTrailingSlash => Some(IdTokenRejection::Issuer),
+            Tamper::Expired => Some(IdTokenRejection::Expired),
+            Tamper::UnknownKeyPublishedKid => Some(IdTokenRejection::Signature),
+            Tamper::StringExp | Tamper::TwoSegments => Some(IdTokenRejection::Malformed),
+            _ => None,
+        };
+        if let Some(expected) = expected {
+            assert_eq!(rejection, expected, "{tamper:?}");
+        }
+    }
+    assert_eq!(h.sessions().len(), 1, "only the nonce case made a session");
+
+    // Another kind of token of the same provider, with an id_token's claims.
+    let claims = json!({"iss": h.op.issuer(), "sub": "alice", "aud": CLIENT_ID,
+        "iat": h.now(), "exp": h.now() + 60});
+    for typ in ["at+jwt", "application/at+jwt", "logout+jwt"] {
+        let token = h.op.mint_signed(typ, &claims);
+        assert_eq!(
+            h.people
+                .exchange_id_token(&h.table, &token)
+                .await
+                .unwrap_err(),
+            ExchangeRefusal::SubjectToken(IdTokenRejection::NotAnIdToken),
+            "{typ}"
+        );
+    }
+    // Our own session token is not the provider's id_token.
+    let ours = h.signed_in().await;
+    assert!(matches!(
+        h.people.exchange_id_token(&h.table, &ours).await,
+        Err(ExchangeRefusal::SubjectToken(_))
+    ));
+    for junk in ["", "a.b.c", "not a token", &"x".repeat(10_000)] {
+        assert!(matches!(
+            h.people.exchange_id_token(&h.table, junk).await,
+            Err(ExchangeRefusal::SubjectToken(IdTokenRejection::Malformed))
+        ));
+    }
+}
+
+#[tokio::test]
+async fn allowed_audiences_add_exactly_the_listed_audiences() {
+    let h = Harness::start().await;
+    let mut widened = settings(h.op.issuer());
+    widened.allowed_audiences = vec![OTHER_CLIENT.into()];
+    let people = h.people_with(widened, SESSION_LIFETIME).await;
+    for tamper in [
+        Tamper::Audience,
+        Tamper::ForeignAzp,
+        Tamper::ForeignAzpAmongAudiences,
+    ] {
+        let id_token = h.op.mint_id_token("alice", tamper);
+        assert!(
+            h.people
+                .exchange_id_token(&h.table, &id_token)
+                .await
+                .is_err(),
+            "{tamper:?} without allowedAudiences"
+        );
+        assert!(
+            people.exchange_id_token(&h.table, &id_token).await.is_ok(),
+            "{tamper:?} with allowedAudiences"
+        );
+    }
+    // Several audiences and no azp: whom it was issued to is not said, so it is refused.
+    let claims = json!({"iss": h.op.issuer(), "sub": "alice", "aud": [CLIENT_ID, OTHER_CLIENT],
+        "iat": h.now(), "exp": h.now() + 60});
+    assert_eq!(
+        people
+            .exchange_id_token(&h.table, &h.op.mint_signed("JWT", &claims))
+            .await
+            .unwrap_err(),
+        ExchangeRefusal::SubjectToken(IdTokenRejection::Audience)
+    );
+}
+
+async fn call(
+    service: &IdentityService,
+    table: &Table,
+    method: Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: String,
+) -> (StatusCode, HeaderMap, Value) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(format!("{AUTH}{path}"))
+        .header(header::HOST, "auth.example.com");
+    if let Some(content_type) = content_type {
+        request = request.header(header::CONTENT_TYPE, content_type);
+    }
+    let request = request.body(Full::new(Bytes::from(body))).unwrap();
+    let handled = service
+        .handle(
+            table,
+            request,
+            "127.0.0.1".parse().unwrap(),
+            portcullis::routing::Scheme::Https,
+        )
+        .await;
+    let (parts, body) = handled.response.into_parts();
+    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    (parts.status, parts.headers, json)
+}
+
+const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
+const EXCHANGE: &str = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aid_token";
+
+#[tokio::test]
+async fn the_token_endpoint_exchanges_id_tokens_as_rfc_8693_says() {
+    let h = Harness::start().await;
+    let service = h.identity_service(&h.people);
+    let id_token = h.op.mint_id_token("alice", Tamper::None);
+    let token = |extra: &str| format!("{EXCHANGE}&subject_token={id_token}{extra}");
+
+    let (status, headers, body) = call(
+        &service,
+        &h.table,
+        Method::POST,
+        "/oauth2/token",
+        FORM,
+        token(""),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(
+        body["issued_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], ACCESS_LIFETIME);
+    assert!(body.get("refresh_token").is_none() && body.get("scope").is_none());
+    let session = h
+        .people
+        .verify_session(&h.table, body["access_token"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(session.identity.subject, "alice");
+
+    let jwt = token(
+        "&requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt&audience=https%3A%2F%2Fauth.example.com%2F&resource=https%3A%2F%2Fauth.example.com",
+    );
+    let (status, _, body) =
+        call(&service, &h.table, Method::POST, "/oauth2/token", FORM, jwt).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["issued_token_type"],
+        "urn:ietf:params:oauth:token-type:jwt"
+    );
+    let (_, _, body) = call(
+        &service,
+        &h.table,
+        Method::GET,
+        "/.well-known/openid-configuration",
+        None,
+        String::new(),
+    )
+    .await;
+    assert_eq!(
+        body["grant_types_supported"],
+        json!([
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:token-exchange"
+        ])
+    );
+
+    let expired = h.op.mint_id_token("alice", Tamper::Expired);
+    let foreign = h.op.mint_id_token("alice", Tamper::Audience);
+    let basic = {
+        let mut r = token("");
+        r.push_str("&client_id=x&client_secret=y");
+        r
+    };
+    for (body, status, code) in [
+        (
+            format!("{EXCHANGE}&subject_token={expired}"),
+            400,
+            "invalid_request",
+        ),
+        (
+            format!("{EXCHANGE}&subject_token={foreign}"),
+            400,
+            "invalid_request",
+        ),
+        (
+            format!("{EXCHANGE}&subject_token=a.b.c"),
+            400,
+            "invalid_request",
+        ),
+        (EXCHANGE.to_owned(), 400, "invalid_request"),
+        (basic, 400, "invalid_request"),
+        (token("&scope=route%3Aadmin"), 400, "invalid_scope"),
+        (
+            token("&audience=https%3A%2F%2Fother.example.com"),
+            400,
+            "invalid_target",
+        ),
+        (
+            token("&resource=https%3A%2F%2Fapp.example.com%2F"),
+            400,
+            "invalid_target",
+        ),
+        (
+            token("&actor_token=x&actor_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt"),
+            400,
+            "invalid_request",
+        ),
+        (
+            token("&requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Arefresh_token"),
+            400,
+            "invalid_request",
+        ),
+        (
+            format!(
+                "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token={id_token}&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token"
+            ),
+            400,
+            "invalid_request",
+        ),
+        (
+            token(&format!("&subject_token={id_token}")),
+            400,
+            "invalid_request",
+        ),
+    ] {
+        let (got, _, answer) = call(
+            &service,
+            &h.table,
+            Method::POST,
+            "/oauth2/token",
+            FORM,
+            body.clone(),
+        )
+        .await;
+        assert_eq!(
+            (got.as_u16(), answer["error"].as_str()),
+            (status, Some(code)),
+            "{body}: {answer}"
+        );
+        let description = answer["error_description"].as_str().unwrap();
+        assert!(!description.contains(&id_token[..20]), "{description}");
+    }
+    assert_eq!(h.sessions().len(), 1, "refused exchanges stored nothing");
+}
+
+#[tokio::test]
+async fn pomerium_api_v1_token_answers_token_and_expiry() {
+    let h = Harness::start().await;
+    let service = h.identity_service(&h.people);
+    let id_token = h.op.mint_id_token("alice", Tamper::None);
+    let (status, headers, body) = call(
+        &service,
+        &h.table,
+        Method::POST,
+        "/api/v1/token",
+        FORM,
+        format!("id_token={id_token}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    let session = h
+        .people
+        .verify_session(&h.table, body["Token"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(session.identity.subject, "alice");
+    let expiry = body["Expiry"].as_str().unwrap();
+    assert_eq!(
+        expiry.parse::<jiff::Timestamp>().unwrap().as_second(),
+        NOW + ACCESS_LIFETIME,
+        "{expiry}"
+    );
+
+    let expired = h.op.mint_id_token("alice", Tamper::Expired);
+    let (status, headers, body) = call(
+        &service,
+        &h.table,
+        Method::POST,
+        "/api/v1/token",
+        FORM,
+        format!("id_token={expired}"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_token"))
+    );
+    assert_eq!(body["error_description"], "the id_token has expired");
+    let challenge = headers[header::WWW_AUTHENTICATE].to_str().unwrap();
+    assert!(
+        challenge.starts_with("Bearer error=\"invalid_token\""),
+        "{challenge}"
+    );
+
+    for (method, content_type, form, status, code) in [
+        (Method::POST, FORM, String::new(), 400, "invalid_request"),
+        (
+            Method::POST,
+            FORM,
+            format!("id_token={id_token}&id_token={id_token}"),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            Some("application/json"),
+            format!("{{\"id_token\":\"{id_token}\"}}"),
+            415,
+            "invalid_request",
+        ),
+        (Method::GET, None, String::new(), 405, "invalid_request"),
+    ] {
+        let (got, _, answer) = call(
+            &service,
+            &h.table,
+            method.clone(),
+            "/api/v1/token",
+            content_type,
+            form,
+        )
+        .await;
+        assert_eq!(
+            (got.as_u16(), answer["error"].as_str()),
+            (status, Some(code)),
+            "{method} {answer}"
+        );
+    }
+
+    // Without people's sign-in there is no such endpoint.
+    let bare = IdentityService::new(
+        IdentityConfig {
+            issuer: Url::parse(AUTH).unwrap(),
+            access_token_audience: "portcullis".into(),
+            signing_algorithm: Algorithm::Es256,
+            body_read_timeout: Duration::from_secs(5),
+            clock: Clock::system(),
+        },
+        Arc::new(portcullis::metrics::Metrics::new()),
+    );
+    let (status, _, _) = call(
+        &bare,
+        &h.table,
+        Method::POST,
+        "/api/v1/token",
+        FORM,
+        format!("id_token={id_token}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, _, answer) = call(
+        &bare,
+        &h.table,
+        Method::POST,
+        "/oauth2/token",
+        FORM,
+        format!("{EXCHANGE}&subject_token={id_token}"),
+    )
+    .await;
+    assert_eq!(answer["error"], "unsupported_grant_type");
+}
+
+#[tokio::test]
+async fn routes_taking_the_providers_id_tokens_verify_and_cache_them_apart() {
+    let h = Harness::start().await;
+    let clock = {
+        let now = Arc::clone(&h.now);
+        Clock::from_fn(move || now.load(Ordering::SeqCst))
+    };
+    let authn = Authenticator::new(AUTH, "portcullis", clock);
+    let id_token = h.op.mint_id_token("alice", Tamper::None);
+    let caller = authn
+        .authenticate_idp_id_token(&h.client, &id_token)
+        .unwrap();
+    assert_eq!(caller.token.identity.subject, "alice");
+    assert_eq!(
+        caller.token.identity.email.as_deref(),
+        Some("alice@example.com")
+    );
+    assert_eq!(caller.token.identity.issuer.as_deref(), Some(h.op.issuer()));
+    assert!(caller.token.from_idp);
+    let again = authn
+        .authenticate_idp_id_token(&h.client, &id_token)
+        .unwrap();
+    assert!(Arc::ptr_eq(&caller, &again), "a cache hit");
+    // Accepted as the provider's token is not accepted as one of ours.
+    assert!(authn.authenticate(&h.table, &id_token).is_err());
+    for tamper in [
+        Tamper::Audience,
+        Tamper::Expired,
+        Tamper::UnknownKey,
+        Tamper::AlgNone,
+    ] {
+        let bad = h.op.mint_id_token("alice", tamper);
+        let error = authn
+            .authenticate_idp_id_token(&h.client, &bad)
+            .unwrap_err();
+        assert!(
+            error.label() == "invalid_idp_token" || error.label() == "expired",
+            "{tamper:?}: {error:?}"
+        );
+    }
+    h.advance(ACCESS_LIFETIME);
+    let error = authn
+        .authenticate_idp_id_token(&h.client, &id_token)
+        .unwrap_err();
+    assert_eq!(error.description(), "the id_token has expired");
 }

@@ -38,6 +38,14 @@ pub enum AccessRejection {
     /// The session was signed out or ended at the identity provider.
     #[error("the session has ended")]
     SessionEnded,
+    /// A token of the identity provider (routes with `bearerTokenFormat: idp_identity_token`
+    /// or `idp_access_token`) was refused.
+    #[error("{0}")]
+    IdpToken(super::login::IdTokenRejection),
+    /// The identity provider's tokens cannot be verified now (not discovered yet, or it did
+    /// not answer an introspection).
+    #[error("the identity provider's tokens cannot be verified right now")]
+    IdpUnavailable,
 }
 
 impl AccessRejection {
@@ -49,6 +57,9 @@ impl AccessRejection {
             AccessRejection::SubjectMismatch => "subject_mismatch",
             AccessRejection::InvalidScope => "invalid_claim",
             AccessRejection::SessionEnded => "session_ended",
+            AccessRejection::IdpToken(super::login::IdTokenRejection::Expired) => "expired",
+            AccessRejection::IdpToken(_) => "invalid_idp_token",
+            AccessRejection::IdpUnavailable => "idp_unavailable",
             AccessRejection::Token(rejection) => match rejection {
                 TokenRejection::TooLarge | TokenRejection::Malformed => "malformed",
                 TokenRejection::WrongType { .. } => "wrong_type",
@@ -68,7 +79,11 @@ impl AccessRejection {
 
     /// The `error_description` for the client: which class of problem, never the details.
     pub fn description(&self) -> &'static str {
+        if let AccessRejection::IdpToken(rejection) = self {
+            return rejection.description();
+        }
         match self.label() {
+            "idp_unavailable" => "the identity provider's tokens cannot be verified right now",
             "expired" => "the access token has expired",
             "revoked" => "the access token's client has been revoked",
             "session_ended" => "the session has ended",
@@ -95,6 +110,9 @@ pub struct AccessToken {
     pub scopes: Vec<String>,
     /// Who the token is about, for policies and upstream assertions.
     pub identity: Identity,
+    /// A token of the identity provider itself, verified against its keys or by its
+    /// introspection endpoint rather than ours: valid until `expires` only.
+    pub from_idp: bool,
 }
 
 /// The session behind a session token.
@@ -119,6 +137,26 @@ impl AccessToken {
             expires: session.expires,
             scopes: Vec::new(),
             identity: session.identity,
+            from_idp: false,
+        }
+    }
+
+    /// A verified token of the identity provider `idp_issuer` about `subject` with `claims`,
+    /// good until `expires`.
+    pub fn from_idp(
+        subject: String,
+        idp_issuer: &str,
+        claims: &Map<String, Value>,
+        expires: i64,
+    ) -> Self {
+        Self {
+            client_id: String::new(),
+            session: None,
+            kid: String::new(),
+            expires,
+            scopes: Vec::new(),
+            identity: super::session::person_identity(subject, Some(idp_issuer.to_owned()), claims),
+            from_idp: true,
         }
     }
 
@@ -132,6 +170,14 @@ impl AccessToken {
         revoked: &dyn Fn(&str) -> bool,
         now: i64,
     ) -> Result<(), AccessRejection> {
+        if self.from_idp {
+            // The provider's own `exp`, judged as it was at verification: no leeway added.
+            return if now < self.expires {
+                Ok(())
+            } else {
+                Err(TokenRejection::Expired.into())
+            };
+        }
         if now >= self.expires.saturating_add(LEEWAY_SECS as i64) {
             return Err(TokenRejection::Expired.into());
         }
@@ -237,6 +283,7 @@ pub fn verify_access_token(
         expires,
         scopes,
         identity,
+        from_idp: false,
     })
 }
 

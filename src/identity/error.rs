@@ -63,6 +63,12 @@ pub enum OAuthError {
     UnsupportedGrantType,
     /// `invalid_scope` (400).
     InvalidScope(&'static str),
+    /// `invalid_token` (401 with a `Bearer` challenge, RFC 6750 §3.1): the presented token is
+    /// not accepted (Pomerium's `POST /api/v1/token`).
+    InvalidToken(&'static str),
+    /// `invalid_target` (400, RFC 8693 §2.2.2): an `audience` or `resource` this server issues
+    /// no token for.
+    InvalidTarget(&'static str),
     /// 405 with `Allow`: the endpoint does not take this method.
     MethodNotAllowed {
         /// Value of the `Allow` header, e.g. `POST`.
@@ -111,6 +117,8 @@ impl OAuthError {
             Self::UnauthorizedClient(_) => "unauthorized_client",
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidScope(_) => "invalid_scope",
+            Self::InvalidTarget(_) => "invalid_target",
+            Self::InvalidToken(_) => "invalid_token",
             Self::TooManyRequests { .. } | Self::TemporarilyUnavailable(_) => {
                 "temporarily_unavailable"
             }
@@ -121,7 +129,9 @@ impl OAuthError {
     /// The HTTP status of the response.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidClient(_) | Self::ClientAuthenticationFailed => StatusCode::UNAUTHORIZED,
+            Self::InvalidClient(_) | Self::ClientAuthenticationFailed | Self::InvalidToken(_) => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -137,7 +147,8 @@ impl OAuthError {
             | Self::InvalidGrant(_)
             | Self::UnauthorizedClient(_)
             | Self::UnsupportedGrantType
-            | Self::InvalidScope(_) => StatusCode::BAD_REQUEST,
+            | Self::InvalidScope(_)
+            | Self::InvalidTarget(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -149,6 +160,8 @@ impl OAuthError {
             | Self::InvalidGrant(d)
             | Self::UnauthorizedClient(d)
             | Self::InvalidScope(d)
+            | Self::InvalidTarget(d)
+            | Self::InvalidToken(d)
             | Self::TemporarilyUnavailable(d) => Cow::Borrowed(d),
             Self::RepeatedParameter(name) => Cow::Owned(format!(
                 "the {name} parameter must not appear more than once"
@@ -159,7 +172,7 @@ impl OAuthError {
             }
             Self::ClientAuthenticationFailed => Cow::Borrowed("client authentication failed"),
             Self::UnsupportedGrantType => Cow::Borrowed(
-                "this grant_type is not supported; the token endpoint supports client_credentials",
+                "this grant_type is not supported here; the discovery document lists grant_types_supported",
             ),
             Self::MethodNotAllowed { allow } => {
                 Cow::Owned(format!("this endpoint accepts only {allow} requests"))
@@ -198,6 +211,15 @@ impl OAuthError {
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static(BASIC_CHALLENGE),
                 );
+            }
+            Self::InvalidToken(description) => {
+                let challenge = format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                    description.replace(['"', '\\'], "'")
+                );
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
             }
             Self::MethodNotAllowed { allow } => {
                 if let Ok(value) = HeaderValue::from_str(allow) {

@@ -130,6 +130,9 @@ pub struct IdpSettings {
     pub auth_params: BTreeMap<String, String>,
     /// Where the provider sends the browser back: `<authenticate URL>/oauth2/callback`.
     pub redirect_url: String,
+    /// More `aud` values accepted on id_tokens presented to us directly (token exchange,
+    /// routes with `bearerTokenFormat: idp_identity_token`), besides `client_id`.
+    pub allowed_audiences: Vec<String>,
 }
 
 impl std::fmt::Debug for IdpSettings {
@@ -162,6 +165,77 @@ impl std::fmt::Debug for IdpTokens {
             .finish_non_exhaustive()
     }
 }
+
+/// An id_token a caller presented (token exchange, a route taking the provider's tokens),
+/// once verified.
+#[derive(Clone)]
+pub struct PresentedIdToken {
+    /// `sub`.
+    pub subject: String,
+    /// The person's claims, without [`TOKEN_HOUSEKEEPING_CLAIMS`].
+    pub claims: Map<String, Value>,
+    /// `exp` (unix seconds).
+    pub expires: i64,
+}
+
+impl std::fmt::Debug for PresentedIdToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PresentedIdToken")
+            .field("subject", &self.subject)
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a presented id_token was refused: a class a caller may be told, never the token or
+/// what it claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdTokenRejection {
+    /// Not a compact JWS with an id_token's claims.
+    Malformed,
+    /// Another kind of token (`typ` of an access token, a JWE).
+    NotAnIdToken,
+    /// Signed with an algorithm we never accept (`none`, HMAC) or the provider does not use.
+    Algorithm,
+    /// The signature does not verify with the provider's keys.
+    Signature,
+    /// Another issuer.
+    Issuer,
+    /// `aud` names none of our audiences, or `azp` another party.
+    Audience,
+    /// Expired (or not yet valid, or issued in the future).
+    Expired,
+    /// No usable `sub`.
+    Subject,
+}
+
+impl IdTokenRejection {
+    /// What the caller is told.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Malformed => "the id_token is not a well-formed signed id_token",
+            Self::NotAnIdToken => {
+                "the token is not an id_token: its typ names another kind of token"
+            }
+            Self::Algorithm => "the id_token's signing algorithm is not accepted",
+            Self::Signature => {
+                "the id_token's signature does not verify with the identity provider's keys"
+            }
+            Self::Issuer => "the id_token was not issued by the configured identity provider",
+            Self::Audience => "the id_token's audience (aud, azp) is not accepted here",
+            Self::Expired => "the id_token has expired",
+            Self::Subject => "the id_token names no subject",
+        }
+    }
+}
+
+impl std::fmt::Display for IdTokenRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.description())
+    }
+}
+
+impl std::error::Error for IdTokenRejection {}
 
 /// The PKCE verifier, nonce and state of one sign-in, chosen before the browser leaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -463,6 +537,80 @@ impl IdpClient {
         })
     }
 
+    /// Verifies an id_token a caller presented to us directly: the provider's keys and an
+    /// algorithm it signs with (never `none` or an HMAC), `iss`, `exp` at `now`, and the
+    /// audience: `aud` must contain our client id or one of `allowedAudiences`, and when it
+    /// has several values or an `azp`, `azp` must be one of those too (OIDC Core §3.1.3.7). A
+    /// `typ` of another kind of token (`at+jwt`, ...) is refused whatever it claims.
+    pub fn verify_presented_id_token(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<PresentedIdToken, IdTokenRejection> {
+        use std::str::FromStr as _;
+        let header = jwt_part(token, 0).ok_or(IdTokenRejection::Malformed)?;
+        if let Some(typ) = header.get("typ") {
+            let typ = typ.as_str().ok_or(IdTokenRejection::Malformed)?;
+            let typ = typ.strip_prefix("application/").unwrap_or(typ);
+            if !typ.eq_ignore_ascii_case("jwt") {
+                return Err(IdTokenRejection::NotAnIdToken);
+            }
+        }
+        let id_token = openidconnect::core::CoreIdToken::from_str(token)
+            .map_err(|_| IdTokenRejection::Malformed)?;
+        let at = chrono::DateTime::from_timestamp_secs(now).ok_or(IdTokenRejection::Expired)?;
+        let verifier = self
+            .client
+            .id_token_verifier()
+            .set_allowed_algs(self.id_token_algs.iter().cloned())
+            .require_audience_match(false)
+            .set_time_fn(move || at);
+        let verified = id_token
+            .claims(&verifier, |_: Option<&Nonce>| Ok(()))
+            .map_err(|error| {
+                use openidconnect::ClaimsVerificationError as E;
+                match error {
+                    E::Expired(_) => IdTokenRejection::Expired,
+                    E::InvalidIssuer(_) => IdTokenRejection::Issuer,
+                    E::InvalidAudience(_) => IdTokenRejection::Audience,
+                    E::InvalidSubject(_) => IdTokenRejection::Subject,
+                    E::SignatureVerification(
+                        openidconnect::SignatureVerificationError::DisallowedAlg(_)
+                        | openidconnect::SignatureVerificationError::UnsupportedAlg(_),
+                    ) => IdTokenRejection::Algorithm,
+                    E::SignatureVerification(_) => IdTokenRejection::Signature,
+                    _ => IdTokenRejection::Malformed,
+                }
+            })?;
+        let accepted = |value: &str| {
+            value == self.settings.client_id
+                || self.settings.allowed_audiences.iter().any(|a| a == value)
+        };
+        let audiences = verified.audiences();
+        if !audiences.iter().any(|aud| accepted(aud.as_str())) {
+            return Err(IdTokenRejection::Audience);
+        }
+        match verified.authorized_party() {
+            Some(azp) if !accepted(azp.as_str()) => return Err(IdTokenRejection::Audience),
+            None if audiences.len() > 1 => return Err(IdTokenRejection::Audience),
+            _ => {}
+        }
+        let subject = verified.subject().as_str().to_owned();
+        if subject.is_empty() {
+            return Err(IdTokenRejection::Subject);
+        }
+        let expires = verified.expiration().timestamp();
+        let mut claims = jwt_part(token, 1).ok_or(IdTokenRejection::Malformed)?;
+        for name in TOKEN_HOUSEKEEPING_CLAIMS {
+            claims.remove(name);
+        }
+        Ok(PresentedIdToken {
+            subject,
+            claims,
+            expires,
+        })
+    }
+
     /// Userinfo's claims, when the provider has the endpoint and answers; a failure only
     /// loses what userinfo would have added.
     async fn user_info(&self, response: &CoreTokenResponse) -> Option<Map<String, Value>> {
@@ -554,10 +702,16 @@ fn only_the_id_token_is_malformed(body: &[u8]) -> bool {
 
 /// The JSON payload of a compact JWS, unverified: call only on a token already verified.
 fn jwt_payload(token: &str) -> Option<Map<String, Value>> {
+    jwt_part(token, 1)
+}
+
+/// Part `index` of a compact JWS (0: the header, 1: the payload) as a JSON object,
+/// unverified.
+fn jwt_part(token: &str, index: usize) -> Option<Map<String, Value>> {
     use base64::Engine as _;
-    let payload = token.split('.').nth(1)?;
+    let part = token.split('.').nth(index)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
+        .decode(part)
         .ok()?;
     match serde_json::from_slice(&bytes).ok()? {
         Value::Object(map) => Some(map),

@@ -28,7 +28,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use url::Url;
 
 use super::endpoints::{self, CALLBACK, ROUTE_PREFIX};
-use super::login::{Idp, IdpError, IdpState, LoginSecrets};
+use super::login::{IdTokenRejection, Idp, IdpError, IdpState, LoginSecrets};
 use super::programmatic;
 use super::service::Clock;
 use super::session::{
@@ -168,6 +168,56 @@ fn random_id() -> String {
     use base64::Engine as _;
     let bytes: [u8; 32] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The session id of a session exchanged for `id_token` of the provider `idp_issuer`: a
+/// digest, so the same id_token always names the same session.
+fn exchanged_session_id(idp_issuer: &str, id_token: &str) -> String {
+    use base64::Engine as _;
+    use sha2::{Digest as _, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"portcullis token exchange\0")
+        .chain_update(idp_issuer.as_bytes())
+        .chain_update(b"\0")
+        .chain_update(id_token.as_bytes())
+        .finalize();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+}
+
+/// A session token issued by token exchange.
+#[derive(Debug, Clone)]
+pub struct Exchanged {
+    /// The session token.
+    pub token: String,
+    /// Its `exp` (unix seconds).
+    pub expires: i64,
+}
+
+/// Why a token exchange issued nothing. Texts are for the caller: fixed, no token content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeRefusal {
+    /// The id_token is not one we accept.
+    SubjectToken(IdTokenRejection),
+    /// The session of this id_token was signed out.
+    SignedOut,
+    /// The provider, the keys or the store are not ready.
+    Unavailable(&'static str),
+    /// Signing failed (logged).
+    ServerError,
+}
+
+impl ExchangeRefusal {
+    /// What the caller is told.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::SubjectToken(rejection) => rejection.description(),
+            Self::SignedOut => {
+                "the session of this id_token was signed out; sign in again for a fresh id_token"
+            }
+            Self::Unavailable(text) => text,
+            Self::ServerError => "the server could not complete the request",
+        }
+    }
 }
 
 /// A session established from a cookie, as the proxy hands it to the who-am-I page and
@@ -585,26 +635,8 @@ impl People {
         let Some(keys) = table.keys.as_deref() else {
             return unavailable("Sign-in is unavailable: signing keys are not loaded yet.");
         };
-        let claims = session::session_claims(
-            &self.issuer_id,
-            client.issuer(),
-            &record.id,
-            &record.claims,
-            now,
-            expires,
-            refresh_after,
-        );
-        let token = match keys.sign(SESSION_TYP, &claims) {
-            Ok(token) => token,
-            Err(error) => {
-                tracing::error!(%error, "signing a session failed");
-                return unavailable("Sign-in is unavailable right now.");
-            }
-        };
-        let verified = match session::verify_session_token(Some(keys), &token, &self.issuer_id, now)
-        {
-            Ok(verified) => verified,
-            Err(_) => return unavailable("Sign-in is unavailable right now."),
+        let Some((token, verified)) = self.sign_session(keys, &record, refresh_after, now) else {
+            return unavailable("Sign-in is unavailable right now.");
         };
         tracing::info!(subject = %verified.identity.subject, "signed in");
         let Ok(return_to) = Url::parse(&login.return_to) else {
@@ -896,27 +928,100 @@ impl People {
             tracing::warn!(%error, "storing a refreshed session failed");
             return Refresh::Keep;
         }
+        match self.sign_session(keys, &updated, refresh_after, now) {
+            Some((token, verified)) => Refresh::Renewed {
+                token,
+                verified: Box::new(verified),
+            },
+            None => Refresh::Keep,
+        }
+    }
+
+    /// Token exchange (RFC 8693 at `/oauth2/token`, and Pomerium's `POST /api/v1/token`): a
+    /// session for the person an id_token of the identity provider names, as if they had
+    /// signed in with a browser: the same claims (the id_token's), stored and revocable like
+    /// any session. Never wider than the id_token: it ends when the id_token expires, and
+    /// within `sessionLifetime`; a fresher id_token gives a later end. The session id is
+    /// derived from the id_token, so exchanging one id_token twice gives one session, and one
+    /// that was signed out stays signed out.
+    pub async fn exchange_id_token(
+        &self,
+        table: &Table,
+        id_token: &str,
+    ) -> Result<Exchanged, ExchangeRefusal> {
+        let client = self.idp.client().ok_or(ExchangeRefusal::Unavailable(
+            "the identity provider is not available yet; retry shortly",
+        ))?;
+        let keys = table.keys.as_deref().ok_or(ExchangeRefusal::Unavailable(
+            "signing keys are not loaded yet; retry shortly",
+        ))?;
+        let now = self.clock.now();
+        let presented = client
+            .verify_presented_id_token(id_token, now)
+            .map_err(ExchangeRefusal::SubjectToken)?;
+        let expires = presented
+            .expires
+            .min(now.saturating_add(self.session_lifetime));
+        if expires <= now {
+            return Err(ExchangeRefusal::SubjectToken(IdTokenRejection::Expired));
+        }
+        let sid = exchanged_session_id(client.issuer(), id_token);
+        if self.store.is_revoked(&session::session_revocation_id(&sid)) {
+            return Err(ExchangeRefusal::SignedOut);
+        }
+        let record = Session {
+            id: sid,
+            subject: presented.subject,
+            issuer: client.issuer().to_owned(),
+            created_at: now,
+            expires_at: expires,
+            refreshed_at: now,
+            claims: presented.claims,
+            idp_refresh_token: None,
+            idp_id_token: Some(crate::store::Secret::new(id_token.to_owned())),
+        };
+        if let Err(error) = self.store.put_session(&record).await {
+            tracing::error!(%error, "storing an exchanged session failed");
+            return Err(ExchangeRefusal::Unavailable(
+                "the session could not be stored; retry shortly",
+            ));
+        }
+        let (token, verified) = self
+            .sign_session(keys, &record, expires, now)
+            .ok_or(ExchangeRefusal::ServerError)?;
+        tracing::info!(subject = %verified.identity.subject, "exchanged an id_token for a session");
+        Ok(Exchanged {
+            token,
+            expires: verified.expires,
+        })
+    }
+
+    /// Signs the session token of `record`, with claims due for a refresh at
+    /// `refresh_after`, and reads it back as requests will. `None` (logged) when signing fails.
+    fn sign_session(
+        &self,
+        keys: &crate::identity::keys::KeySet,
+        record: &Session,
+        refresh_after: i64,
+        now: i64,
+    ) -> Option<(String, SessionToken)> {
         let claims = session::session_claims(
             &self.issuer_id,
-            &updated.issuer,
-            &updated.id,
-            &updated.claims,
+            &record.issuer,
+            &record.id,
+            &record.claims,
             now,
-            current.expires,
+            record.expires_at,
             refresh_after,
         );
-        match keys.sign(SESSION_TYP, &claims) {
-            Ok(token) => {
-                match session::verify_session_token(Some(keys), &token, &self.issuer_id, now) {
-                    Ok(verified) => Refresh::Renewed {
-                        token,
-                        verified: Box::new(verified),
-                    },
-                    Err(_) => Refresh::Keep,
-                }
-            }
-            Err(_) => Refresh::Keep,
-        }
+        let token = keys
+            .sign(SESSION_TYP, &claims)
+            .inspect_err(|error| tracing::error!(%error, "signing a session failed"))
+            .ok()?;
+        let verified = session::verify_session_token(Some(keys), &token, &self.issuer_id, now)
+            .inspect_err(|error| tracing::error!(%error, "a session just signed does not verify"))
+            .ok()?;
+        Some((token, verified))
     }
 
     /// The `Set-Cookie` of a renewed session token on a route host.

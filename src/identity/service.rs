@@ -40,8 +40,9 @@ use url::Url;
 use super::endpoints::{self, Capabilities, IdentityEndpoint};
 use super::error::{OAuthError, json_response};
 use super::keys::{Algorithm, KeySet};
+use super::people::{ExchangeRefusal, People};
 use super::token::{
-    ACCESS_TOKEN_TYP, FailureLimiter, Grant, GrantType, MAX_TOKEN_REQUEST_BYTES,
+    ACCESS_TOKEN_TYP, ExchangeRequest, FailureLimiter, Grant, GrantType, MAX_TOKEN_REQUEST_BYTES,
     access_token_claims, authenticate, grant_scopes, new_jti, parse_token_request, token_response,
 };
 use crate::metrics::Metrics;
@@ -111,6 +112,8 @@ pub struct IdentityService {
     clock: Clock,
     limiter: FailureLimiter,
     metrics: Arc<Metrics>,
+    /// People's sign-in, when an identity provider is configured: token exchange.
+    people: Option<Arc<People>>,
 }
 
 /// The outcome of one request, with what the access log may show about it.
@@ -143,7 +146,15 @@ impl IdentityService {
             clock: config.clock,
             limiter: FailureLimiter::default(),
             metrics,
+            people: None,
         }
+    }
+
+    /// Also exchanges id_tokens of `people`'s identity provider for session tokens: the token
+    /// exchange grant of `/oauth2/token` and Pomerium's `POST /api/v1/token`.
+    pub fn with_people(mut self, people: Arc<People>) -> Self {
+        self.people = Some(people);
+        self
     }
 
     /// The authenticate URL.
@@ -180,6 +191,7 @@ impl IdentityService {
             Some(IdentityEndpoint::Metadata) => "metadata",
             Some(IdentityEndpoint::Jwks) => "jwks",
             Some(IdentityEndpoint::Token) => "token",
+            Some(IdentityEndpoint::ApiV1Token) if self.people.is_some() => "api_v1_token",
             _ => "unknown",
         };
         let handled = |response| Handled {
@@ -195,7 +207,7 @@ impl IdentityService {
         match endpoint {
             Some(IdentityEndpoint::Token) => {
                 let (response, client_id) = match self.token(table, parts, body, peer).await {
-                    Ok((response, client_id)) => (response, Some(client_id)),
+                    Ok((response, client_id)) => (response, client_id),
                     Err((error, client_id)) => {
                         self.metrics.token_refused(error.code());
                         (error.into_response(), client_id)
@@ -206,6 +218,16 @@ impl IdentityService {
                     endpoint: label,
                     client_id,
                 }
+            }
+            Some(IdentityEndpoint::ApiV1Token) if self.people.is_some() => {
+                let response = match self.api_v1_token(table, parts, body).await {
+                    Ok(response) => response,
+                    Err(error) => {
+                        self.metrics.token_refused(error.code());
+                        error.into_response()
+                    }
+                };
+                handled(response)
             }
             Some(IdentityEndpoint::Metadata) => {
                 discard_body(body).await;
@@ -258,7 +280,13 @@ impl IdentityService {
             self.signing_algorithm,
             self.clock.now(),
         );
+        let grant_types: &[GrantType] = if self.people.is_some() {
+            &[GrantType::ClientCredentials, GrantType::TokenExchange]
+        } else {
+            &[GrantType::ClientCredentials]
+        };
         let capabilities = Capabilities {
+            grant_types,
             signing_algs: &algs,
             ..Capabilities::default()
         };
@@ -275,15 +303,15 @@ impl IdentityService {
         }
     }
 
-    /// `POST /oauth2/token`. Returns the response and the authenticated client id, or the error
-    /// and the client id the request named.
+    /// `POST /oauth2/token`. Returns the response and the authenticated client id (none for a
+    /// token exchange), or the error and the client id the request named.
     async fn token<B>(
         &self,
         table: &Table,
         parts: http::request::Parts,
         body: B,
         peer: IpAddr,
-    ) -> Result<(Response<Bytes>, String), (OAuthError, Option<String>)>
+    ) -> Result<(Response<Bytes>, Option<String>), (OAuthError, Option<String>)>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn StdError + Send + Sync>>,
@@ -301,10 +329,14 @@ impl IdentityService {
         .await
         .map_err(|e| (e, None))?;
         let request =
-            parse_token_request(&parts.method, &parts.headers, &body).map_err(|e| (e, None))?;
+            parse_token_request(&parts.method, &parts.headers, &body, self.people.is_some())
+                .map_err(|e| (e, None))?;
         let named = request.client.client_id().map(str::to_owned);
         let fail = |error: OAuthError| (error, named.clone());
-        let Grant::ClientCredentials = request.grant;
+        if let Grant::TokenExchange(exchange) = &request.grant {
+            let response = self.token_exchange(table, exchange).await.map_err(fail)?;
+            return Ok((response, None));
+        }
         let grant = GrantType::ClientCredentials;
         let keys = table.keys.as_deref().ok_or_else(|| fail(no_keys()))?;
         let now = self.clock.now();
@@ -337,9 +369,124 @@ impl IdentityService {
         self.metrics.token_issued(grant.as_str());
         Ok((
             json_response(StatusCode::OK, &body),
-            record.client_id.clone(),
+            Some(record.client_id.clone()),
         ))
     }
+
+    /// The token exchange grant (RFC 8693): an id_token of the identity provider for a session
+    /// token, answered with `issued_token_type`. Only the authenticate URL may be named as
+    /// `audience` or `resource`: a session token is for this server and every route on it.
+    async fn token_exchange(
+        &self,
+        table: &Table,
+        exchange: &ExchangeRequest,
+    ) -> Result<Response<Bytes>, OAuthError> {
+        let people = self
+            .people
+            .as_ref()
+            .ok_or(OAuthError::UnsupportedGrantType)?;
+        if exchange.targets.iter().any(|t| !self.is_own_target(t)) {
+            return Err(OAuthError::InvalidTarget(
+                "a token exchange issues session tokens for this server only: audience and resource may only name the authenticate URL",
+            ));
+        }
+        let exchanged = people
+            .exchange_id_token(table, exchange.subject_token.expose())
+            .await
+            .map_err(|refusal| match refusal {
+                ExchangeRefusal::Unavailable(text) => OAuthError::TemporarilyUnavailable(text),
+                ExchangeRefusal::ServerError => OAuthError::ServerError,
+                // RFC 8693 §2.2.2: an unacceptable subject token is `invalid_request`.
+                other => OAuthError::InvalidRequest(other.description()),
+            })?;
+        let body = serde_json::json!({
+            "access_token": exchanged.token,
+            "issued_token_type": exchange.issued_token_type,
+            "token_type": "Bearer",
+            "expires_in": (exchanged.expires - self.clock.now()).max(0),
+        });
+        self.metrics.token_issued(GrantType::TokenExchange.as_str());
+        Ok(json_response(StatusCode::OK, &body))
+    }
+
+    /// Whether an `audience` or `resource` names this server: the issuer identifier or the
+    /// authenticate URL, with or without its trailing slash.
+    fn is_own_target(&self, target: &str) -> bool {
+        let trimmed = target.trim_end_matches('/');
+        trimmed == self.issuer_id.trim_end_matches('/')
+            || trimmed == self.issuer.as_str().trim_end_matches('/')
+    }
+
+    /// `POST /api/v1/token` (Pomerium 2019): form field `id_token` → `{"Token", "Expiry"}`,
+    /// `Expiry` in RFC 3339. Refusals are RFC 6750-shaped: `invalid_request` (400) for a
+    /// malformed request, `invalid_token` (401 with a `Bearer` challenge) for an id_token that
+    /// is not accepted.
+    async fn api_v1_token<B>(
+        &self,
+        table: &Table,
+        parts: http::request::Parts,
+        body: B,
+    ) -> Result<Response<Bytes>, OAuthError>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
+        let Some(people) = &self.people else {
+            discard_body(body).await;
+            return Err(OAuthError::NotFound);
+        };
+        if parts.method != Method::POST {
+            discard_body(body).await;
+            return Err(OAuthError::MethodNotAllowed { allow: "POST" });
+        }
+        let body = read_body(
+            &parts.headers,
+            body,
+            MAX_TOKEN_REQUEST_BYTES,
+            self.body_read_timeout,
+        )
+        .await?;
+        let id_token = id_token_field(&parts.headers, &body)?;
+        let exchanged = people
+            .exchange_id_token(table, &id_token)
+            .await
+            .map_err(|refusal| match refusal {
+                ExchangeRefusal::Unavailable(text) => OAuthError::TemporarilyUnavailable(text),
+                ExchangeRefusal::ServerError => OAuthError::ServerError,
+                other => OAuthError::InvalidToken(other.description()),
+            })?;
+        let expiry = jiff::Timestamp::from_second(exchanged.expires)
+            .map(|t| t.to_string())
+            .map_err(|_| OAuthError::ServerError)?;
+        self.metrics.token_issued("pomerium_id_token");
+        Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({"Token": exchanged.token, "Expiry": expiry}),
+        ))
+    }
+}
+
+/// The one `id_token` field of a Pomerium token request body
+/// (`application/x-www-form-urlencoded`).
+fn id_token_field(headers: &HeaderMap, body: &[u8]) -> Result<String, OAuthError> {
+    let form_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(super::error::FORM_MEDIA_TYPE));
+    if !form_type {
+        return Err(OAuthError::UnsupportedMediaType);
+    }
+    let mut found = None;
+    for (name, value) in url::form_urlencoded::parse(body) {
+        if name == "id_token" && !value.is_empty() {
+            if found.is_some() {
+                return Err(OAuthError::RepeatedParameter("id_token"));
+            }
+            found = Some(value.into_owned());
+        }
+    }
+    found.ok_or(OAuthError::MissingParameter("id_token"))
 }
 
 fn no_keys() -> OAuthError {

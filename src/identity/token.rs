@@ -152,6 +152,50 @@ impl GrantType {
 pub enum Grant {
     /// `client_credentials`: no further parameters.
     ClientCredentials,
+    /// Token exchange (RFC 8693): an id_token of the identity provider for a session token.
+    TokenExchange(ExchangeRequest),
+}
+
+/// `subject_token_type` of an OpenID Connect id_token (RFC 8693 §3).
+pub const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
+/// `subject_token_type` / `issued_token_type` of a JWT (RFC 8693 §3).
+pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+/// `issued_token_type` of an access token (RFC 8693 §3): what a session token is to a route.
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// The parameters of a token exchange (RFC 8693 §2.1) this server accepts: an id_token of the
+/// identity provider as the subject, no actor, no scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangeRequest {
+    /// `subject_token`.
+    pub subject_token: SubjectToken,
+    /// `issued_token_type` of the answer: [`ACCESS_TOKEN_TYPE`] unless the client asked for
+    /// [`JWT_TOKEN_TYPE`].
+    pub issued_token_type: &'static str,
+    /// `audience` and `resource` values as sent; the endpoint checks them against its issuer.
+    pub targets: Vec<String>,
+}
+
+/// A presented subject token. Its `Debug` prints `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SubjectToken(String);
+
+impl SubjectToken {
+    /// Wraps a presented token.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// The token, for verification only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SubjectToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SubjectToken([redacted])")
+    }
 }
 
 /// How the client authenticated (exactly one method per request, RFC 6749 §2.3).
@@ -186,6 +230,12 @@ pub enum ClientAuth {
         /// The assertion.
         assertion: ClientAssertion,
     },
+    /// No client authentication: a token exchange, whose subject token is the credential.
+    /// `client_id` as a public client sent it, if it did.
+    Public {
+        /// `client_id`, when the client sent one.
+        id: Option<String>,
+    },
 }
 
 impl ClientAuth {
@@ -193,7 +243,7 @@ impl ClientAuth {
     pub fn client_id(&self) -> Option<&str> {
         match self {
             Self::Basic { id, .. } | Self::Post { id, .. } | Self::Authentik { id, .. } => Some(id),
-            Self::Assertion { id, .. } => id.as_deref(),
+            Self::Assertion { id, .. } | Self::Public { id } => id.as_deref(),
         }
     }
 
@@ -203,7 +253,7 @@ impl ClientAuth {
             Self::Basic { secret, .. }
             | Self::Post { secret, .. }
             | Self::Authentik { secret, .. } => Some(secret),
-            Self::Assertion { .. } => None,
+            Self::Assertion { .. } | Self::Public { .. } => None,
         }
     }
 
@@ -214,6 +264,7 @@ impl ClientAuth {
             Self::Post { .. } => "client_secret_post",
             Self::Authentik { .. } => "authentik",
             Self::Assertion { .. } => "client_assertion",
+            Self::Public { .. } => "none",
         }
     }
 }
@@ -238,11 +289,14 @@ pub struct TokenRequest {
 /// for bad percent-encoding or non-UTF-8, or a parameter this endpoint reads that appears
 /// twice; empty values count as absent per RFC 6749 §3.1, unknown parameters are ignored);
 /// `grant_type` (`invalid_request` when missing, `unsupported_grant_type` unless
-/// `client_credentials`); the client authentication; the `scope` syntax (`invalid_scope`).
+/// `client_credentials` or token exchange); the client authentication; the `scope` syntax
+/// (`invalid_scope`). A token exchange (only when `token_exchange`: people can sign in) takes
+/// no client authentication and no scope, see [`exchange_request`].
 pub fn parse_token_request(
     method: &Method,
     headers: &HeaderMap,
     body: &[u8],
+    token_exchange: bool,
 ) -> Result<TokenRequest, OAuthError> {
     if method != Method::POST {
         return Err(OAuthError::MethodNotAllowed { allow: "POST" });
@@ -257,6 +311,9 @@ pub fn parse_token_request(
     let grant = match form.grant_type.as_deref().map(GrantType::parse) {
         None => return Err(OAuthError::MissingParameter("grant_type")),
         Some(Some(GrantType::ClientCredentials)) => Grant::ClientCredentials,
+        Some(Some(GrantType::TokenExchange)) if token_exchange => {
+            return exchange_request(headers, form);
+        }
         Some(_) => return Err(OAuthError::UnsupportedGrantType),
     };
     let client = client_auth(headers, &mut form)?;
@@ -265,6 +322,70 @@ pub fn parse_token_request(
         grant,
         client,
         scopes,
+    })
+}
+
+/// The rest of a token exchange request (RFC 8693 §2.1): a `subject_token` of type id_token
+/// or jwt; `requested_token_type`, when sent, one this server issues (a session token is an
+/// access token and a JWT); no `actor_token` (no delegation); no `scope` (the session carries
+/// the subject's identity as it is, never more); and no client authentication — the subject
+/// token is the credential, so a secret sent along would be a mistake to point out, not
+/// something to check.
+fn exchange_request(headers: &HeaderMap, mut form: Form) -> Result<TokenRequest, OAuthError> {
+    if headers.contains_key(header::AUTHORIZATION)
+        || form.client_secret.is_some()
+        || form.password.is_some()
+        || form.client_assertion.is_some()
+        || form.client_assertion_type.is_some()
+    {
+        return Err(OAuthError::InvalidRequest(
+            "a token exchange takes no client authentication: the subject_token is the credential",
+        ));
+    }
+    if form.actor_token.is_some() || form.actor_token_type.is_some() {
+        return Err(OAuthError::InvalidRequest(
+            "delegation is not supported: send no actor_token",
+        ));
+    }
+    if form.scope.is_some() {
+        return Err(OAuthError::InvalidScope(
+            "a token exchange issues the subject's own session; no scope can be requested",
+        ));
+    }
+    let subject_token = form
+        .subject_token
+        .take()
+        .ok_or(OAuthError::MissingParameter("subject_token"))?;
+    match form.subject_token_type.as_deref() {
+        None => return Err(OAuthError::MissingParameter("subject_token_type")),
+        Some(ID_TOKEN_TYPE | JWT_TOKEN_TYPE) => {}
+        Some(_) => {
+            return Err(OAuthError::InvalidRequest(
+                "subject_token_type must be urn:ietf:params:oauth:token-type:id_token or urn:ietf:params:oauth:token-type:jwt: only id_tokens of the identity provider are exchanged",
+            ));
+        }
+    }
+    let issued_token_type = match form.requested_token_type.as_deref() {
+        None | Some(ACCESS_TOKEN_TYPE) => ACCESS_TOKEN_TYPE,
+        Some(JWT_TOKEN_TYPE) => JWT_TOKEN_TYPE,
+        Some(_) => {
+            return Err(OAuthError::InvalidRequest(
+                "requested_token_type must be urn:ietf:params:oauth:token-type:access_token or urn:ietf:params:oauth:token-type:jwt: the exchange issues a session token",
+            ));
+        }
+    };
+    let id = form.client_id.take();
+    if let Some(id) = &id {
+        check_client_id(id)?;
+    }
+    Ok(TokenRequest {
+        grant: Grant::TokenExchange(ExchangeRequest {
+            subject_token: SubjectToken::new(subject_token),
+            issued_token_type,
+            targets: std::mem::take(&mut form.targets),
+        }),
+        client: ClientAuth::Public { id },
+        scopes: Vec::new(),
     })
 }
 
@@ -299,6 +420,13 @@ struct Form {
     password: Option<String>,
     client_assertion: Option<String>,
     client_assertion_type: Option<String>,
+    subject_token: Option<String>,
+    subject_token_type: Option<String>,
+    requested_token_type: Option<String>,
+    actor_token: Option<String>,
+    actor_token_type: Option<String>,
+    /// `audience` and `resource` (RFC 8693 §2.1: each may appear more than once).
+    targets: Vec<String>,
 }
 
 impl Form {
@@ -311,6 +439,12 @@ impl Form {
             let mut halves = pair.splitn(2, |b| *b == b'=');
             let name = form_decode(halves.next().unwrap_or_default()).ok_or(MALFORMED)?;
             let value = form_decode(halves.next().unwrap_or_default()).ok_or(MALFORMED)?;
+            if matches!(name.as_str(), "audience" | "resource") {
+                if !value.is_empty() {
+                    form.targets.push(value);
+                }
+                continue;
+            }
             let Some((name, slot)) = form.slot(&name) else {
                 continue;
             };
@@ -335,6 +469,11 @@ impl Form {
             "password" => ("password", &mut self.password),
             "client_assertion" => ("client_assertion", &mut self.client_assertion),
             "client_assertion_type" => ("client_assertion_type", &mut self.client_assertion_type),
+            "subject_token" => ("subject_token", &mut self.subject_token),
+            "subject_token_type" => ("subject_token_type", &mut self.subject_token_type),
+            "requested_token_type" => ("requested_token_type", &mut self.requested_token_type),
+            "actor_token" => ("actor_token", &mut self.actor_token),
+            "actor_token_type" => ("actor_token_type", &mut self.actor_token_type),
             _ => return None,
         })
     }
@@ -710,9 +849,10 @@ pub fn authenticate<'r>(
     now: i64,
 ) -> Result<&'r CredentialRecord, OAuthError> {
     let (Some(id), Some(secret)) = (client.client_id(), client.secret()) else {
-        return Err(OAuthError::InvalidClient(
-            "JWT client assertions are not accepted for this client",
-        ));
+        return Err(OAuthError::InvalidClient(match client {
+            ClientAuth::Public { .. } => "client authentication is required",
+            _ => "JWT client assertions are not accepted for this client",
+        }));
     };
     limiter.check(source, id, now)?;
     let verified = match find(id) {
@@ -1088,7 +1228,7 @@ mod tests {
     }
 
     fn post(headers: &HeaderMap, body: &str) -> Result<TokenRequest, OAuthError> {
-        parse_token_request(&Method::POST, headers, body.as_bytes())
+        parse_token_request(&Method::POST, headers, body.as_bytes(), false)
     }
 
     fn post_err(headers: &HeaderMap, body: &str) -> OAuthError {
@@ -1490,7 +1630,7 @@ mod tests {
             &[0xC3, 0x28],
         ]
         .concat();
-        let error = parse_token_request(&Method::POST, &headers, &raw).unwrap_err();
+        let error = parse_token_request(&Method::POST, &headers, &raw, false).unwrap_err();
         assert_eq!(error.code(), "invalid_request");
     }
 
@@ -1528,8 +1668,8 @@ mod tests {
             Method::DELETE,
             Method::OPTIONS,
         ] {
-            let error =
-                parse_token_request(&method, &basic_headers("a:b"), cc().as_bytes()).unwrap_err();
+            let error = parse_token_request(&method, &basic_headers("a:b"), cc().as_bytes(), false)
+                .unwrap_err();
             assert_eq!(error, OAuthError::MethodNotAllowed { allow: "POST" });
             let response = error.into_response();
             assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::identity::access::{AccessRejection, AccessToken, verify_access_token};
 use crate::identity::keys::KeySet;
+use crate::identity::login::IdpClient;
 use crate::identity::service::Clock;
 use crate::identity::session::{
     SESSION_COOKIE, SESSION_TYP, session_revocation_id, verify_session_token,
@@ -47,7 +48,10 @@ const ASSERTIONS_PER_TOKEN: usize = 16;
 pub enum CredentialSource {
     /// `X-Portcullis-Authorization` (the upstream's own `Authorization` passes untouched).
     PortcullisHeader,
-    /// `Authorization: Bearer`, `Authorization: Pomerium`, `Authorization: Bearer Pomerium-…`.
+    /// `Authorization: Bearer <token>`: what a route with `bearerTokenFormat:
+    /// idp_identity_token` or `idp_access_token` reads as the identity provider's token.
+    Bearer,
+    /// `Authorization: Pomerium`, `Authorization: Bearer Pomerium-…`.
     Authorization,
     /// `X-Pomerium-Authorization`.
     PomeriumHeader,
@@ -127,8 +131,10 @@ pub fn presented_credential(headers: &HeaderMap) -> Result<Option<Presented<'_>>
     let authorization = single(headers, &header::AUTHORIZATION)?;
     if let Some(value) = authorization {
         if let Some(token) = strip_scheme(value, &["Bearer"]) {
-            let token = token.strip_prefix("Pomerium-").unwrap_or(token);
-            return token_of(token, CredentialSource::Authorization).map(Some);
+            return match token.strip_prefix("Pomerium-") {
+                Some(token) => token_of(token, CredentialSource::Authorization).map(Some),
+                None => token_of(token, CredentialSource::Bearer).map(Some),
+            };
         }
         if let Some(token) = strip_scheme(value, &["Pomerium"]) {
             return token_of(token, CredentialSource::Authorization).map(Some);
@@ -352,6 +358,44 @@ impl Authenticator {
         self.clock.now()
     }
 
+    /// Verifies `token` as an id_token of the identity provider `client` (a route with
+    /// `bearerTokenFormat: idp_identity_token`). Cached apart from our own tokens, so a token
+    /// accepted here is never taken for one of ours on another route.
+    pub fn authenticate_idp_id_token(
+        &self,
+        client: &IdpClient,
+        token: &str,
+    ) -> Result<Arc<Authenticated>, AuthnError> {
+        let now = self.clock.now();
+        let key = idp_cache_key("idp_identity_token", token);
+        if let Some(hit) = self.cache.get(&key) {
+            // The provider's `exp` is all that can change without the token changing.
+            if now < hit.token.expires {
+                return Ok(hit);
+            }
+            self.cache.remove(&key);
+        }
+        let presented = client
+            .verify_presented_id_token(token, now)
+            .map_err(AccessRejection::IdpToken)?;
+        let verified = AccessToken::from_idp(
+            presented.subject,
+            client.issuer(),
+            &presented.claims,
+            presented.expires,
+        );
+        Ok(self.remember(key, verified))
+    }
+
+    fn remember(&self, key: [u8; 32], token: AccessToken) -> Arc<Authenticated> {
+        let authenticated = Arc::new(Authenticated {
+            token,
+            assertions: Mutex::new(Vec::new()),
+        });
+        self.cache.insert(key, Arc::clone(&authenticated));
+        authenticated
+    }
+
     /// Verifies `token` against `table` (keys and credentials of this generation).
     pub fn authenticate(
         &self,
@@ -396,11 +440,17 @@ impl Authenticator {
                 now,
             )?
         };
-        let authenticated = Arc::new(Authenticated {
-            token: verified,
-            assertions: Mutex::new(Vec::new()),
-        });
-        self.cache.insert(key, Arc::clone(&authenticated));
-        Ok(authenticated)
+        Ok(self.remember(key, verified))
     }
+}
+
+/// The cache key of an identity provider's token accepted as `format`: a digest apart from
+/// the plain SHA-256 our own tokens are cached under.
+fn idp_cache_key(format: &str, token: &str) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(format.as_bytes())
+        .chain_update([0])
+        .chain_update(token.as_bytes())
+        .finalize()
+        .into()
 }

@@ -31,6 +31,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body_util::{BodyExt, Either, Empty, Full};
 use hyper::body::{Body, Incoming};
 
+use crate::identity::access::AccessRejection;
 use crate::identity::endpoints::{RouteEndpoint, route_endpoint};
 use crate::identity::people::{People, Refresh};
 use crate::identity::service::{Clock, IdentityService, discard_body, read_body};
@@ -723,10 +724,26 @@ impl Proxy {
     ) -> Result<(Arc<Authenticated>, CredentialSource), AuthnError> {
         use crate::routing::options::BearerTokenFormat;
         let presented = authn::presented_credential(headers)?.ok_or(AuthnError::Missing)?;
-        if route.options.bearer_token_format != BearerTokenFormat::Default {
-            return Err(AuthnError::UnsupportedFormat);
-        }
-        let caller = self.authn.authenticate(table, &presented.token)?;
+        let caller = match (route.options.bearer_token_format, presented.source) {
+            (BearerTokenFormat::Default, _) => self.authn.authenticate(table, &presented.token)?,
+            // `Authorization: Bearer` carries the provider's id_token here; the Pomerium forms,
+            // our own header and the cookie keep carrying our tokens.
+            (BearerTokenFormat::IdpIdentityToken, CredentialSource::Bearer) => {
+                let client = self
+                    .people
+                    .as_ref()
+                    .and_then(|people| people.idp().client())
+                    .ok_or(AccessRejection::IdpUnavailable)?;
+                self.authn
+                    .authenticate_idp_id_token(&client, &presented.token)?
+            }
+            (BearerTokenFormat::IdpIdentityToken, _) => {
+                self.authn.authenticate(table, &presented.token)?
+            }
+            (BearerTokenFormat::IdpAccessToken | BearerTokenFormat::Jwt, _) => {
+                return Err(AuthnError::UnsupportedFormat);
+            }
+        };
         Ok((caller, presented.source))
     }
 

@@ -314,9 +314,14 @@ pub fn prepare_request(parts: &mut request::Parts, fwd: &Forwarding<'_>) {
         let spelled = name.as_str();
         if is_hop_by_hop(spelled)
             || is_identity_header(spelled)
-            || (fwd.credential == Some(CredentialSource::Authorization)
-                || fwd.credential == Some(CredentialSource::Basic))
-                && name == header::AUTHORIZATION
+            || matches!(
+                fwd.credential,
+                Some(
+                    CredentialSource::Bearer
+                        | CredentialSource::Authorization
+                        | CredentialSource::Basic
+                )
+            ) && name == header::AUTHORIZATION
         {
             drop.push(name.clone());
         }

@@ -203,6 +203,15 @@ async fn routes_for_people_say_when_sign_in_is_unavailable_and_the_others_do_not
         json!({"from": "http://public.localhost", "to": to, "allowPublicUnauthenticatedAccess": true}),
     )
     .await;
+    // A route for machines that reads the identity provider's tokens needs the provider too.
+    f.route(
+        "team-a",
+        "idp-tokens",
+        json!({"from": "http://idp-tokens.localhost", "to": to,
+               "bearerTokenFormat": "idp_access_token",
+               "policy": {"allow": {"or": [{"claim/sub": {"is": "ci-bot"}}]}}}),
+    )
+    .await;
     assert_eq!(
         f.condition("team-a", "people", "ResolvedRefs", "True")
             .await,
@@ -224,6 +233,11 @@ async fn routes_for_people_say_when_sign_in_is_unavailable_and_the_others_do_not
     );
     f.served("people.localhost", "/", Some("Route team-a/people"))
         .await;
+    assert_eq!(
+        f.condition("team-a", "idp-tokens", "ResolvedRefs", "False")
+            .await,
+        "IdentityProviderUnavailable"
+    );
     let events = f.wait_events("team-a", "people").await;
     assert!(
         events

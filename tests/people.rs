@@ -28,16 +28,17 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use url::Url;
 
+use portcullis::identity::access::AccessRejection;
 use portcullis::identity::keys::{Algorithm, KeySet};
 use portcullis::identity::login::{
-    IdTokenRejection, Idp, IdpClient, IdpError, IdpSettings, IdpState, IdpTokens, LoginSecrets,
+    Idp, IdpClient, IdpError, IdpSettings, IdpState, IdpTokenRejection, IdpTokens, LoginSecrets,
     REQUEST_TIMEOUT,
 };
 use portcullis::identity::people::{ExchangeRefusal, People, Refresh};
 use portcullis::identity::service::{Clock, IdentityConfig, IdentityService};
 use portcullis::identity::session::{self, LOGIN_COOKIE, LoginState, SESSION_COOKIE};
 use portcullis::policy::Policy;
-use portcullis::proxy::authn::Authenticator;
+use portcullis::proxy::authn::{Authenticator, AuthnError};
 use portcullis::routing::options::RouteOptions;
 use portcullis::routing::route::{Protocol, Route, RouteId, SourceKind, Table};
 use portcullis::routing::{Entry, HostPattern, PathMatch, RouteTable};
@@ -175,6 +176,8 @@ struct Options {
     id_token_algs: Vec<&'static str>,
     /// Advertise this token endpoint instead of the provider's own.
     token_endpoint: Option<String>,
+    /// Advertise and serve an introspection endpoint (RFC 7662).
+    introspection: bool,
 }
 
 impl Default for Options {
@@ -183,6 +186,7 @@ impl Default for Options {
             end_session: true,
             id_token_algs: vec!["ES256"],
             token_endpoint: None,
+            introspection: true,
         }
     }
 }
@@ -192,6 +196,9 @@ struct OpState {
     codes: HashMap<String, Grant>,
     refresh_tokens: HashMap<String, String>,
     access_tokens: HashMap<String, String>,
+    /// What introspection answers per access token (absent: `{"active": false}`).
+    introspection: HashMap<String, Value>,
+    introspection_requests: usize,
     /// Per subject: (id_token claims, userinfo-only claims).
     users: HashMap<String, (Value, Value)>,
     tamper: Tamper,
@@ -282,6 +289,9 @@ impl Fake {
         });
         if st.options.end_session {
             doc["end_session_endpoint"] = format!("{base}/end_session").into();
+        }
+        if st.options.introspection {
+            doc["introspection_endpoint"] = format!("{base}/introspect").into();
         }
         doc
     }
@@ -382,6 +392,12 @@ impl Fake {
     fn tokens(&self, st: &mut OpState, subject: &str, id_token: String) -> Reply {
         let (access, refresh) = (random_token(), random_token());
         st.access_tokens.insert(access.clone(), subject.to_owned());
+        let now = self.now();
+        st.introspection.insert(
+            access.clone(),
+            json!({"active": true, "sub": subject, "client_id": CLIENT_ID, "iss": self.issuer,
+                   "token_type": "Bearer", "iat": now, "exp": now + ACCESS_LIFETIME}),
+        );
         st.refresh_tokens
             .insert(refresh.clone(), subject.to_owned());
         json_reply(
@@ -464,6 +480,27 @@ impl Fake {
         }
     }
 
+    /// `POST /introspect` (RFC 7662), for our client only.
+    fn introspect(&self, headers: &HeaderMap, body: &[u8]) -> Reply {
+        if basic_credentials(headers) != Some((CLIENT_ID.into(), CLIENT_SECRET.into())) {
+            return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+        }
+        let form = form(body);
+        let mut st = self.state.lock().unwrap();
+        st.introspection_requests += 1;
+        let token = form
+            .get("token")
+            .and_then(|v| v.first())
+            .cloned()
+            .unwrap_or_default();
+        let answer = st
+            .introspection
+            .get(&token)
+            .cloned()
+            .unwrap_or(json!({"active": false}));
+        json_reply(StatusCode::OK, &answer)
+    }
+
     fn userinfo(&self, headers: &HeaderMap) -> Reply {
         let st = self.state.lock().unwrap();
         let subject = headers
@@ -526,6 +563,7 @@ impl Fake {
                 }
             }
             (&Method::GET, "/userinfo") => self.userinfo(&parts.headers),
+            (&Method::POST, "/introspect") => self.introspect(&parts.headers, &body),
             _ => oauth_error(StatusCode::NOT_FOUND, "not_found"),
         }
     }
@@ -555,6 +593,8 @@ impl FakeOp {
                 codes: HashMap::new(),
                 refresh_tokens: HashMap::new(),
                 access_tokens: HashMap::new(),
+                introspection: HashMap::new(),
+                introspection_requests: 0,
                 users,
                 tamper: Tamper::None,
                 token_mode: TokenMode::Normal,
@@ -1697,14 +1737,14 @@ async fn bad_id_tokens_are_not_exchanged_and_create_no_session() {
             panic!("{tamper:?}: {outcome:?}");
         };
         let expected = match tamper {
-            Tamper::Audience | Tamper::AudienceOtherCase => Some(IdTokenRejection::Audience),
+            Tamper::Audience | Tamper::AudienceOtherCase => Some(IdpTokenRejection::Audience),
             Tamper::ForeignAzp | Tamper::ForeignAzpAmongAudiences => {
-                Some(IdTokenRejection::Audience)
+                Some(IdpTokenRejection::Audience)
             }
-            Tamper::Issuer | Tamper::IssuerTrailingSlash => Some(IdTokenRejection::Issuer),
-            Tamper::Expired => Some(IdTokenRejection::Expired),
-            Tamper::UnknownKeyPublishedKid => Some(IdTokenRejection::Signature),
-            Tamper::StringExp | Tamper::TwoSegments => Some(IdTokenRejection::Malformed),
+            Tamper::Issuer | Tamper::IssuerTrailingSlash => Some(IdpTokenRejection::Issuer),
+            Tamper::Expired => Some(IdpTokenRejection::Expired),
+            Tamper::UnknownKeyPublishedKid => Some(IdpTokenRejection::Signature),
+            Tamper::StringExp | Tamper::TwoSegments => Some(IdpTokenRejection::Malformed),
             _ => None,
         };
         if let Some(expected) = expected {
@@ -1723,7 +1763,7 @@ async fn bad_id_tokens_are_not_exchanged_and_create_no_session() {
                 .exchange_id_token(&h.table, &token)
                 .await
                 .unwrap_err(),
-            ExchangeRefusal::SubjectToken(IdTokenRejection::NotAnIdToken),
+            ExchangeRefusal::SubjectToken(IdpTokenRejection::NotAnIdToken),
             "{typ}"
         );
     }
@@ -1736,7 +1776,7 @@ async fn bad_id_tokens_are_not_exchanged_and_create_no_session() {
     for junk in ["", "a.b.c", "not a token", &"x".repeat(10_000)] {
         assert!(matches!(
             h.people.exchange_id_token(&h.table, junk).await,
-            Err(ExchangeRefusal::SubjectToken(IdTokenRejection::Malformed))
+            Err(ExchangeRefusal::SubjectToken(IdpTokenRejection::Malformed))
         ));
     }
 }
@@ -1773,7 +1813,7 @@ async fn allowed_audiences_add_exactly_the_listed_audiences() {
             .exchange_id_token(&h.table, &h.op.mint_signed("JWT", &claims))
             .await
             .unwrap_err(),
-        ExchangeRefusal::SubjectToken(IdTokenRejection::Audience)
+        ExchangeRefusal::SubjectToken(IdpTokenRejection::Audience)
     );
 }
 
@@ -1988,7 +2028,7 @@ async fn pomerium_api_v1_token_answers_token_and_expiry() {
         (status, body["error"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("invalid_token"))
     );
-    assert_eq!(body["error_description"], "the id_token has expired");
+    assert_eq!(body["error_description"], "the token has expired");
     let challenge = headers[header::WWW_AUTHENTICATE].to_str().unwrap();
     assert!(
         challenge.starts_with("Bearer error=\"invalid_token\""),
@@ -2106,5 +2146,153 @@ async fn routes_taking_the_providers_id_tokens_verify_and_cache_them_apart() {
     let error = authn
         .authenticate_idp_id_token(&h.client, &id_token)
         .unwrap_err();
-    assert_eq!(error.description(), "the id_token has expired");
+    assert_eq!(error.description(), "the token has expired");
+}
+
+impl FakeOp {
+    /// An access token the provider introspects as `answer` (userinfo knows it as `subject`).
+    fn register_access_token(&self, subject: &str, answer: Value) -> String {
+        let token = random_token();
+        let mut st = self.op.state.lock().unwrap();
+        st.access_tokens.insert(token.clone(), subject.to_owned());
+        st.introspection.insert(token.clone(), answer);
+        token
+    }
+
+    fn introspection_requests(&self) -> usize {
+        self.op.state.lock().unwrap().introspection_requests
+    }
+}
+
+#[tokio::test]
+async fn routes_taking_the_providers_access_tokens_ask_its_introspection_endpoint() {
+    let h = Harness::start().await;
+    let clock = {
+        let now = Arc::clone(&h.now);
+        Clock::from_fn(move || now.load(Ordering::SeqCst))
+    };
+    let authn = Authenticator::new(AUTH, "portcullis", clock);
+    let issuer = h.op.issuer().to_owned();
+    let good = |extra: Value| {
+        let mut answer = json!({"active": true, "sub": "alice", "client_id": CLIENT_ID,
+            "iss": issuer, "token_type": "Bearer", "exp": NOW + ACCESS_LIFETIME});
+        for (k, v) in extra.as_object().unwrap() {
+            answer[k] = v.clone();
+        }
+        answer
+    };
+
+    let token = h.op.register_access_token("alice", good(json!({})));
+    let caller = authn
+        .authenticate_idp_access_token(&h.client, &token)
+        .await
+        .unwrap();
+    assert_eq!(caller.token.identity.subject, "alice");
+    assert_eq!(
+        caller.token.identity.email.as_deref(),
+        Some("alice@example.com"),
+        "claims from userinfo"
+    );
+    assert_eq!(caller.token.identity.groups, ["payments", "staff"]);
+    assert_eq!(
+        caller.token.expires,
+        NOW + portcullis::identity::login::INTROSPECTION_CACHE_SECS,
+        "asked again within a minute"
+    );
+    let asked = h.op.introspection_requests();
+    authn
+        .authenticate_idp_access_token(&h.client, &token)
+        .await
+        .unwrap();
+    assert_eq!(h.op.introspection_requests(), asked, "a cache hit");
+    assert!(
+        authn.authenticate_idp_id_token(&h.client, &token).is_err(),
+        "not an id_token"
+    );
+    assert!(authn.authenticate(&h.table, &token).is_err(), "not ours");
+
+    // Revoked at the provider: refused once the minute is over.
+    h.op.op
+        .state
+        .lock()
+        .unwrap()
+        .introspection
+        .insert(token.clone(), json!({"active": false}));
+    h.advance(portcullis::identity::login::INTROSPECTION_CACHE_SECS);
+    let error = authn
+        .authenticate_idp_access_token(&h.client, &token)
+        .await
+        .unwrap_err();
+    assert_eq!(error.label(), "invalid_idp_token");
+
+    for (answer, rejection) in [
+        (json!({"active": false}), IdpTokenRejection::Inactive),
+        (
+            good(json!({"token_type": "refresh_token"})),
+            IdpTokenRejection::Inactive,
+        ),
+        (
+            good(json!({"aud": [OTHER_CLIENT]})),
+            IdpTokenRejection::Audience,
+        ),
+        (
+            good(json!({"client_id": OTHER_CLIENT})),
+            IdpTokenRejection::Audience,
+        ),
+        (
+            good(json!({"iss": "https://idp.evil.example"})),
+            IdpTokenRejection::Issuer,
+        ),
+        (good(json!({"exp": NOW - 1})), IdpTokenRejection::Expired),
+    ] {
+        let token = h.op.register_access_token("alice", answer.clone());
+        let error = authn
+            .authenticate_idp_access_token(&h.client, &token)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error,
+            AuthnError::Rejected(AccessRejection::IdpToken(rejection)),
+            "{answer}"
+        );
+        // Refused answers are remembered: the provider is not asked again at once.
+        let asked = h.op.introspection_requests();
+        assert!(
+            authn
+                .authenticate_idp_access_token(&h.client, &token)
+                .await
+                .is_err()
+        );
+        assert_eq!(h.op.introspection_requests(), asked, "{answer}");
+    }
+    // allowedAudiences widen what `aud` may name.
+    let mut widened = settings(h.op.issuer());
+    widened.allowed_audiences = vec![OTHER_CLIENT.into()];
+    let client = IdpClient::discover(widened, &Secret::new(CLIENT_SECRET))
+        .await
+        .unwrap();
+    let token =
+        h.op.register_access_token("alice", good(json!({"aud": [OTHER_CLIENT]})));
+    assert!(
+        authn
+            .authenticate_idp_access_token(&client, &token)
+            .await
+            .is_ok()
+    );
+
+    // A provider without an introspection endpoint: its access tokens cannot be verified.
+    let bare = FakeOp::start(
+        Options {
+            introspection: false,
+            ..Options::default()
+        },
+        Arc::clone(&h.now),
+    )
+    .await;
+    let client = discover(&bare).await;
+    let error = authn
+        .authenticate_idp_access_token(&client, "some-access-token")
+        .await
+        .unwrap_err();
+    assert_eq!(error.label(), "idp_unavailable");
 }

@@ -41,7 +41,7 @@ pub enum AccessRejection {
     /// A token of the identity provider (routes with `bearerTokenFormat: idp_identity_token`
     /// or `idp_access_token`) was refused.
     #[error("{0}")]
-    IdpToken(super::login::IdTokenRejection),
+    IdpToken(super::login::IdpTokenRejection),
     /// The identity provider's tokens cannot be verified now (not discovered yet, or it did
     /// not answer an introspection).
     #[error("the identity provider's tokens cannot be verified right now")]
@@ -57,7 +57,11 @@ impl AccessRejection {
             AccessRejection::SubjectMismatch => "subject_mismatch",
             AccessRejection::InvalidScope => "invalid_claim",
             AccessRejection::SessionEnded => "session_ended",
-            AccessRejection::IdpToken(super::login::IdTokenRejection::Expired) => "expired",
+            AccessRejection::IdpToken(super::login::IdpTokenRejection::Expired) => "expired",
+            AccessRejection::IdpToken(
+                super::login::IdpTokenRejection::Unreachable
+                | super::login::IdpTokenRejection::NotVerifiable,
+            ) => "idp_unavailable",
             AccessRejection::IdpToken(_) => "invalid_idp_token",
             AccessRejection::IdpUnavailable => "idp_unavailable",
             AccessRejection::Token(rejection) => match rejection {

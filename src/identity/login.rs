@@ -31,10 +31,9 @@ use openidconnect::core::{
 };
 use openidconnect::{
     AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
-    EndpointNotSet, EndpointSet, IssuerUrl, JwsSigningAlgorithm as _, LogoutRequest, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl,
-    ProviderMetadataWithLogout, RedirectUrl, RefreshToken, Scope, TokenResponse as _,
-    UserInfoClaims,
+    EndpointNotSet, EndpointSet, IntrospectionUrl, IssuerUrl, JwsSigningAlgorithm as _,
+    LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
+    PostLogoutRedirectUrl, RedirectUrl, RefreshToken, Scope, TokenResponse as _, UserInfoClaims,
 };
 use serde_json::{Map, Value};
 use url::Url;
@@ -66,6 +65,46 @@ pub const TOKEN_HOUSEKEEPING_CLAIMS: [&str; 13] = [
 ];
 
 type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// How long an access token the provider's introspection endpoint called active is taken as
+/// such before it is asked again (so a token revoked at the provider stops working soon).
+pub const INTROSPECTION_CACHE_SECS: i64 = 60;
+
+/// Discovery fields beyond OpenID Connect Core that we read: RP-initiated logout's
+/// `end_session_endpoint` (through [`openidconnect::LogoutProviderMetadata`]) and RFC 8414's
+/// `introspection_endpoint`.
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+struct IntrospectionMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    introspection_endpoint: Option<IntrospectionUrl>,
+}
+
+impl openidconnect::AdditionalProviderMetadata for IntrospectionMetadata {}
+
+type ProviderMetadata = openidconnect::ProviderMetadata<
+    openidconnect::LogoutProviderMetadata<IntrospectionMetadata>,
+    openidconnect::core::CoreAuthDisplay,
+    openidconnect::core::CoreClientAuthMethod,
+    openidconnect::core::CoreClaimName,
+    openidconnect::core::CoreClaimType,
+    openidconnect::core::CoreGrantType,
+    openidconnect::core::CoreJweContentEncryptionAlgorithm,
+    openidconnect::core::CoreJweKeyManagementAlgorithm,
+    openidconnect::core::CoreJsonWebKey,
+    openidconnect::core::CoreResponseMode,
+    openidconnect::core::CoreResponseType,
+    openidconnect::core::CoreSubjectIdentifierType,
+>;
+
+/// Our client with the provider's introspection endpoint set.
+type IntrospectingClient = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
 
 type OidcClient = CoreClient<
     EndpointSet,
@@ -166,10 +205,10 @@ impl std::fmt::Debug for IdpTokens {
     }
 }
 
-/// An id_token a caller presented (token exchange, a route taking the provider's tokens),
-/// once verified.
+/// A token of the provider a caller presented (an id_token for token exchange or a route
+/// taking the provider's id_tokens; an access token for a route taking those), once verified.
 #[derive(Clone)]
-pub struct PresentedIdToken {
+pub struct PresentedIdpToken {
     /// `sub`.
     pub subject: String,
     /// The person's claims, without [`TOKEN_HOUSEKEEPING_CLAIMS`].
@@ -178,9 +217,9 @@ pub struct PresentedIdToken {
     pub expires: i64,
 }
 
-impl std::fmt::Debug for PresentedIdToken {
+impl std::fmt::Debug for PresentedIdpToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PresentedIdToken")
+        f.debug_struct("PresentedIdpToken")
             .field("subject", &self.subject)
             .field("expires", &self.expires)
             .finish_non_exhaustive()
@@ -190,7 +229,7 @@ impl std::fmt::Debug for PresentedIdToken {
 /// Why a presented id_token was refused: a class a caller may be told, never the token or
 /// what it claims.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdTokenRejection {
+pub enum IdpTokenRejection {
     /// Not a compact JWS with an id_token's claims.
     Malformed,
     /// Another kind of token (`typ` of an access token, a JWE).
@@ -207,35 +246,51 @@ pub enum IdTokenRejection {
     Expired,
     /// No usable `sub`.
     Subject,
+    /// The provider's introspection endpoint calls the access token inactive, or not an
+    /// access token.
+    Inactive,
+    /// The provider has no introspection endpoint: its access tokens cannot be checked.
+    NotVerifiable,
+    /// The provider did not answer the introspection.
+    Unreachable,
 }
 
-impl IdTokenRejection {
+impl IdpTokenRejection {
     /// What the caller is told.
     pub fn description(self) -> &'static str {
         match self {
-            Self::Malformed => "the id_token is not a well-formed signed id_token",
+            Self::Malformed => "the token is not a well-formed signed id_token",
             Self::NotAnIdToken => {
                 "the token is not an id_token: its typ names another kind of token"
             }
-            Self::Algorithm => "the id_token's signing algorithm is not accepted",
+            Self::Algorithm => "the token's signing algorithm is not accepted",
             Self::Signature => {
-                "the id_token's signature does not verify with the identity provider's keys"
+                "the token's signature does not verify with the identity provider's keys"
             }
-            Self::Issuer => "the id_token was not issued by the configured identity provider",
-            Self::Audience => "the id_token's audience (aud, azp) is not accepted here",
-            Self::Expired => "the id_token has expired",
-            Self::Subject => "the id_token names no subject",
+            Self::Issuer => "the token was not issued by the configured identity provider",
+            Self::Audience => "the token's audience (aud, azp) is not accepted here",
+            Self::Expired => "the token has expired",
+            Self::Subject => "the token names no subject",
+            Self::Inactive => {
+                "the identity provider says the token is not active (expired, revoked, or not an access token)"
+            }
+            Self::NotVerifiable => {
+                "the identity provider has no introspection endpoint, so its access tokens cannot be verified here"
+            }
+            Self::Unreachable => {
+                "the identity provider could not be asked about the token; retry shortly"
+            }
         }
     }
 }
 
-impl std::fmt::Display for IdTokenRejection {
+impl std::fmt::Display for IdpTokenRejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.description())
     }
 }
 
-impl std::error::Error for IdTokenRejection {}
+impl std::error::Error for IdpTokenRejection {}
 
 /// The PKCE verifier, nonce and state of one sign-in, chosen before the browser leaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,6 +318,8 @@ impl LoginSecrets {
 pub struct IdpClient {
     settings: IdpSettings,
     client: OidcClient,
+    /// The same client for the provider's introspection endpoint, when it has one.
+    introspection: Option<IntrospectingClient>,
     /// The provider's id_token algorithms that sign with a key of its JWKS.
     id_token_algs: Vec<CoreJwsSigningAlgorithm>,
     end_session: Option<Url>,
@@ -326,7 +383,7 @@ impl IdpClient {
         let issuer_url = IssuerUrl::new(settings.issuer.clone())
             .map_err(|e| IdpError::Discovery(format!("issuer: {e}")))?;
         let caller = |request| send(http.clone(), request);
-        let metadata = ProviderMetadataWithLogout::discover_async(issuer_url, &caller)
+        let metadata = ProviderMetadata::discover_async(issuer_url, &caller)
             .await
             .map_err(|e| IdpError::Discovery(crate::error_chain(&e)))?;
         let redirect = RedirectUrl::new(settings.redirect_url.clone())
@@ -336,6 +393,11 @@ impl IdpClient {
             .end_session_endpoint
             .as_ref()
             .map(|u| u.url().clone());
+        let introspection_url = metadata
+            .additional_metadata()
+            .additional_metadata
+            .introspection_endpoint
+            .clone();
         let post_only = metadata
             .token_endpoint_auth_methods_supported()
             .is_some_and(|methods| {
@@ -370,9 +432,11 @@ impl IdpClient {
         } else {
             AuthType::BasicAuth
         });
+        let introspection = introspection_url.map(|url| client.clone().set_introspection_url(url));
         Ok(Self {
             settings,
             client,
+            introspection,
             id_token_algs,
             end_session,
             issuer,
@@ -546,19 +610,19 @@ impl IdpClient {
         &self,
         token: &str,
         now: i64,
-    ) -> Result<PresentedIdToken, IdTokenRejection> {
+    ) -> Result<PresentedIdpToken, IdpTokenRejection> {
         use std::str::FromStr as _;
-        let header = jwt_part(token, 0).ok_or(IdTokenRejection::Malformed)?;
+        let header = jwt_part(token, 0).ok_or(IdpTokenRejection::Malformed)?;
         if let Some(typ) = header.get("typ") {
-            let typ = typ.as_str().ok_or(IdTokenRejection::Malformed)?;
+            let typ = typ.as_str().ok_or(IdpTokenRejection::Malformed)?;
             let typ = typ.strip_prefix("application/").unwrap_or(typ);
             if !typ.eq_ignore_ascii_case("jwt") {
-                return Err(IdTokenRejection::NotAnIdToken);
+                return Err(IdpTokenRejection::NotAnIdToken);
             }
         }
         let id_token = openidconnect::core::CoreIdToken::from_str(token)
-            .map_err(|_| IdTokenRejection::Malformed)?;
-        let at = chrono::DateTime::from_timestamp_secs(now).ok_or(IdTokenRejection::Expired)?;
+            .map_err(|_| IdpTokenRejection::Malformed)?;
+        let at = chrono::DateTime::from_timestamp_secs(now).ok_or(IdpTokenRejection::Expired)?;
         let verifier = self
             .client
             .id_token_verifier()
@@ -570,16 +634,16 @@ impl IdpClient {
             .map_err(|error| {
                 use openidconnect::ClaimsVerificationError as E;
                 match error {
-                    E::Expired(_) => IdTokenRejection::Expired,
-                    E::InvalidIssuer(_) => IdTokenRejection::Issuer,
-                    E::InvalidAudience(_) => IdTokenRejection::Audience,
-                    E::InvalidSubject(_) => IdTokenRejection::Subject,
+                    E::Expired(_) => IdpTokenRejection::Expired,
+                    E::InvalidIssuer(_) => IdpTokenRejection::Issuer,
+                    E::InvalidAudience(_) => IdpTokenRejection::Audience,
+                    E::InvalidSubject(_) => IdpTokenRejection::Subject,
                     E::SignatureVerification(
                         openidconnect::SignatureVerificationError::DisallowedAlg(_)
                         | openidconnect::SignatureVerificationError::UnsupportedAlg(_),
-                    ) => IdTokenRejection::Algorithm,
-                    E::SignatureVerification(_) => IdTokenRejection::Signature,
-                    _ => IdTokenRejection::Malformed,
+                    ) => IdpTokenRejection::Algorithm,
+                    E::SignatureVerification(_) => IdpTokenRejection::Signature,
+                    _ => IdpTokenRejection::Malformed,
                 }
             })?;
         let accepted = |value: &str| {
@@ -588,36 +652,121 @@ impl IdpClient {
         };
         let audiences = verified.audiences();
         if !audiences.iter().any(|aud| accepted(aud.as_str())) {
-            return Err(IdTokenRejection::Audience);
+            return Err(IdpTokenRejection::Audience);
         }
         match verified.authorized_party() {
-            Some(azp) if !accepted(azp.as_str()) => return Err(IdTokenRejection::Audience),
-            None if audiences.len() > 1 => return Err(IdTokenRejection::Audience),
+            Some(azp) if !accepted(azp.as_str()) => return Err(IdpTokenRejection::Audience),
+            None if audiences.len() > 1 => return Err(IdpTokenRejection::Audience),
             _ => {}
         }
         let subject = verified.subject().as_str().to_owned();
         if subject.is_empty() {
-            return Err(IdTokenRejection::Subject);
+            return Err(IdpTokenRejection::Subject);
         }
         let expires = verified.expiration().timestamp();
-        let mut claims = jwt_part(token, 1).ok_or(IdTokenRejection::Malformed)?;
+        let mut claims = jwt_part(token, 1).ok_or(IdpTokenRejection::Malformed)?;
         for name in TOKEN_HOUSEKEEPING_CLAIMS {
             claims.remove(name);
         }
-        Ok(PresentedIdToken {
+        Ok(PresentedIdpToken {
             subject,
             claims,
             expires,
         })
     }
 
+    /// Verifies an access token of the provider a caller presented (a route with
+    /// `bearerTokenFormat: idp_access_token`) at the provider's introspection endpoint (RFC
+    /// 7662, authenticated as our client, `token_type_hint=access_token`): it must be active,
+    /// of type Bearer when a type is said, from the provider's issuer when one is said, and for
+    /// us: `aud` contains our client id or one of `allowedAudiences` or, without `aud`, its
+    /// `client_id` is one of those. The person's claims come from userinfo with the same token
+    /// (its `sub` must agree), else only `sub` is known. Good until its `exp`, but at most
+    /// [`INTROSPECTION_CACHE_SECS`] before the provider is asked again.
+    pub async fn verify_presented_access_token(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<PresentedIdpToken, IdpTokenRejection> {
+        use openidconnect::TokenIntrospectionResponse as _;
+        let introspector = self
+            .introspection
+            .as_ref()
+            .ok_or(IdpTokenRejection::NotVerifiable)?;
+        let http = self.http.clone();
+        let caller = |request| send(http.clone(), request);
+        let access_token = openidconnect::AccessToken::new(token.to_owned());
+        let answer = introspector
+            .introspect(&access_token)
+            .set_token_type_hint("access_token")
+            .request_async(&caller)
+            .await
+            .map_err(|error| {
+                tracing::warn!(error = %crate::error_chain(&error), "introspecting an access token at the identity provider failed");
+                IdpTokenRejection::Unreachable
+            })?;
+        if !answer.active() {
+            return Err(IdpTokenRejection::Inactive);
+        }
+        if answer
+            .token_type()
+            .is_some_and(|t| !matches!(t, openidconnect::core::CoreTokenType::Bearer))
+        {
+            return Err(IdpTokenRejection::Inactive);
+        }
+        if answer.iss().is_some_and(|iss| iss != self.issuer) {
+            return Err(IdpTokenRejection::Issuer);
+        }
+        let accepted = |value: &str| {
+            value == self.settings.client_id
+                || self.settings.allowed_audiences.iter().any(|a| a == value)
+        };
+        let for_us = match answer.aud() {
+            Some(audiences) => audiences.iter().any(|aud| accepted(aud)),
+            None => answer.client_id().is_some_and(|id| accepted(id.as_str())),
+        };
+        if !for_us {
+            return Err(IdpTokenRejection::Audience);
+        }
+        let expires = answer.exp().map_or(i64::MAX, |exp| exp.timestamp());
+        if expires <= now {
+            return Err(IdpTokenRejection::Expired);
+        }
+        let mut claims = self.user_info_with(access_token).await.unwrap_or_default();
+        let subject = match (answer.sub(), claims.get("sub").and_then(Value::as_str)) {
+            (Some(a), Some(b)) if a != b => {
+                tracing::warn!(
+                    "the identity provider's userinfo names another subject than its introspection; ignored"
+                );
+                claims.clear();
+                a.to_owned()
+            }
+            (Some(sub), _) | (None, Some(sub)) => sub.to_owned(),
+            (None, None) => return Err(IdpTokenRejection::Subject),
+        };
+        for name in TOKEN_HOUSEKEEPING_CLAIMS {
+            claims.remove(name);
+        }
+        claims.insert("sub".into(), subject.clone().into());
+        Ok(PresentedIdpToken {
+            subject,
+            claims,
+            expires: expires.min(now.saturating_add(INTROSPECTION_CACHE_SECS)),
+        })
+    }
+
     /// Userinfo's claims, when the provider has the endpoint and answers; a failure only
     /// loses what userinfo would have added.
     async fn user_info(&self, response: &CoreTokenResponse) -> Option<Map<String, Value>> {
-        let request = self
-            .client
-            .user_info(response.access_token().clone(), None)
-            .ok()?;
+        self.user_info_with(response.access_token().clone()).await
+    }
+
+    /// Userinfo's claims for `access_token`, when the provider has the endpoint and answers.
+    async fn user_info_with(
+        &self,
+        access_token: openidconnect::AccessToken,
+    ) -> Option<Map<String, Value>> {
+        let request = self.client.user_info(access_token, None).ok()?;
         let http = self.http.clone();
         let caller = |request| send(http.clone(), request);
         let claims: Result<UserInfoClaims<ExtraClaims, CoreGenderClaim>, _> =

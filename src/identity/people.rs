@@ -28,7 +28,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use url::Url;
 
 use super::endpoints::{self, CALLBACK, ROUTE_PREFIX};
-use super::login::{IdTokenRejection, Idp, IdpError, IdpState, LoginSecrets};
+use super::login::{Idp, IdpError, IdpState, IdpTokenRejection, LoginSecrets};
 use super::programmatic;
 use super::service::Clock;
 use super::session::{
@@ -197,7 +197,7 @@ pub struct Exchanged {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExchangeRefusal {
     /// The id_token is not one we accept.
-    SubjectToken(IdTokenRejection),
+    SubjectToken(IdpTokenRejection),
     /// The session of this id_token was signed out.
     SignedOut,
     /// The provider, the keys or the store are not ready.
@@ -963,7 +963,7 @@ impl People {
             .expires
             .min(now.saturating_add(self.session_lifetime));
         if expires <= now {
-            return Err(ExchangeRefusal::SubjectToken(IdTokenRejection::Expired));
+            return Err(ExchangeRefusal::SubjectToken(IdpTokenRejection::Expired));
         }
         let sid = exchanged_session_id(client.issuer(), id_token);
         if self.store.is_revoked(&session::session_revocation_id(&sid)) {

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::identity::access::{AccessRejection, AccessToken, verify_access_token};
 use crate::identity::keys::KeySet;
-use crate::identity::login::IdpClient;
+use crate::identity::login::{IdpClient, IdpTokenRejection, PresentedIdpToken};
 use crate::identity::service::Clock;
 use crate::identity::session::{
     SESSION_COOKIE, SESSION_TYP, session_revocation_id, verify_session_token,
@@ -40,6 +40,9 @@ pub const POMERIUM_AUTHORIZATION: HeaderName = HeaderName::from_static("x-pomeri
 /// Most verified tokens kept. A token is ~1 KB with its identity, so this bounds the cache at
 /// tens of megabytes whatever clients send.
 const CACHE_CAPACITY: usize = 20_000;
+/// How long an identity-provider access token its provider refused stays refused without
+/// asking the provider again.
+pub const IDP_REFUSAL_CACHE_SECS: i64 = 60;
 /// Upstream assertions kept per token (one per route and key); more routes replace the oldest.
 const ASSERTIONS_PER_TOKEN: usize = 16;
 
@@ -312,6 +315,8 @@ pub struct Authenticator {
     clock: Clock,
     store: Option<Arc<dyn Store>>,
     cache: quick_cache::sync::Cache<[u8; 32], Arc<Authenticated>>,
+    /// Identity-provider access tokens the provider refused, and until when that stands.
+    idp_refusals: quick_cache::sync::Cache<[u8; 32], (IdpTokenRejection, i64)>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -333,6 +338,7 @@ impl Authenticator {
             clock,
             store: None,
             cache: quick_cache::sync::Cache::new(CACHE_CAPACITY),
+            idp_refusals: quick_cache::sync::Cache::new(CACHE_CAPACITY),
         }
     }
 
@@ -368,23 +374,73 @@ impl Authenticator {
     ) -> Result<Arc<Authenticated>, AuthnError> {
         let now = self.clock.now();
         let key = idp_cache_key("idp_identity_token", token);
-        if let Some(hit) = self.cache.get(&key) {
-            // The provider's `exp` is all that can change without the token changing.
-            if now < hit.token.expires {
-                return Ok(hit);
-            }
-            self.cache.remove(&key);
+        if let Some(hit) = self.idp_cached(&key, now) {
+            return Ok(hit);
         }
         let presented = client
             .verify_presented_id_token(token, now)
             .map_err(AccessRejection::IdpToken)?;
+        Ok(self.remember_idp(key, client, presented))
+    }
+
+    /// Verifies `token` as an access token of the identity provider `client` at its
+    /// introspection endpoint (a route with `bearerTokenFormat: idp_access_token`). Accepted
+    /// tokens are cached like id_tokens (at most
+    /// [`crate::identity::login::INTROSPECTION_CACHE_SECS`]); refused ones
+    /// for [`IDP_REFUSAL_CACHE_SECS`], so repeating a bad token does not make the provider
+    /// answer again.
+    pub async fn authenticate_idp_access_token(
+        &self,
+        client: &IdpClient,
+        token: &str,
+    ) -> Result<Arc<Authenticated>, AuthnError> {
+        let now = self.clock.now();
+        let key = idp_cache_key("idp_access_token", token);
+        if let Some(hit) = self.idp_cached(&key, now) {
+            return Ok(hit);
+        }
+        if let Some((rejection, until)) = self.idp_refusals.get(&key) {
+            if now < until {
+                return Err(AccessRejection::IdpToken(rejection).into());
+            }
+            self.idp_refusals.remove(&key);
+        }
+        match client.verify_presented_access_token(token, now).await {
+            Ok(presented) => Ok(self.remember_idp(key, client, presented)),
+            Err(rejection) => {
+                if rejection != IdpTokenRejection::Unreachable {
+                    self.idp_refusals
+                        .insert(key, (rejection, now + IDP_REFUSAL_CACHE_SECS));
+                }
+                Err(AccessRejection::IdpToken(rejection).into())
+            }
+        }
+    }
+
+    /// A cached identity-provider token still within its `exp` (all that can change without
+    /// the token changing, until the provider is asked again).
+    fn idp_cached(&self, key: &[u8; 32], now: i64) -> Option<Arc<Authenticated>> {
+        let hit = self.cache.get(key)?;
+        if now < hit.token.expires {
+            return Some(hit);
+        }
+        self.cache.remove(key);
+        None
+    }
+
+    fn remember_idp(
+        &self,
+        key: [u8; 32],
+        client: &IdpClient,
+        presented: PresentedIdpToken,
+    ) -> Arc<Authenticated> {
         let verified = AccessToken::from_idp(
             presented.subject,
             client.issuer(),
             &presented.claims,
             presented.expires,
         );
-        Ok(self.remember(key, verified))
+        self.remember(key, verified)
     }
 
     fn remember(&self, key: [u8; 32], token: AccessToken) -> Arc<Authenticated> {

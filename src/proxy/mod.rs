@@ -368,7 +368,7 @@ impl Proxy {
         let mut authenticated: Option<(Arc<Authenticated>, CredentialSource)> = None;
         let mut renewed_cookie = None;
         if !options.allow_public_unauthenticated_access && !preflight {
-            let mut found = self.authenticate(table, route, request.headers());
+            let mut found = self.authenticate(table, route, request.headers()).await;
             if let Ok((caller, CredentialSource::Cookie)) = &found
                 && let (Some(people), Some(session)) = (&self.people, &caller.token.session)
                 && self.authn.now() >= session.refresh_after
@@ -716,7 +716,7 @@ impl Proxy {
     }
 
     /// The caller behind the request's credential, for a route that needs one.
-    fn authenticate(
+    async fn authenticate(
         &self,
         table: &Table,
         route: &Route,
@@ -737,12 +737,20 @@ impl Proxy {
                 self.authn
                     .authenticate_idp_id_token(&client, &presented.token)?
             }
-            (BearerTokenFormat::IdpIdentityToken, _) => {
+            (BearerTokenFormat::IdpAccessToken, CredentialSource::Bearer) => {
+                let client = self
+                    .people
+                    .as_ref()
+                    .and_then(|people| people.idp().client())
+                    .ok_or(AccessRejection::IdpUnavailable)?;
+                self.authn
+                    .authenticate_idp_access_token(&client, &presented.token)
+                    .await?
+            }
+            (BearerTokenFormat::IdpIdentityToken | BearerTokenFormat::IdpAccessToken, _) => {
                 self.authn.authenticate(table, &presented.token)?
             }
-            (BearerTokenFormat::IdpAccessToken | BearerTokenFormat::Jwt, _) => {
-                return Err(AuthnError::UnsupportedFormat);
-            }
+            (BearerTokenFormat::Jwt, _) => return Err(AuthnError::UnsupportedFormat),
         };
         Ok((caller, presented.source))
     }

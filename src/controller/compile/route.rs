@@ -11,6 +11,7 @@ use super::{
     service_backend, url_backend,
 };
 use crate::api::{self, RouteSpec};
+use crate::routing::options::BearerTokenFormat;
 use crate::routing::route::{Protocol, Route, RouteId, SourceKind};
 use crate::routing::{Entry, HostPattern, PathMatch};
 
@@ -263,16 +264,28 @@ fn unit_of(
         policy: compiled.policy.clone(),
         options: compiled.options.clone(),
     });
+    let idp_tokens = matches!(
+        route.options.bearer_token_format,
+        BearerTokenFormat::IdpIdentityToken | BearerTokenFormat::IdpAccessToken
+    );
     if let Some(reason) = &ctx.sign_in_unavailable
         && !route.options.allow_public_unauthenticated_access
-        && (route.options.allow_any_authenticated_user || route.policy.admits_people())
+        && (route.options.allow_any_authenticated_user
+            || route.policy.admits_people()
+            || idp_tokens)
     {
-        unit.problems.push(Problem::refs(
-            "IdentityProviderUnavailable",
+        let message = if idp_tokens {
+            format!(
+                "people cannot sign in to this route and the identity provider's bearer tokens (bearerTokenFormat {}) cannot be verified: {reason}; Portcullis tokens still work",
+                route.options.bearer_token_format
+            )
+        } else {
             format!(
                 "people cannot sign in to this route: {reason}; tokens (machine-to-machine access) still work"
-            ),
-        ));
+            )
+        };
+        unit.problems
+            .push(Problem::refs("IdentityProviderUnavailable", message));
     }
     unit.served = Some(Served { route, place });
     unit

@@ -180,7 +180,8 @@ pub struct Idp {
     pub scopes: Vec<String>,
     /// Extra authorization-request parameters.
     pub auth_params: BTreeMap<String, String>,
-    /// More id_token audiences accepted for token exchange.
+    /// More audiences (besides `clientID`) accepted on the provider's tokens presented to
+    /// Portcullis: token exchange and routes with `bearerTokenFormat: idp_*`.
     pub allowed_audiences: Vec<String>,
 }
 

@@ -159,7 +159,7 @@ pub struct RouteSpec {
 
     /// Which bearer tokens this route accepts: `default` (Portcullis access and session
     /// tokens), `idp_access_token` or `idp_identity_token` (tokens from the people's identity
-    /// provider, exchanged on the fly), or `jwt` (external JWTs from `identityProviders`).
+    /// provider, verified per request), or `jwt` (external JWTs from `identityProviders`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bearer_token_format: Option<BearerTokenFormat>,
 

@@ -24,9 +24,9 @@ pub enum BearerTokenFormat {
     /// Portcullis access and session tokens.
     #[default]
     Default,
-    /// Access tokens of the people's identity provider, exchanged on the fly.
+    /// Access tokens of the people's identity provider, verified by its introspection endpoint.
     IdpAccessToken,
-    /// Identity tokens (id_tokens) of the people's identity provider, exchanged on the fly.
+    /// Identity tokens (id_tokens) of the people's identity provider, verified with its keys.
     IdpIdentityToken,
     /// External JWTs from the issuers in [`RouteOptions::identity_providers`].
     Jwt,

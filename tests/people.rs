@@ -790,6 +790,12 @@ impl Harness {
         self.now.load(Ordering::SeqCst)
     }
 
+    /// A clock reading the harness's time.
+    fn clock(&self) -> Clock {
+        let now = Arc::clone(&self.now);
+        Clock::from_fn(move || now.load(Ordering::SeqCst))
+    }
+
     fn advance(&self, secs: i64) {
         self.now.fetch_add(secs, Ordering::SeqCst);
     }
@@ -1629,30 +1635,18 @@ impl Harness {
         let client = IdpClient::discover(settings, &Secret::new(CLIENT_SECRET))
             .await
             .unwrap();
-        let now = Arc::clone(&self.now);
         Arc::new(People::new(
             Url::parse(AUTH).unwrap(),
             Idp::fixed(IdpState::Ready(Arc::new(client))),
             Arc::clone(&self.store) as Arc<dyn Store>,
-            Clock::from_fn(move || now.load(Ordering::SeqCst)),
+            self.clock(),
             lifetime,
         ))
     }
 
     /// The identity endpoints of `AUTH` exchanging through `people`.
     fn identity_service(&self, people: &Arc<People>) -> IdentityService {
-        let now = Arc::clone(&self.now);
-        IdentityService::new(
-            IdentityConfig {
-                issuer: Url::parse(AUTH).unwrap(),
-                access_token_audience: "portcullis".into(),
-                signing_algorithm: Algorithm::Es256,
-                body_read_timeout: Duration::from_secs(5),
-                clock: Clock::from_fn(move || now.load(Ordering::SeqCst)),
-            },
-            Arc::new(portcullis::metrics::Metrics::new()),
-        )
-        .with_people(Arc::clone(people))
+        bare_identity_service(self.clock()).with_people(Arc::clone(people))
     }
 }
 
@@ -1815,6 +1809,20 @@ async fn allowed_audiences_add_exactly_the_listed_audiences() {
             .unwrap_err(),
         ExchangeRefusal::SubjectToken(IdpTokenRejection::Audience)
     );
+}
+
+/// The identity endpoints of `AUTH`, without people's sign-in.
+fn bare_identity_service(clock: Clock) -> IdentityService {
+    IdentityService::new(
+        IdentityConfig {
+            issuer: Url::parse(AUTH).unwrap(),
+            access_token_audience: "portcullis".into(),
+            signing_algorithm: Algorithm::Es256,
+            body_read_timeout: Duration::from_secs(5),
+            clock,
+        },
+        Arc::new(portcullis::metrics::Metrics::new()),
+    )
 }
 
 async fn call(
@@ -2070,16 +2078,7 @@ async fn pomerium_api_v1_token_answers_token_and_expiry() {
     }
 
     // Without people's sign-in there is no such endpoint.
-    let bare = IdentityService::new(
-        IdentityConfig {
-            issuer: Url::parse(AUTH).unwrap(),
-            access_token_audience: "portcullis".into(),
-            signing_algorithm: Algorithm::Es256,
-            body_read_timeout: Duration::from_secs(5),
-            clock: Clock::system(),
-        },
-        Arc::new(portcullis::metrics::Metrics::new()),
-    );
+    let bare = bare_identity_service(h.clock());
     let (status, _, _) = call(
         &bare,
         &h.table,
@@ -2105,11 +2104,7 @@ async fn pomerium_api_v1_token_answers_token_and_expiry() {
 #[tokio::test]
 async fn routes_taking_the_providers_id_tokens_verify_and_cache_them_apart() {
     let h = Harness::start().await;
-    let clock = {
-        let now = Arc::clone(&h.now);
-        Clock::from_fn(move || now.load(Ordering::SeqCst))
-    };
-    let authn = Authenticator::new(AUTH, "portcullis", clock);
+    let authn = Authenticator::new(AUTH, "portcullis", h.clock());
     let id_token = h.op.mint_id_token("alice", Tamper::None);
     let caller = authn
         .authenticate_idp_id_token(&h.client, &id_token)
@@ -2167,11 +2162,7 @@ impl FakeOp {
 #[tokio::test]
 async fn routes_taking_the_providers_access_tokens_ask_its_introspection_endpoint() {
     let h = Harness::start().await;
-    let clock = {
-        let now = Arc::clone(&h.now);
-        Clock::from_fn(move || now.load(Ordering::SeqCst))
-    };
-    let authn = Authenticator::new(AUTH, "portcullis", clock);
+    let authn = Authenticator::new(AUTH, "portcullis", h.clock());
     let issuer = h.op.issuer().to_owned();
     let good = |extra: Value| {
         let mut answer = json!({"active": true, "sub": "alice", "client_id": CLIENT_ID,

@@ -393,12 +393,8 @@ impl IdentityService {
         let exchanged = people
             .exchange_id_token(table, exchange.subject_token.expose())
             .await
-            .map_err(|refusal| match refusal {
-                ExchangeRefusal::Unavailable(text) => OAuthError::TemporarilyUnavailable(text),
-                ExchangeRefusal::ServerError => OAuthError::ServerError,
-                // RFC 8693 §2.2.2: an unacceptable subject token is `invalid_request`.
-                other => OAuthError::InvalidRequest(other.description()),
-            })?;
+            // RFC 8693 §2.2.2: an unacceptable subject token is `invalid_request`.
+            .map_err(|refusal| exchange_error(refusal, OAuthError::InvalidRequest))?;
         let body = serde_json::json!({
             "access_token": exchanged.token,
             "issued_token_type": exchange.issued_token_type,
@@ -450,11 +446,7 @@ impl IdentityService {
         let exchanged = people
             .exchange_id_token(table, &id_token)
             .await
-            .map_err(|refusal| match refusal {
-                ExchangeRefusal::Unavailable(text) => OAuthError::TemporarilyUnavailable(text),
-                ExchangeRefusal::ServerError => OAuthError::ServerError,
-                other => OAuthError::InvalidToken(other.description()),
-            })?;
+            .map_err(|refusal| exchange_error(refusal, OAuthError::InvalidToken))?;
         let expiry = jiff::Timestamp::from_second(exchanged.expires)
             .map(|t| t.to_string())
             .map_err(|_| OAuthError::ServerError)?;
@@ -463,6 +455,19 @@ impl IdentityService {
             StatusCode::OK,
             &serde_json::json!({"Token": exchanged.token, "Expiry": expiry}),
         ))
+    }
+}
+
+/// The answer to a refused exchange: `unacceptable` with the reason when the subject token is
+/// to blame, 503 or 500 when the server is.
+fn exchange_error(
+    refusal: ExchangeRefusal,
+    unacceptable: fn(&'static str) -> OAuthError,
+) -> OAuthError {
+    match refusal {
+        ExchangeRefusal::Unavailable(text) => OAuthError::TemporarilyUnavailable(text),
+        ExchangeRefusal::ServerError => OAuthError::ServerError,
+        other => unacceptable(other.description()),
     }
 }
 

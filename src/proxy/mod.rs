@@ -724,27 +724,22 @@ impl Proxy {
     ) -> Result<(Arc<Authenticated>, CredentialSource), AuthnError> {
         use crate::routing::options::BearerTokenFormat;
         let presented = authn::presented_credential(headers)?.ok_or(AuthnError::Missing)?;
+        let idp_client = || {
+            self.people
+                .as_ref()
+                .and_then(|people| people.idp().client())
+                .ok_or(AccessRejection::IdpUnavailable)
+        };
         let caller = match (route.options.bearer_token_format, presented.source) {
             (BearerTokenFormat::Default, _) => self.authn.authenticate(table, &presented.token)?,
             // `Authorization: Bearer` carries the provider's id_token here; the Pomerium forms,
             // our own header and the cookie keep carrying our tokens.
-            (BearerTokenFormat::IdpIdentityToken, CredentialSource::Bearer) => {
-                let client = self
-                    .people
-                    .as_ref()
-                    .and_then(|people| people.idp().client())
-                    .ok_or(AccessRejection::IdpUnavailable)?;
-                self.authn
-                    .authenticate_idp_id_token(&client, &presented.token)?
-            }
+            (BearerTokenFormat::IdpIdentityToken, CredentialSource::Bearer) => self
+                .authn
+                .authenticate_idp_id_token(&*idp_client()?, &presented.token)?,
             (BearerTokenFormat::IdpAccessToken, CredentialSource::Bearer) => {
-                let client = self
-                    .people
-                    .as_ref()
-                    .and_then(|people| people.idp().client())
-                    .ok_or(AccessRejection::IdpUnavailable)?;
                 self.authn
-                    .authenticate_idp_access_token(&client, &presented.token)
+                    .authenticate_idp_access_token(&*idp_client()?, &presented.token)
                     .await?
             }
             (BearerTokenFormat::IdpIdentityToken | BearerTokenFormat::IdpAccessToken, _) => {

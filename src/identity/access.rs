@@ -13,7 +13,8 @@ use super::keys::{KeySet, TokenRejection};
 use super::token::{ACCESS_TOKEN_TYP, Credentials};
 use crate::policy::{Identity, IdentityKind};
 
-/// Allowed clock skew when judging `exp` and `iat`, in seconds.
+/// Allowed clock skew when judging `nbf` and `iat`, in seconds (never `exp`: a token does not
+/// outlive it).
 pub const LEEWAY_SECS: u64 = 30;
 
 /// Why an access token was refused. Labels are fixed strings for logs and metrics; nothing from
@@ -174,16 +175,12 @@ impl AccessToken {
         revoked: &dyn Fn(&str) -> bool,
         now: i64,
     ) -> Result<(), AccessRejection> {
-        if self.from_idp {
-            // The provider's own `exp`, judged as it was at verification: no leeway added.
-            return if now < self.expires {
-                Ok(())
-            } else {
-                Err(TokenRejection::Expired.into())
-            };
-        }
-        if now >= self.expires.saturating_add(LEEWAY_SECS as i64) {
+        // No leeway on `exp` (see `KeySet::verify`).
+        if now >= self.expires {
             return Err(TokenRejection::Expired.into());
+        }
+        if self.from_idp {
+            return Ok(());
         }
         let keys = keys.ok_or(AccessRejection::NoKeys)?;
         if keys.verifier(&self.kid, now).is_none() {

@@ -1794,11 +1794,31 @@ async fn allowed_audiences_add_exactly_the_listed_audiences() {
                 .is_err(),
             "{tamper:?} without allowedAudiences"
         );
-        assert!(
-            people.exchange_id_token(&h.table, &id_token).await.is_ok(),
-            "{tamper:?} with allowedAudiences"
-        );
+        let exchanged = people
+            .exchange_id_token(&h.table, &id_token)
+            .await
+            .unwrap_or_else(|e| panic!("{tamper:?} with allowedAudiences: {e:?}"));
+        // Another client's id_token is no end-session hint for our client.
+        let sid = people
+            .verify_session(&h.table, &exchanged.token)
+            .unwrap()
+            .sid;
+        let stored = h.store.session(&sid, h.now()).unwrap();
+        assert!(stored.idp_id_token.is_none(), "{tamper:?}");
     }
+    let ours = h.op.mint_id_token("alice", Tamper::None);
+    let exchanged = people.exchange_id_token(&h.table, &ours).await.unwrap();
+    let sid = people
+        .verify_session(&h.table, &exchanged.token)
+        .unwrap()
+        .sid;
+    assert!(
+        h.store
+            .session(&sid, h.now())
+            .unwrap()
+            .idp_id_token
+            .is_some()
+    );
     // Several audiences and no azp: whom it was issued to is not said, so it is refused.
     let claims = json!({"iss": h.op.issuer(), "sub": "alice", "aud": [CLIENT_ID, OTHER_CLIENT],
         "iat": h.now(), "exp": h.now() + 60});

@@ -215,6 +215,9 @@ pub struct PresentedIdpToken {
     pub claims: Map<String, Value>,
     /// `exp` (unix seconds).
     pub expires: i64,
+    /// Whether it was issued to our client (`azp`, else `aud`, names `clientID`), so the
+    /// provider takes it as `id_token_hint` along with our `client_id` at sign-out.
+    pub issued_to_us: bool,
 }
 
 impl std::fmt::Debug for PresentedIdpToken {
@@ -663,6 +666,11 @@ impl IdpClient {
         if subject.is_empty() {
             return Err(IdpTokenRejection::Subject);
         }
+        let ours = self.settings.client_id.as_str();
+        let issued_to_us = match verified.authorized_party() {
+            Some(azp) => azp.as_str() == ours,
+            None => audiences.iter().any(|aud| aud.as_str() == ours),
+        };
         let expires = verified.expiration().timestamp();
         let mut claims = jwt_part(token, 1).ok_or(IdpTokenRejection::Malformed)?;
         for name in TOKEN_HOUSEKEEPING_CLAIMS {
@@ -672,6 +680,7 @@ impl IdpClient {
             subject,
             claims,
             expires,
+            issued_to_us,
         })
     }
 
@@ -752,6 +761,7 @@ impl IdpClient {
             subject,
             claims,
             expires: expires.min(now.saturating_add(INTROSPECTION_CACHE_SECS)),
+            issued_to_us: false,
         })
     }
 

@@ -978,7 +978,11 @@ impl People {
             refreshed_at: now,
             claims: presented.claims,
             idp_refresh_token: None,
-            idp_id_token: Some(crate::store::Secret::new(id_token.to_owned())),
+            // The end-session hint goes with our client id: another client's id_token would
+            // make the provider refuse the sign-out.
+            idp_id_token: presented
+                .issued_to_us
+                .then(|| crate::store::Secret::new(id_token.to_owned())),
         };
         if let Err(error) = self.store.put_session(&record).await {
             tracing::error!(%error, "storing an exchanged session failed");

@@ -135,6 +135,9 @@ impl Unit {
 
     /// Whether every Service it names still resolves to what it used.
     fn is_current(&self, index: &Index<'_>, ctx: &CompileContext) -> bool {
+        if index.memo.borrow().backends_unchanged() {
+            return true;
+        }
         let namespace = &self.who.key.namespace;
         self.deps.iter().all(|(name, port, used)| {
             let now = index.resolve(namespace, name, &ServicePort::Number(*port), ctx);

@@ -149,6 +149,12 @@ fn fast_name(raw: &str) -> Option<&str> {
     (!number).then_some(name)
 }
 
+/// Whether `name` is a canonical host name without a port, as [`canonical_host_name`] would
+/// return it unchanged; `false` means "not known to be", never "invalid".
+pub(crate) fn is_plain_canonical_name(name: &str) -> bool {
+    !name.contains(':') && fast_name(name) == Some(name)
+}
+
 /// Split `raw` into its canonical name and its port, if any.
 pub fn split_authority(raw: &str) -> Result<(String, Option<u16>), HostError> {
     if raw.is_empty() {

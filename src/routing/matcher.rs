@@ -243,30 +243,41 @@ impl<R, K: Ord> TableBuilder<R, K> {
         let mut claims: Vec<(K, Entry<R>)> = Vec::with_capacity(self.entries.len());
 
         for (entry, rank) in self.entries {
+            let Entry {
+                host: raw_host,
+                path: raw_path,
+                route,
+                id,
+            } = entry;
             let mut refuse = |host: HostPattern, path: PathMatch, reason| {
                 refused.push(Refused {
-                    id: entry.id.clone(),
+                    id: id.clone(),
                     host,
                     path,
                     reason,
                 });
             };
-            let host = match entry.host.canonical() {
-                Ok(host) => host,
-                Err(e) => {
-                    refuse(
-                        entry.host.clone(),
-                        entry.path.clone(),
-                        RefuseReason::InvalidHost(e),
-                    );
-                    continue;
+            // Compile hands over canonical claims: checking is cheaper than making them again.
+            let host = if raw_host.is_canonical() {
+                raw_host
+            } else {
+                match raw_host.canonical() {
+                    Ok(host) => host,
+                    Err(e) => {
+                        refuse(raw_host, raw_path, RefuseReason::InvalidHost(e));
+                        continue;
+                    }
                 }
             };
-            let path = match entry.path.canonical() {
-                Ok(path) => path,
-                Err(e) => {
-                    refuse(host, entry.path.clone(), RefuseReason::InvalidPath(e));
-                    continue;
+            let path = if raw_path.is_canonical() {
+                raw_path
+            } else {
+                match raw_path.canonical() {
+                    Ok(path) => path,
+                    Err(e) => {
+                        refuse(host, raw_path, RefuseReason::InvalidPath(e));
+                        continue;
+                    }
                 }
             };
             if let HostPattern::Exact(name) = &host
@@ -290,7 +301,8 @@ impl<R, K: Ord> TableBuilder<R, K> {
                 Entry {
                     host,
                     path,
-                    ..entry
+                    route,
+                    id,
                 },
             ));
         }

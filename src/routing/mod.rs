@@ -78,6 +78,15 @@ impl HostPattern {
         }
     }
 
+    /// Whether [`HostPattern::canonical`] would return this pattern unchanged, checked without
+    /// allocating. `false` means "not known to be": call [`HostPattern::canonical`].
+    pub fn is_canonical(&self) -> bool {
+        match self {
+            HostPattern::Exact(h) | HostPattern::Wildcard(h) => host::is_plain_canonical_name(h),
+            HostPattern::Any => true,
+        }
+    }
+
     /// Whether a canonical host name (no port) falls under this canonical pattern.
     pub fn matches(&self, name: &str) -> bool {
         match self {
@@ -134,6 +143,17 @@ impl PathMatch {
                 Ok(PathMatch::Prefix(path::trim_prefix(&c).to_owned()))
             }
             PathMatch::Exact(p) => canon(p).map(PathMatch::Exact),
+        }
+    }
+
+    /// Whether [`PathMatch::canonical`] would return this claim unchanged, checked without
+    /// allocating (unless the path holds escapes).
+    pub fn is_canonical(&self) -> bool {
+        match self {
+            PathMatch::Prefix(p) => {
+                !p.contains('?') && path::trim_prefix(p) == p && is_canonical_path(p)
+            }
+            PathMatch::Exact(p) => !p.contains('?') && is_canonical_path(p),
         }
     }
 
@@ -231,6 +251,51 @@ pub enum RefuseReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn is_canonical_only_when_canonical_returns_the_same() {
+        let hosts = [
+            "a.example.com",
+            "A.example.com",
+            "a.example.com.",
+            "a.example.com:443",
+            "*.example.com",
+            "*.10.0.0.1",
+            "10.0.0.1",
+            "[::1]",
+            "xn--bcher-kva.example",
+            "bücher.example",
+            "a_b.example",
+            "",
+            "a..b",
+        ];
+        for raw in hosts {
+            for pattern in [HostPattern::parse(raw), HostPattern::Exact(raw.to_owned())] {
+                if pattern.is_canonical() {
+                    assert_eq!(pattern.canonical().as_ref(), Ok(&pattern), "{raw:?}");
+                }
+            }
+        }
+        assert!(HostPattern::parse("a.example.com").is_canonical());
+        assert!(HostPattern::parse("*.example.com").is_canonical());
+        assert!(!HostPattern::parse("A.example.com").is_canonical());
+        assert!(HostPattern::Any.is_canonical());
+
+        let paths = [
+            "/", "/api", "/api/", "//", "/a/../b", "/a/./b", "/%7e", "/%7E", "/%2F", "/a?b",
+            "/a b", "", "api", "/é",
+        ];
+        for raw in paths {
+            for claim in [PathMatch::Prefix(raw.into()), PathMatch::Exact(raw.into())] {
+                if claim.is_canonical() {
+                    assert_eq!(claim.canonical().as_ref(), Ok(&claim), "{raw:?}");
+                }
+            }
+        }
+        assert!(PathMatch::Prefix("/api".into()).is_canonical());
+        assert!(!PathMatch::Prefix("/api/".into()).is_canonical());
+        assert!(PathMatch::Exact("/api/".into()).is_canonical());
+    }
 
     #[test]
     fn host_patterns_canonicalize() {

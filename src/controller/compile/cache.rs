@@ -12,7 +12,9 @@
 //!
 //! An entry is only ever reused when a fresh compile would produce exactly it; a compile with a
 //! different address policy or `allowExternalNameServices` starts from an empty cache. Entries
-//! of objects that were not in the last snapshot are dropped.
+//! of objects that were not in the last snapshot are dropped (Service entries at the next
+//! compile where a Service or EndpointSlice changed: until then they are current and not looked
+//! up).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -112,6 +114,10 @@ impl Cache {
         }
         let serial = self.serial;
         self.routes.retain(|_, m| m.used == serial);
+        if self.backends_unchanged {
+            // Not looked up (see `backends_unchanged`), and still made from the current objects.
+            return self;
+        }
         self.services.retain(|_, by_name| {
             by_name.retain(|_, ports| {
                 ports.retain(|m| m.used == serial);
@@ -120,6 +126,12 @@ impl Cache {
             !by_name.is_empty()
         });
         self
+    }
+
+    /// Whether the Services and EndpointSlices are the very objects of the last compile. Then
+    /// every unit in the cache is current: the last compile checked it against these objects.
+    pub(super) fn backends_unchanged(&self) -> bool {
+        self.backends_unchanged
     }
 
     /// The spec results and unit of a Route, when its spec is the one they were made from.

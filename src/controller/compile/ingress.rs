@@ -15,7 +15,7 @@ use super::backends::ServicePort;
 use super::route::url_of;
 use super::{
     Builder, CompileContext, INGRESS_CLASS, INGRESS_CONTROLLER, Index, Kind,
-    LEGACY_CLASS_ANNOTATION, ObjectKey, Problem, certificate_for, options, rank, service_backend,
+    LEGACY_CLASS_ANNOTATION, ObjectKey, Problem, Who, certificate_for, options, service_backend,
 };
 use crate::routing::route::{Backend, Protocol, Route, RouteId, SourceKind};
 use crate::routing::{Entry, HostPattern, PathMatch};
@@ -91,13 +91,9 @@ pub(super) fn compile(ing: &Ingress, index: &Index<'_>, ctx: &CompileContext, b:
         namespace: namespace.clone(),
         name: name.clone(),
     };
-    b.report(&key, meta);
+    let o = b.open(&key, meta);
     let Some(spec) = ing.spec.as_ref() else {
-        return b.problem(
-            &key,
-            meta,
-            Problem::accepted("Invalid", "the Ingress has no spec"),
-        );
+        return b.problem(o, Problem::accepted("Invalid", "the Ingress has no spec"));
     };
     let empty = Default::default();
     let annotations = meta.annotations.as_ref().unwrap_or(&empty);
@@ -105,16 +101,12 @@ pub(super) fn compile(ing: &Ingress, index: &Index<'_>, ctx: &CompileContext, b:
         Ok(c) => c,
         Err(problems) => {
             for p in problems {
-                b.problem(
-                    &key,
-                    meta,
-                    Problem::accepted("InvalidAnnotation", p.to_string()),
-                );
+                b.problem(o, Problem::accepted("InvalidAnnotation", p.to_string()));
             }
             return;
         }
     };
-    let rank = rank(&key, meta);
+    let Who { id: who, rank, .. } = Who::new(key.clone(), meta);
 
     // TLS: hosts listed under a Secret get its certificate and are served over https.
     let mut tls_hosts = BTreeSet::new();
@@ -127,8 +119,7 @@ pub(super) fn compile(ing: &Ingress, index: &Index<'_>, ctx: &CompileContext, b:
                 Ok(h) => Some(h),
                 Err(e) => {
                     b.problem(
-                        &key,
-                        meta,
+                        o,
                         Problem::accepted(
                             "InvalidHost",
                             format!("spec.tls[{i}].hosts: {h:?}: {e}"),
@@ -147,13 +138,13 @@ pub(super) fn compile(ing: &Ingress, index: &Index<'_>, ctx: &CompileContext, b:
         match certificate_for(&namespace, secret, &refs, index, ctx) {
             Ok((cert, warnings)) => {
                 for w in warnings {
-                    b.problem(&key, meta, w);
+                    b.problem(o, w);
                 }
                 for h in hosts {
-                    b.certs.add(h, cert.clone(), key.to_string(), rank.clone());
+                    b.certs.add(h, cert.clone(), who.to_string(), rank.clone());
                 }
             }
-            Err(p) => b.problem(&key, meta, p),
+            Err(p) => b.problem(o, p),
         }
     }
 
@@ -187,9 +178,9 @@ pub(super) fn compile(ing: &Ingress, index: &Index<'_>, ctx: &CompileContext, b:
             host,
             path,
             route,
-            id: key.to_string(),
+            id: who.to_string(),
         };
-        b.add_entry(&key, entry, rank.clone());
+        b.add_entry(o, &who, entry, rank.clone());
     };
 
     for (i, rule) in spec.rules.iter().flatten().enumerate() {
@@ -207,10 +198,7 @@ pub(super) fn compile(ing: &Ingress, index: &Index<'_>, ctx: &CompileContext, b:
                 "Exact" => PathMatch::Exact(raw),
                 "Prefix" | "ImplementationSpecific" => PathMatch::Prefix(raw),
                 other => {
-                    b.problem(
-                        &key,
-                        meta,
-                        Problem::accepted(
+                    b.problem(o, Problem::accepted(
                             "Invalid",
                             format!("{at}.pathType {other:?} is not Exact, Prefix or ImplementationSpecific"),
                         ),
@@ -221,7 +209,7 @@ pub(super) fn compile(ing: &Ingress, index: &Index<'_>, ctx: &CompileContext, b:
             match backend(&p.backend, &at, &namespace, index, ctx) {
                 Ok((backend, dropped)) => {
                     for d in dropped {
-                        b.problem(&key, meta, Problem::refs("BackendNotAllowed", d));
+                        b.problem(o, Problem::refs("BackendNotAllowed", d));
                     }
                     add(b, host.clone(), path, backend);
                 }
@@ -229,7 +217,7 @@ pub(super) fn compile(ing: &Ingress, index: &Index<'_>, ctx: &CompileContext, b:
                     if let Some(backend) = unresolved(&problem) {
                         add(b, host.clone(), path, backend);
                     }
-                    b.problem(&key, meta, problem);
+                    b.problem(o, problem);
                 }
             }
         }
@@ -238,7 +226,7 @@ pub(super) fn compile(ing: &Ingress, index: &Index<'_>, ctx: &CompileContext, b:
         match backend(default, "spec.defaultBackend", &namespace, index, ctx) {
             Ok((backend, dropped)) => {
                 for d in dropped {
-                    b.problem(&key, meta, Problem::refs("BackendNotAllowed", d));
+                    b.problem(o, Problem::refs("BackendNotAllowed", d));
                 }
                 add(b, HostPattern::Any, PathMatch::Prefix("/".into()), backend);
             }
@@ -246,7 +234,7 @@ pub(super) fn compile(ing: &Ingress, index: &Index<'_>, ctx: &CompileContext, b:
                 if let Some(backend) = unresolved(&problem) {
                     add(b, HostPattern::Any, PathMatch::Prefix("/".into()), backend);
                 }
-                b.problem(&key, meta, problem);
+                b.problem(o, problem);
             }
         }
     }

@@ -38,7 +38,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 pub use self::cache::Cache;
 use self::cache::Resolution;
 use super::snapshot::Snapshot;
-use crate::routing::certs::{CertStore, CertStoreBuilder, Certificate, parse_pem_pair};
+use crate::routing::certs::{CertStoreBuilder, Certificate, parse_pem_pair};
 use crate::routing::client_ca::{ClientAuth, ClientCaError};
 use crate::routing::route::{Backend, Route, Table};
 use crate::routing::upstream::{AddressPolicy, Upstream, UpstreamScheme, parse_url_upstream};
@@ -274,19 +274,46 @@ fn client_auth(index: &Index<'_>, ns: &str, name: &str) -> ClientAuth {
     })
 }
 
-/// Conflict rank: creation time, then `namespace/name`, then kind. Lower wins.
-pub(crate) type Rank = (i64, String);
+/// Conflict rank: creation time, then `namespace/name`, then kind. Lower wins. Shared, since
+/// every claim of an object carries it.
+pub(crate) type Rank = (i64, Arc<str>);
 
-fn rank(key: &ObjectKey, meta: &ObjectMeta) -> Rank {
-    let created = meta
-        .creation_timestamp
+/// Who an object is to the table: its key, the id its entries carry (`Route team-a/web`) and
+/// its conflict rank. Made once per object version and kept with a Route's unit.
+pub(crate) struct Who {
+    key: ObjectKey,
+    id: Arc<str>,
+    rank: Rank,
+}
+
+impl Who {
+    fn new(key: ObjectKey, meta: &ObjectMeta) -> Who {
+        let rank = (
+            created(meta),
+            format!("{}/{} {}", key.namespace, key.name, key.kind.as_str()).into(),
+        );
+        Who {
+            id: key.to_string().into(),
+            key,
+            rank,
+        }
+    }
+
+    /// Whether this is who `meta` describes (its key and creation time).
+    fn is(&self, kind: Kind, meta: &ObjectMeta) -> bool {
+        let (namespace, name) = key_of(meta);
+        self.key.kind == kind
+            && self.key.namespace == namespace
+            && self.key.name == name
+            && self.rank.0 == created(meta)
+    }
+}
+
+fn created(meta: &ObjectMeta) -> i64 {
+    meta.creation_timestamp
         .as_ref()
         .map(|t| t.0.as_second())
-        .unwrap_or(i64::MAX);
-    (
-        created,
-        format!("{}/{} {}", key.namespace, key.name, key.kind.as_str()),
-    )
+        .unwrap_or(i64::MAX)
 }
 
 /// `(namespace, name)`, borrowed: sorting 10k objects must not allocate per comparison.
@@ -444,13 +471,17 @@ impl<'a> Index<'a> {
 
 /// Accumulates entries, certificates, SSH routes and reports while objects compile.
 pub(crate) struct Builder {
-    table: TableBuilder<Route>,
-    certs: CertStoreBuilder,
-    ssh: BTreeMap<String, Vec<(Rank, Arc<Route>, ObjectKey)>>,
-    reports: BTreeMap<ObjectKey, Report>,
-    /// Entry id → object, to attribute refusals.
-    ids: HashMap<String, ObjectKey>,
+    table: TableBuilder<Route, Rank>,
+    certs: CertStoreBuilder<Rank>,
+    ssh: BTreeMap<String, Vec<(Rank, Arc<Route>, Obj)>>,
+    /// One per object, in the order they compile (sorted by key).
+    reports: Vec<Report>,
+    /// Entry id → index in `reports`, to attribute refusals.
+    ids: HashMap<Arc<str>, usize>,
 }
+
+/// An object's report in a [`Builder`].
+pub(crate) type Obj = usize;
 
 impl Builder {
     fn new(ctx: &CompileContext) -> Self {
@@ -463,39 +494,46 @@ impl Builder {
         }
         Builder {
             table,
-            certs: CertStore::builder(),
+            certs: CertStoreBuilder::new(),
             ssh: BTreeMap::new(),
-            reports: BTreeMap::new(),
+            reports: Vec::new(),
             ids: HashMap::new(),
         }
     }
 
-    fn report(&mut self, key: &ObjectKey, meta: &ObjectMeta) -> &mut Report {
-        self.reports
-            .entry(key.clone())
-            .or_insert_with(|| Report::new(key.clone(), meta))
+    /// Starts the report of an object; objects compile in key order, so a second object with
+    /// the same key (only possible in a hand-made snapshot) shares the report of the first.
+    fn open(&mut self, key: &ObjectKey, meta: &ObjectMeta) -> Obj {
+        match self.reports.last() {
+            Some(last) if last.key == *key => {}
+            _ => self.reports.push(Report::new(key.clone(), meta)),
+        }
+        self.reports.len() - 1
     }
 
-    fn problem(&mut self, key: &ObjectKey, meta: &ObjectMeta, p: Problem) {
-        self.report(key, meta).problems.push(p);
+    fn report(&mut self, obj: Obj) -> &mut Report {
+        &mut self.reports[obj]
     }
 
-    fn add_entry(&mut self, key: &ObjectKey, entry: Entry<Route>, rank: Rank) {
-        self.ids.insert(entry.id.clone(), key.clone());
+    fn problem(&mut self, obj: Obj, p: Problem) {
+        self.reports[obj].problems.push(p);
+    }
+
+    fn add_entry(&mut self, obj: Obj, id: &Arc<str>, entry: Entry<Route>, rank: Rank) {
+        if !self.ids.contains_key(id) {
+            self.ids.insert(Arc::clone(id), obj);
+        }
         self.table.add(entry, rank);
     }
 
-    fn add_ssh(&mut self, key: &ObjectKey, name: String, route: Arc<Route>, rank: Rank) {
-        self.ssh
-            .entry(name)
-            .or_default()
-            .push((rank, route, key.clone()));
+    fn add_ssh(&mut self, obj: Obj, name: String, route: Arc<Route>, rank: Rank) {
+        self.ssh.entry(name).or_default().push((rank, route, obj));
     }
 
     fn finish(mut self) -> Compiled {
         let (routes, refused) = self.table.build();
         for r in refused {
-            let Some(key) = self.ids.get(&r.id).cloned() else {
+            let Some(&obj) = self.ids.get(r.id.as_str()) else {
                 continue;
             };
             let (reason, message) = match &r.reason {
@@ -528,12 +566,16 @@ impl Builder {
                     ("InvalidPath", format!("path {:?}: {e}", r.path.as_str()))
                 }
             };
-            if let Some(report) = self.reports.get_mut(&key) {
-                report.problems.push(Problem::accepted(reason, message));
-            }
+            self.reports[obj]
+                .problems
+                .push(Problem::accepted(reason, message));
         }
         for e in routes.entries() {
-            if let Some(report) = self.ids.get(&e.id).and_then(|k| self.reports.get_mut(k)) {
+            if let Some(report) = self
+                .ids
+                .get(e.id.as_str())
+                .and_then(|&o| self.reports.get_mut(o))
+            {
                 report.served += 1;
                 if e.route.backends.iter().all(|b| b.upstreams.is_empty()) {
                     report.no_endpoints = true;
@@ -545,28 +587,24 @@ impl Builder {
         for (name, mut claimants) in self.ssh {
             claimants.sort_by(|a, b| a.0.cmp(&b.0));
             let mut it = claimants.into_iter();
-            let Some((_, winner, winner_key)) = it.next() else {
+            let Some((_, winner, winner_obj)) = it.next() else {
                 continue;
             };
-            for (_, _, key) in it {
-                if let Some(report) = self.reports.get_mut(&key) {
-                    report.problems.push(Problem::accepted(
-                        "Conflict",
-                        format!("ssh://{name} is already served by {winner_key}, which is older"),
-                    ));
-                }
+            let winner_key = self.reports[winner_obj].key.clone();
+            for (_, _, obj) in it {
+                self.reports[obj].problems.push(Problem::accepted(
+                    "Conflict",
+                    format!("ssh://{name} is already served by {winner_key}, which is older"),
+                ));
             }
-            if let Some(report) = self.reports.get_mut(&winner_key) {
-                report.served += 1;
-            }
+            self.reports[winner_obj].served += 1;
             ssh.insert(name, winner);
         }
 
         let (certs, cert_refused) = self.certs.build();
         for r in cert_refused {
-            if let Some(key) = self.ids.get(&r.owner_id).cloned()
-                && let Some(report) = self.reports.get_mut(&key)
-            {
+            if let Some(&obj) = self.ids.get(r.owner_id.as_str()) {
+                let report = &mut self.reports[obj];
                 report.problems.push(Problem::refs(
                     "CertificateConflict",
                     format!(
@@ -577,7 +615,7 @@ impl Builder {
             }
         }
 
-        for report in self.reports.values_mut() {
+        for report in &mut self.reports {
             report.problems.sort();
             report.problems.dedup();
             if report.served == 0 {
@@ -592,7 +630,11 @@ impl Builder {
                 ssh,
                 ..Table::default()
             },
-            reports: self.reports,
+            reports: self
+                .reports
+                .into_iter()
+                .map(|r| (r.key.clone(), r))
+                .collect(),
             cache: Cache::default(),
         }
     }

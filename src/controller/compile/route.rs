@@ -7,7 +7,7 @@ use super::backends::ServicePort;
 use super::cache::Resolution;
 use super::options::{CompiledOptions, OptionProblem};
 use super::{
-    Builder, CompileContext, Index, Kind, ObjectKey, Problem, certificate_for, options, rank,
+    Builder, CompileContext, Index, Kind, ObjectKey, Problem, Who, certificate_for, options,
     service_backend, url_backend,
 };
 use crate::api::{self, RouteSpec};
@@ -101,6 +101,8 @@ impl Spec {
 /// problems, and the route it serves and where. Memoized while its spec and the resolutions of
 /// the Services it names stay the same ([`super::cache`]).
 pub(super) struct Unit {
+    /// The object's key, entry id and rank.
+    who: Who,
     /// Each Service target's resolution, in `spec.to` order.
     deps: Vec<(String, i32, Arc<Resolution>)>,
     problems: Vec<Problem>,
@@ -115,12 +117,17 @@ struct Served {
 
 enum Place {
     Ssh(String),
-    Http { host: String, prefix: String },
+    /// Canonical, as the table keeps them.
+    Http {
+        host: HostPattern,
+        prefix: PathMatch,
+    },
 }
 
 impl Unit {
-    fn refused(problems: Vec<Problem>) -> Unit {
+    fn refused(who: Who, problems: Vec<Problem>) -> Unit {
         Unit {
+            who,
             deps: Vec::new(),
             problems,
             served: None,
@@ -128,7 +135,11 @@ impl Unit {
     }
 
     /// Whether every Service it names still resolves to what it used.
-    fn is_current(&self, namespace: &str, index: &Index<'_>, ctx: &CompileContext) -> bool {
+    fn is_current(&self, index: &Index<'_>, ctx: &CompileContext) -> bool {
+        if index.memo.borrow().backends_unchanged() {
+            return true;
+        }
+        let namespace = &self.who.key.namespace;
         self.deps.iter().all(|(name, port, used)| {
             let now = index.resolve(namespace, name, &ServicePort::Number(*port), ctx);
             Arc::ptr_eq(&now, used)
@@ -144,61 +155,59 @@ pub(super) fn compile(
 ) {
     let meta = &obj.metadata;
     let namespace = meta.namespace.as_deref().unwrap_or_default();
-    let key = ObjectKey {
-        kind: Kind::Route,
-        namespace: namespace.to_owned(),
-        name: meta.name.clone().unwrap_or_default(),
-    };
-    b.report(&key, meta);
 
     let cached = index.memo.borrow_mut().route(obj);
     let (spec, unit) = match cached {
         Some((spec, unit)) => (spec, unit),
         None => (Arc::new(Spec::of(&obj.spec)), None),
     };
-    let unit = match unit.filter(|u| u.is_current(namespace, index, ctx)) {
+    let unit = match unit.filter(|u| u.who.is(Kind::Route, meta) && u.is_current(index, ctx)) {
         Some(unit) => unit,
-        None => Arc::new(unit_of(obj, &spec, &key, index, ctx)),
+        None => {
+            let key = ObjectKey {
+                kind: Kind::Route,
+                namespace: namespace.to_owned(),
+                name: meta.name.clone().unwrap_or_default(),
+            };
+            Arc::new(unit_of(obj, &spec, Who::new(key, meta), index, ctx))
+        }
     };
     index
         .memo
         .borrow_mut()
         .keep_route(obj, spec, Arc::clone(&unit));
 
-    for p in &unit.problems {
-        b.problem(&key, meta, p.clone());
-    }
+    let who = &unit.who;
+    let o = b.open(&who.key, meta);
+    b.report(o).problems.extend(unit.problems.iter().cloned());
     let Some(served) = &unit.served else {
         return;
     };
-    b.report(&key, meta).url = Some(served.route.url.clone());
-    let rank = rank(&key, meta);
+    b.report(o).url = Some(served.route.url.clone());
     let route = Arc::clone(&served.route);
     match &served.place {
-        Place::Ssh(n) => b.add_ssh(&key, n.clone(), route, rank),
+        Place::Ssh(n) => b.add_ssh(o, n.clone(), route, who.rank.clone()),
         Place::Http { host, prefix } => {
-            let host = HostPattern::Exact(host.clone());
             // Certificates are looked up on every compile: they expire with time.
             if let Some(tls) = &obj.spec.tls {
-                match certificate_for(namespace, &tls.secret_name, &[&host], index, ctx) {
+                match certificate_for(namespace, &tls.secret_name, &[host], index, ctx) {
                     Ok((cert, warnings)) => {
                         for w in warnings {
-                            b.problem(&key, meta, w);
+                            b.problem(o, w);
                         }
-                        if let Ok(h) = host.canonical() {
-                            b.certs.add(h, cert, key.to_string(), rank.clone());
-                        }
+                        b.certs
+                            .add(host.clone(), cert, who.id.to_string(), who.rank.clone());
                     }
-                    Err(p) => b.problem(&key, meta, p),
+                    Err(p) => b.problem(o, p),
                 }
             }
             let entry = Entry {
-                host,
-                path: PathMatch::Prefix(prefix.clone()),
+                host: host.clone(),
+                path: prefix.clone(),
                 route,
-                id: key.to_string(),
+                id: who.id.to_string(),
             };
-            b.add_entry(&key, entry, rank);
+            b.add_entry(o, &who.id, entry, who.rank.clone());
         }
     }
 }
@@ -207,13 +216,13 @@ pub(super) fn compile(
 fn unit_of(
     obj: &api::Route,
     spec: &Spec,
-    key: &ObjectKey,
+    who: Who,
     index: &Index<'_>,
     ctx: &CompileContext,
 ) -> Unit {
     let (from, compiled) = match spec {
         Spec::InvalidFrom(message) => {
-            return Unit::refused(vec![Problem::accepted("InvalidFrom", message.clone())]);
+            return Unit::refused(who, vec![Problem::accepted("InvalidFrom", message.clone())]);
         }
         Spec::Invalid(problems) => {
             let problems = problems
@@ -227,13 +236,14 @@ fn unit_of(
                     Problem::accepted(reason, p.to_string())
                 })
                 .collect();
-            return Unit::refused(problems);
+            return Unit::refused(who, problems);
         }
         Spec::Valid(from, compiled) => (from, compiled),
     };
-    let mut unit = Unit::refused(Vec::new());
+    let mut unit = Unit::refused(who, Vec::new());
     let ssh = matches!(from, From::Ssh(_));
-    let Some(backends) = backends(&obj.spec, &key.namespace, ssh, index, ctx, &mut unit) else {
+    let namespace = unit.who.key.namespace.clone();
+    let Some(backends) = backends(&obj.spec, &namespace, ssh, index, ctx, &mut unit) else {
         return unit;
     };
     let (protocol, url, place) = match from {
@@ -245,9 +255,10 @@ fn unit_of(
         } => (
             *protocol,
             url_of(*protocol, authority, prefix),
+            // `parse_from` made both canonical.
             Place::Http {
-                host: host.clone(),
-                prefix: prefix.clone(),
+                host: HostPattern::Exact(host.clone()),
+                prefix: PathMatch::Prefix(prefix.clone()),
             },
         ),
         From::Ssh(n) => (Protocol::Ssh, format!("ssh://{n}"), Place::Ssh(n.clone())),
@@ -255,8 +266,8 @@ fn unit_of(
     let route = Arc::new(Route {
         id: RouteId {
             kind: SourceKind::Route,
-            namespace: key.namespace.clone(),
-            name: key.name.clone(),
+            namespace,
+            name: unit.who.key.name.clone(),
         },
         url,
         protocol,

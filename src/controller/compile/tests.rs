@@ -1059,3 +1059,29 @@ fn a_changed_object_is_compiled_again() {
         Some("Route team-a/young")
     );
 }
+
+#[test]
+fn a_cached_route_still_takes_its_rank_from_the_object() {
+    // Same uid and generation (what the cache keys on) with another creation time: only a
+    // hand-made snapshot does this, and the conflict must still be settled by the new time.
+    let mut snap = varied_snapshot();
+    let first = compile(&snap, &ctx());
+    assert_eq!(
+        served_by(&first, "shared.example.com", "/").as_deref(),
+        Some("Route team-a/old")
+    );
+    let i = snap
+        .routes
+        .iter()
+        .position(|r| r.metadata.name.as_deref() == Some("old"))
+        .unwrap();
+    let mut younger = (*snap.routes[i]).clone();
+    younger.metadata.creation_timestamp = Some(Time(jiff::Timestamp::from_second(5000).unwrap()));
+    snap.routes[i] = Arc::new(younger);
+    let second = compile_with(&snap, &ctx(), first.cache);
+    assert_eq!(outcome(&second), outcome(&compile(&snap, &ctx())));
+    assert_eq!(
+        served_by(&second, "shared.example.com", "/").as_deref(),
+        Some("Route team-a/young")
+    );
+}

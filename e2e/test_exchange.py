@@ -30,7 +30,7 @@ from joserfc import jwt
 from conftest import wait_for
 from idp import code_flow_tokens, localhost_names
 from test_people import (NS, People, claims_of, people_route, people_site, portcullis_jwks, route_ready,
-                         sign_out_cookie)
+                         sign_out_cookie, token_header_forms)
 from test_programmatic import cb, sign_in_as  # noqa: F401  (`cb`: the script's callback server)
 from test_tokens import https_get_json, token_url
 
@@ -167,15 +167,7 @@ def test_an_id_token_becomes_a_session_token_that_works_in_every_header_form(ex,
     assert before + SESSION_LIFETIME <= claims["exp"] <= int(time.time()) + SESSION_LIFETIME, claims
     assert SESSION_LIFETIME - 5 <= answer["expires_in"] <= SESSION_LIFETIME, answer
 
-    forms = {
-        "Authorization: Bearer": {"Authorization": f"Bearer {token}"},
-        "Authorization: Pomerium": {"Authorization": f"Pomerium {token}"},
-        "Authorization: Bearer Pomerium-": {"Authorization": f"Bearer Pomerium-{token}"},
-        "X-Pomerium-Authorization": {"X-Pomerium-Authorization": token},
-        "X-Portcullis-Authorization": {"X-Portcullis-Authorization": token},
-        "cookie": {"Cookie": f"_portcullis={token}"},
-    }
-    for what, headers in forms.items():
+    for what, headers in token_header_forms(token, cookie=True).items():
         r = call(p, "app.localhost", headers)
         assert r.status_code == 200, (what, r.status_code, r.text[:300])
         echo = r.json()
@@ -377,11 +369,7 @@ def test_route_taking_the_providers_id_tokens(ex, alice_id, resolve_localhost):
     assert call(p, IDTOKEN_HOST, {"Authorization": f"Bearer {bob}"}).status_code == 403
     # Portcullis's tokens still ride in the other forms; `Authorization: Bearer` is the provider's.
     session = exchanged(p, id_token)
-    for what, headers in {"Authorization: Pomerium": {"Authorization": f"Pomerium {session}"},
-                          "Authorization: Bearer Pomerium-": {"Authorization": f"Bearer Pomerium-{session}"},
-                          "X-Pomerium-Authorization": {"X-Pomerium-Authorization": session},
-                          "X-Portcullis-Authorization": {"X-Portcullis-Authorization": session},
-                          "cookie": {"Cookie": f"_portcullis={session}"}}.items():
+    for what, headers in token_header_forms(session, bearer=False, cookie=True).items():
         assert email_on(p, IDTOKEN_HOST, headers) == "alice@example.com", what
     assert_401(call(p, IDTOKEN_HOST, {"Authorization": f"Bearer {session}"}),
                "a session token as Bearer where Bearer is the provider's id_token")

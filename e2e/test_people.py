@@ -251,6 +251,23 @@ def csrf_of(page: str) -> str:
     return html.unescape(m.group(1))
 
 
+def token_header_forms(token: str, *, bearer: bool = True, cookie: bool = False) -> dict[str, dict]:
+    """The headers a route reads a session token from (DESIGN §4), by name: `Authorization:
+    Bearer` (unless `bearer=False`), the Pomerium forms, `X-Portcullis-Authorization`, and with
+    `cookie=True` the `_portcullis` cookie."""
+    forms = {
+        "Authorization: Pomerium": {"Authorization": f"Pomerium {token}"},
+        "Authorization: Bearer Pomerium-": {"Authorization": f"Bearer Pomerium-{token}"},
+        "X-Pomerium-Authorization": {"X-Pomerium-Authorization": token},
+        "X-Portcullis-Authorization": {"X-Portcullis-Authorization": token},
+    }
+    if bearer:
+        forms["Authorization: Bearer"] = {"Authorization": f"Bearer {token}"}
+    if cookie:
+        forms["cookie"] = {"Cookie": f"_portcullis={token}"}
+    return forms
+
+
 def sign_out_cookie(p: People, host: str, token: str) -> requests.Response:
     """End the session of `token` as its who-am-I page's form would: the page on `host` with the
     token as the `_portcullis` cookie gives the csrf, then POST sign_out with both."""

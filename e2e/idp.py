@@ -5,6 +5,7 @@ to make Python clients resolve `*.localhost` the way browsers and curl do.
     provider = start_provider(work_dir, redirect_uris=["http://localhost:8080/oauth2/callback"])
     provider.issuer, provider.client_id, provider.client_secret, provider.discovery()
     provider.stop()
+    tokens = code_flow_tokens(provider, "alice")   # a real client's sign-in: id_token, access_token
 
 The fixtures `idp_factory` and `idp` in conftest.py wrap this (stopped at teardown, stderr in the
 report of a failing test). `examples/oidc-provider/node_modules` comes from `e2e/node/install`.
@@ -13,6 +14,7 @@ report of a failing test). `examples/oidc-provider/node_modules` comes from `e2e
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -24,8 +26,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
+from urllib.parse import urljoin
 
 import requests
+from authlib.integrations.requests_client import OAuth2Session
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROVIDER_DIR = REPO_ROOT / "examples" / "oidc-provider"
@@ -52,6 +56,7 @@ class OidcProvider:
     proc: subprocess.Popen
     stderr_path: Path
     stdout_lines: list[str] = field(default_factory=list)
+    extra_clients: list[dict] = field(default_factory=list)  # with their secrets
 
     def __repr__(self):
         state = "running" if self.running() else f"exited {self.proc.returncode}"
@@ -91,9 +96,13 @@ def start_provider(work_dir: Path, *, redirect_uris: Iterable[str],
                    post_logout_redirect_uris: Iterable[str] = (), port: int = 0,
                    client_id: str = "portcullis-dev", client_secret: str | None = None,
                    id_token_ttl: int | None = None, access_token_ttl: int | None = None,
-                   refresh_token_ttl: int | None = None, name: str = "idp") -> OidcProvider:
+                   refresh_token_ttl: int | None = None, extra_clients: Iterable[dict] = (),
+                   name: str = "idp") -> OidcProvider:
     """Start provider.mjs on 127.0.0.1 (`port` 0 = a free one) for one client with these redirect
-    URIs and a fresh random secret (unless given); return once discovery answers."""
+    URIs and a fresh random secret (unless given); return once discovery answers.
+    `extra_clients`: more clients (`EXTRA_CLIENTS`, examples/oidc-provider/README.md), each a dict
+    with `client_id`, `redirect_uris` and optionally `id_token_ttl`; a fresh secret is added to
+    each that has none."""
     if not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
         raise AssertionError(f"{PROVIDER_DIR}/node_modules is missing: run e2e/node/install")
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -108,6 +117,11 @@ def start_provider(work_dir: Path, *, redirect_uris: Iterable[str],
         "POST_LOGOUT_REDIRECT_URIS": ",".join(post_logout_redirect_uris),
         "NO_COLOR": "1",
     })
+    extra = [{"client_secret": secrets.token_urlsafe(24), **c} for c in extra_clients]
+    if extra:
+        env["EXTRA_CLIENTS"] = json.dumps(extra)
+    else:
+        env.pop("EXTRA_CLIENTS", None)
     for key, value in (("ID_TOKEN_TTL", id_token_ttl), ("ACCESS_TOKEN_TTL", access_token_ttl),
                        ("REFRESH_TOKEN_TTL", refresh_token_ttl)):
         if value is not None:
@@ -134,7 +148,7 @@ def start_provider(work_dir: Path, *, redirect_uris: Iterable[str],
     provider = OidcProvider(issuer="", client_id=client_id, client_secret=env["CLIENT_SECRET"],
                             redirect_uris=list(redirect_uris),
                             post_logout_redirect_uris=list(post_logout_redirect_uris),
-                            proc=proc, stderr_path=stderr_path, stdout_lines=lines)
+                            proc=proc, stderr_path=stderr_path, stdout_lines=lines, extra_clients=extra)
     deadline = time.monotonic() + START_TIMEOUT
     while not listening.wait(0.1):
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -158,6 +172,56 @@ def start_provider(work_dir: Path, *, redirect_uris: Iterable[str],
 
 
 # --------------------------------------------------------------------------------------------
+# signing in at the provider without a browser
+# --------------------------------------------------------------------------------------------
+
+SCOPE = "openid email profile groups"
+
+
+def sign_in_at_provider(provider: OidcProvider, jar: requests.Session, authorize_url: str, user: str,
+                        redirect_uri: str) -> str:
+    """Open `authorize_url` with the cookie jar `jar`, sign in as `user` on the provider's form and
+    return the redirect to `redirect_uri` it answers with (code, state, iss), without following it."""
+    r = jar.get(authorize_url, timeout=20)  # the provider's sign-in page
+    assert r.status_code == 200 and r.url.startswith(f"{provider.issuer}/interaction/"), (
+        r.status_code, r.url, r.text[:300])
+    r = jar.post(f"{r.url}/login", data={"login": user, "password": PASSWORD}, allow_redirects=False,
+                 timeout=20)
+    for _ in range(4):
+        location = urljoin(r.url, r.headers.get("Location", ""))
+        if location.startswith(f"{redirect_uri}?"):
+            return location
+        assert r.status_code in (302, 303) and r.headers.get("Location"), (r.status_code, r.text[:300])
+        r = jar.get(location, allow_redirects=False, timeout=20)
+    raise AssertionError(f"the provider never redirected to {redirect_uri}")
+
+
+def code_flow_tokens(provider: OidcProvider, user: str, *, client_id: str | None = None,
+                     scope: str = SCOPE) -> dict:
+    """The provider's token response for `user` signing in to client `client_id` (the first client
+    by default, else one of `extra_clients`, at its first redirect URI), the way a command-line
+    client does it: authlib's authorization-code flow with PKCE S256, state and nonce, the
+    provider's sign-in form filled in by a cookie jar, the code exchanged with client_secret_basic."""
+    if client_id is None or client_id == provider.client_id:
+        client_id, secret, redirect_uri = provider.client_id, provider.client_secret, provider.redirect_uris[0]
+    else:
+        client = next(c for c in provider.extra_clients if c["client_id"] == client_id)
+        secret, redirect_uri = client["client_secret"], client["redirect_uris"][0]
+    meta = provider.discovery()
+    verifier = secrets.token_urlsafe(48)
+    with OAuth2Session(client_id, secret, scope=scope, redirect_uri=redirect_uri, code_challenge_method="S256",
+                       token_endpoint_auth_method="client_secret_basic") as oauth:
+        url, state = oauth.create_authorization_url(meta["authorization_endpoint"], nonce=secrets.token_urlsafe(16),
+                                                    code_verifier=verifier)
+        with requests.Session() as jar:
+            back = sign_in_at_provider(provider, jar, url, user, redirect_uri)
+        token = oauth.fetch_token(meta["token_endpoint"], authorization_response=back, state=state,
+                                  code_verifier=verifier)
+    assert token.get("id_token"), f"no id_token in {sorted(token)}"
+    return dict(token)
+
+
+# --------------------------------------------------------------------------------------------
 # *.localhost for Python clients
 # --------------------------------------------------------------------------------------------
 
@@ -172,15 +236,20 @@ def _is_localhost(host) -> bool:
 
 
 @contextlib.contextmanager
-def localhost_names(address: str = "127.0.0.1") -> Iterator[None]:
+def localhost_names(address: str = "127.0.0.1", ports: dict[int, int] | None = None) -> Iterator[None]:
     """While active, `localhost` and every `*.localhost` name resolve to `address` (IPv4 only)
     for everything in this process that resolves through `socket.getaddrinfo` (requests, urllib3,
     http.client), as browsers and curl resolve them (RFC 6761). The Host header, cookies and URLs
-    keep the name, so a `requests.Session` cookie jar sees `app.localhost` as a real host."""
+    keep the name, so a `requests.Session` cookie jar sees `app.localhost` as a real host.
+    `ports` maps the port a URL names to the one connected to, e.g. `{80: 8080}`: then
+    `http://app.localhost/` reaches 127.0.0.1:8080 with `Host: app.localhost`, as it would behind
+    a load balancer on port 80."""
     real = socket.getaddrinfo
 
     def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
         if _is_localhost(host):
+            if ports and port is not None and int(port) in ports:
+                port = ports[int(port)]
             return real(address, port, socket.AF_INET, type, proto, flags)
         return real(host, port, family, type, proto, flags)
 

@@ -21,10 +21,15 @@ Screenshots of every page: e2e/artifacts/test_people*.png.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import html
+import json
 import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -34,7 +39,7 @@ from joserfc.jwk import KeySet
 
 from browser import Browser, Page
 from conftest import DevServer, ServerExited, add_log, free_port, namespace, wait_for, write_yaml
-from idp import PASSWORD, OidcProvider, localhost_names, start_provider
+from idp import PASSWORD, OidcProvider, localhost_names, sign_in_at_provider, start_provider
 
 pytestmark = pytest.mark.people
 
@@ -76,18 +81,22 @@ def route_ready(dev: DevServer, name: str) -> bool:
     return True
 
 
-@pytest.fixture(scope="module")
-def people(request, portcullis_bin, kubectl_bin, tmp_path_factory):
-    """The provider, then `portcullis dev` on a port picked first, then the routes."""
-    work = tmp_path_factory.mktemp("people")
-    module = request.node
+@contextlib.contextmanager
+def people_site(module, portcullis_bin, kubectl_bin, work: Path, *, provider_settings: dict | None = None,
+                settings: dict | None = None) -> Iterator[People]:
+    """The provider, then `portcullis dev` on a port picked first, then the routes; stopped on exit.
+    `provider_settings` go to `start_provider` (e.g. `extra_clients`), `settings` into Portcullis's
+    config file (e.g. `sessionLifetime`, or `idp` keys, merged into the provider's)."""
     module._portcullis_servers = []
     provider = dev = None
+    extra = dict(settings or {})
+    extra_idp = extra.pop("idp", {})
     for attempt in range(3):
         port = free_port()
         provider = start_provider(work, name=f"idp{attempt + 1}",
                                   redirect_uris=[f"http://localhost:{port}/oauth2/callback"],
-                                  post_logout_redirect_uris=[f"http://localhost:{port}/.portcullis/signed_out"])
+                                  post_logout_redirect_uris=[f"http://localhost:{port}/.portcullis/signed_out"],
+                                  **(provider_settings or {}))
         add_log(module, f"provider stderr ({provider!r})", provider.stderr_tail)
         secret_file = work / "idp-client-secret"
         secret_file.write_text(provider.client_secret)
@@ -95,7 +104,8 @@ def people(request, portcullis_bin, kubectl_bin, tmp_path_factory):
         config = write_yaml(work / f"portcullis-{attempt}.yaml", {
             "authenticateURL": f"http://localhost:{port}",
             "idp": {"issuer": provider.issuer, "clientID": provider.client_id,
-                    "clientSecretFile": str(secret_file), "scopes": SCOPES},
+                    "clientSecretFile": str(secret_file), "scopes": SCOPES, **extra_idp},
+            **extra,
         })
         dev = DevServer(binary=portcullis_bin, kubectl_bin=kubectl_bin, data_dir=work / f"data-{attempt}",
                         work_dir=work, extra_args=["--config", str(config)], name=f"people{attempt + 1}",
@@ -111,26 +121,35 @@ def people(request, portcullis_bin, kubectl_bin, tmp_path_factory):
             raise
     assert dev is not None and provider is not None
     p = People(dev=dev, idp=provider, port=port, work=work)
-    echo = dev.echo_url
-    assert echo, "portcullis dev printed no `echo upstream` line"
-    p.routes = {"app": "app.localhost", "groups-route": "payments.localhost", "denied": "denied.localhost"}
-    dev.apply_docs(
-        namespace(NS),
-        people_route("app", "app.localhost", echo, {"email": {"is": "alice@example.com"}}),
-        people_route("groups-route", "payments.localhost", echo, {"groups": {"has": "payments"}}),
-        people_route("denied", "denied.localhost", echo, {"domain": {"is": "nowhere.example"}}),
-    )
-    for name in p.routes:
-        wait_for(lambda: route_ready(dev, name), 30, what=f"route {NS}/{name} Ready")
-    with localhost_names():
-        for host in p.routes.values():  # served: an anonymous API call is refused, not 404
-            wait_for(lambda: requests.get(p.url(host), timeout=10).status_code == 401, 30,
-                     what=f"{host} served (401 without a credential)")
-    yield p
-    dev.stop(timeout=15)
-    provider.stop()
+    try:
+        echo = dev.echo_url
+        assert echo, "portcullis dev printed no `echo upstream` line"
+        p.routes = {"app": "app.localhost", "groups-route": "payments.localhost", "denied": "denied.localhost"}
+        dev.apply_docs(
+            namespace(NS),
+            people_route("app", "app.localhost", echo, {"email": {"is": "alice@example.com"}}),
+            people_route("groups-route", "payments.localhost", echo, {"groups": {"has": "payments"}}),
+            people_route("denied", "denied.localhost", echo, {"domain": {"is": "nowhere.example"}}),
+        )
+        for name in p.routes:
+            wait_for(lambda: route_ready(dev, name), 30, what=f"route {NS}/{name} Ready")
+        with localhost_names():
+            for host in p.routes.values():  # served: an anonymous API call is refused, not 404
+                wait_for(lambda: requests.get(p.url(host), timeout=10).status_code == 401, 30,
+                         what=f"{host} served (401 without a credential)")
+        yield p
+    finally:
+        dev.stop(timeout=15)
+        provider.stop()
     if m := re.search(r"panicked at .*", dev.stderr_text()):
         pytest.fail(f"portcullis panicked: {m.group(0)}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def people(request, portcullis_bin, kubectl_bin, tmp_path_factory):
+    """The module's provider, `portcullis dev` and routes (`people_site` with the defaults)."""
+    with people_site(request.node, portcullis_bin, kubectl_bin, tmp_path_factory.mktemp("people")) as p:
+        yield p
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,6 +236,48 @@ def assert_no_credential(p: People, host: str, cookie: str, what: str) -> None:
     r = anon(p, host, "/some/path", cookie=cookie)
     assert r.status_code == 401, f"{what}, API: HTTP {r.status_code} {r.text[:200]}"
     assert r.headers.get("WWW-Authenticate", "").startswith("Bearer"), (what, r.headers)
+
+
+def claims_of(token: str) -> dict:
+    """The payload of a JWT, not verified (the tests only read `sid`, `rfa`, `exp`)."""
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def csrf_of(page: str) -> str:
+    m = re.search(r'<input[^>]*name="csrf"[^>]*value="([^"]*)"', page) or re.search(
+        r'<input[^>]*value="([^"]*)"[^>]*name="csrf"', page)
+    assert m, f"no csrf field on the who-am-I page: {page[:800]}"
+    return html.unescape(m.group(1))
+
+
+def token_header_forms(token: str, *, bearer: bool = True, cookie: bool = False) -> dict[str, dict]:
+    """The headers a route reads a session token from (DESIGN §4), by name: `Authorization:
+    Bearer` (unless `bearer=False`), the Pomerium forms, `X-Portcullis-Authorization`, and with
+    `cookie=True` the `_portcullis` cookie."""
+    forms = {
+        "Authorization: Pomerium": {"Authorization": f"Pomerium {token}"},
+        "Authorization: Bearer Pomerium-": {"Authorization": f"Bearer Pomerium-{token}"},
+        "X-Pomerium-Authorization": {"X-Pomerium-Authorization": token},
+        "X-Portcullis-Authorization": {"X-Portcullis-Authorization": token},
+    }
+    if bearer:
+        forms["Authorization: Bearer"] = {"Authorization": f"Bearer {token}"}
+    if cookie:
+        forms["cookie"] = {"Cookie": f"_portcullis={token}"}
+    return forms
+
+
+def sign_out_cookie(p: People, host: str, token: str) -> requests.Response:
+    """End the session of `token` as its who-am-I page's form would: the page on `host` with the
+    token as the `_portcullis` cookie gives the csrf, then POST sign_out with both."""
+    who = anon(p, host, "/.portcullis/", html=True, cookie=token)
+    assert who.status_code == 200, (who.status_code, who.text[:300])
+    r = requests.post(p.url(host, "/.portcullis/sign_out"), data={"csrf": csrf_of(who.text)},
+                      headers={"Accept": "text/html", "Cookie": f"_portcullis={token}",
+                               "Origin": f"http://{host}:{p.port}"}, allow_redirects=False, timeout=20)
+    assert r.status_code in (302, 303), (r.status_code, r.text[:300])
+    return r
 
 
 # --------------------------------------------------------------------------------------------
@@ -399,18 +460,7 @@ def start_flow(p: People) -> tuple[requests.Session, str]:
 def provider_code(p: People, jar: requests.Session, authorize_url: str) -> str:
     """Sign in at the provider as alice with `jar` and return the callback URL it sends back
     (with a real code and state), without following it."""
-    r = jar.get(authorize_url, timeout=20)  # the provider's sign-in page
-    assert r.url.startswith(f"{p.idp.issuer}/interaction/"), r.url
-    r = jar.post(f"{r.url}/login", data={"login": "alice", "password": PASSWORD}, allow_redirects=False,
-                 timeout=20)
-    for _ in range(4):
-        location = r.headers.get("Location", "")
-        if location.startswith(f"{p.base}/oauth2/callback?"):
-            return location
-        assert r.status_code in (302, 303) and location, (r.status_code, r.text[:300])
-        r = jar.get(location if location.startswith("http") else p.idp.issuer + location,
-                    allow_redirects=False, timeout=20)
-    raise AssertionError("the provider never redirected to the callback")
+    return sign_in_at_provider(p.idp, jar, authorize_url, "alice", f"{p.base}/oauth2/callback")
 
 
 def callback(p: People, query: str, session: requests.Session | None = None) -> requests.Response:

@@ -23,11 +23,8 @@ to the browser's screenshots, and attached to the report.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import html
 import http.client
-import json
 import os
 import re
 import shutil
@@ -44,7 +41,7 @@ from browser import ARTIFACTS
 from conftest import (DevServer, ServerExited, _pdeathsig, add_log, free_port, namespace, strip_ansi,
                       wait_for, write_yaml)
 from idp import PASSWORD, OidcProvider
-from test_people import NS, SCOPES, people_route, route_ready
+from test_people import NS, SCOPES, claims_of, csrf_of, people_route, route_ready
 
 pytestmark = pytest.mark.people
 
@@ -261,25 +258,12 @@ def browser_get(url: str, cookie: str) -> requests.Response:
                         allow_redirects=False, timeout=20)
 
 
-def claims_of(token: str) -> dict:
-    """The payload of a JWT, not verified (the tests only read `sid`, `rfa`, `exp`)."""
-    payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-
-
 def session_set_cookie(r: requests.Response) -> str | None:
     """The value of a `Set-Cookie: _portcullis=...` of `r`, if it sends one."""
     for line in r.raw.headers.getlist("Set-Cookie"):
         if line.startswith("_portcullis="):
             return line.split(";", 1)[0].split("=", 1)[1]
     return None
-
-
-def csrf_of(page: str) -> str:
-    m = re.search(r'<input[^>]*name="csrf"[^>]*value="([^"]*)"', page) or re.search(
-        r'<input[^>]*value="([^"]*)"[^>]*name="csrf"', page)
-    assert m, f"no csrf field on the who-am-I page: {page[:800]}"
-    return html.unescape(m.group(1))
 
 
 def echo_email(r: requests.Response) -> str | None:

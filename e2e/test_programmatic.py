@@ -22,7 +22,7 @@ import requests
 
 from conftest import wait_for
 from idp import PASSWORD
-from test_people import People, people  # noqa: F401  (the module-scoped fixture)
+from test_people import People, people, token_header_forms  # noqa: F401  (`people`: the module-scoped fixture)
 
 pytestmark = pytest.mark.people
 
@@ -101,14 +101,7 @@ def test_a_pomerium_style_script_gets_a_session_token_that_works_in_every_header
     token = cb.query["pomerium_jwt"][0]
     assert cb.query["portcullis_jwt"] == [token]
 
-    forms = {
-        "Authorization: Pomerium": {"Authorization": f"Pomerium {token}"},
-        "Authorization: Bearer Pomerium-": {"Authorization": f"Bearer Pomerium-{token}"},
-        "X-Pomerium-Authorization": {"X-Pomerium-Authorization": token},
-        "X-Portcullis-Authorization": {"X-Portcullis-Authorization": token},
-        "Authorization: Bearer": {"Authorization": f"Bearer {token}"},
-    }
-    for what, headers in forms.items():
+    for what, headers in token_header_forms(token).items():
         r = requests.get(p.url("app.localhost", "/api"), headers=headers, timeout=20, allow_redirects=False)
         assert r.status_code == 200, (what, r.status_code, r.text[:300])
         assert r.json()["identity"].get("email") == "alice@example.com", (what, r.json())

@@ -15,6 +15,12 @@
 //   ID_TOKEN_TTL               seconds, default 3600
 //   ACCESS_TOKEN_TTL           seconds, default 3600
 //   REFRESH_TOKEN_TTL          seconds, default 86400
+//   EXTRA_CLIENTS              JSON list of more clients, default none: [{"client_id", "client_secret",
+//                              "redirect_uris": [...], "post_logout_redirect_uris": [...] (optional),
+//                              "id_token_ttl": seconds (optional, else ID_TOKEN_TTL)}]; each is a
+//                              confidential client like the first (code + refresh_token,
+//                              client_secret_basic, PKCE S256), e.g. a command-line tool whose
+//                              id_tokens Portcullis accepts through idp.allowedAudiences
 //
 // When it accepts connections it prints exactly one line on stdout, `listening <issuer>`; every
 // other message goes to stderr.
@@ -35,7 +41,7 @@
 //                                   registered post_logout_redirect_uri; without one: a page with
 //                                   "Yes, sign me out" (button[name=logout][value=yes]) and
 //                                   "No, stay signed in"
-// Consent is never asked: the one client is first-party, so every sign-in gets a grant for the
+// Consent is never asked: every client is first-party, so every sign-in gets a grant for the
 // scopes it asked for (openid email profile groups) and a refresh token (no offline_access needed).
 
 import * as crypto from 'node:crypto';
@@ -59,6 +65,7 @@ const FLAGS = {
   'id-token-ttl': 'ID_TOKEN_TTL',
   'access-token-ttl': 'ACCESS_TOKEN_TTL',
   'refresh-token-ttl': 'REFRESH_TOKEN_TTL',
+  'extra-clients': 'EXTRA_CLIENTS',
 };
 
 function settings() {
@@ -87,7 +94,41 @@ function settings() {
     idTokenTTL: seconds('id-token-ttl', 3600),
     accessTokenTTL: seconds('access-token-ttl', 3600),
     refreshTokenTTL: seconds('refresh-token-ttl', 86400),
+    extraClients: extraClients(get('extra-clients', '[]')),
   };
+}
+
+// EXTRA_CLIENTS: a JSON list of {client_id, client_secret, redirect_uris, post_logout_redirect_uris?,
+// id_token_ttl?}.
+function extraClients(raw) {
+  let list;
+  try {
+    list = JSON.parse(raw);
+  } catch (err) {
+    throw new Error(`EXTRA_CLIENTS must be a JSON list: ${err.message}`);
+  }
+  if (!Array.isArray(list)) throw new Error('EXTRA_CLIENTS must be a JSON list of clients');
+  return list.map((c, i) => {
+    const where = `EXTRA_CLIENTS[${i}]`;
+    if (typeof c !== 'object' || c === null) throw new Error(`${where} must be an object`);
+    for (const key of ['client_id', 'client_secret']) {
+      if (typeof c[key] !== 'string' || !c[key]) throw new Error(`${where}.${key} must be a non-empty string`);
+    }
+    const uris = (key) => {
+      const v = c[key] ?? [];
+      if (!Array.isArray(v) || !v.every((u) => typeof u === 'string')) throw new Error(`${where}.${key} must be a list of URLs`);
+      return v;
+    };
+    const ttl = c.id_token_ttl;
+    if (ttl !== undefined && (!Number.isInteger(ttl) || ttl < 1)) throw new Error(`${where}.id_token_ttl must be a positive number of seconds`);
+    return {
+      clientId: c.client_id,
+      clientSecret: c.client_secret,
+      redirectUris: uris('redirect_uris'),
+      postLogoutRedirectUris: uris('post_logout_redirect_uris'),
+      idTokenTTL: ttl,
+    };
+  });
 }
 
 // The test users. Passwords are compared in constant time, though it hardly matters here.
@@ -228,17 +269,19 @@ async function interactions(provider, req, res) {
 function configuration(s) {
   const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
   const jwk = { ...privateKey.export({ format: 'jwk' }), kid: crypto.randomUUID(), use: 'sig', alg: 'RS256' };
+  const client = (c, name) => ({
+    client_id: c.clientId,
+    client_secret: c.clientSecret,
+    client_name: name,
+    token_endpoint_auth_method: 'client_secret_basic',
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    redirect_uris: c.redirectUris,
+    post_logout_redirect_uris: c.postLogoutRedirectUris,
+  });
+  const idTokenTTLs = new Map(s.extraClients.filter((c) => c.idTokenTTL).map((c) => [c.clientId, c.idTokenTTL]));
   return {
-    clients: [{
-      client_id: s.clientId,
-      client_secret: s.clientSecret,
-      client_name: 'Portcullis',
-      token_endpoint_auth_method: 'client_secret_basic',
-      grant_types: ['authorization_code', 'refresh_token'],
-      response_types: ['code'],
-      redirect_uris: s.redirectUris,
-      post_logout_redirect_uris: s.postLogoutRedirectUris,
-    }],
+    clients: [client(s, 'Portcullis'), ...s.extraClients.map((c) => client(c, c.clientId))],
     jwks: { keys: [jwk] },
     cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
     claims: {
@@ -268,7 +311,7 @@ function configuration(s) {
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
     ttl: {
       AccessToken: s.accessTokenTTL,
-      IdToken: s.idTokenTTL,
+      IdToken: (_ctx, _token, c) => idTokenTTLs.get(c?.clientId) ?? s.idTokenTTL,
       RefreshToken: s.refreshTokenTTL,
       AuthorizationCode: 60,
       Interaction: 3600,

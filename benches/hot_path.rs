@@ -1,6 +1,7 @@
 //! Criterion benches of the proxy's per-request hot functions (issue #7): reading the
 //! credential from the headers, authentication with a cache hit and with a miss (the full
-//! signature check), policy evaluation, and the upstream assertion (cached, and signed afresh).
+//! signature check), policy evaluation, the upstream assertion (cached, and signed afresh), the
+//! upstream URI and header rewrite, and the access-log line.
 //! Route lookup is in `benches/controller.rs`, token issuance in `benches/tokens.rs`.
 //!
 //! `cargo bench --bench hot_path`; one thread, so the figures are per core.
@@ -9,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{Criterion, Throughput, black_box};
+use criterion::{BatchSize, Criterion, Throughput, black_box};
 use http::{HeaderMap, HeaderValue, header};
 use portcullis::identity::access::verify_access_token;
 use portcullis::identity::keys::{Algorithm, KeySet};
@@ -18,8 +19,13 @@ use portcullis::identity::token::{
     ACCESS_TOKEN_TYP, CredentialRecord, Credentials, access_token_claims, digest,
 };
 use portcullis::policy::{Policy, Request};
+use portcullis::proxy::access_log::{AccessLog, Entry, LineFormat};
+use portcullis::proxy::authn::CredentialSource;
 use portcullis::proxy::authn::{Authenticator, presented_credential};
-use portcullis::routing::route::Table;
+use portcullis::proxy::upstream::{Forwarding, prepare_request, upstream_uri};
+use portcullis::routing::options::RouteOptions;
+use portcullis::routing::route::{Backend, Protocol, Route, RouteId, SourceKind, Table};
+use portcullis::routing::upstream::{AddressPolicy, parse_url_upstream};
 use serde_json::json;
 
 const ISSUER: &str = "http://localhost:8080";
@@ -141,6 +147,110 @@ fn benches(c: &mut Criterion) {
     let claims = serde_json::Value::Object(claims);
     g.bench_function("assertion/signed_afresh", |b| {
         b.iter(|| keys.sign("JWT", black_box(&claims)).unwrap())
+    });
+    g.finish();
+    upstream_request(c);
+    access_log(c);
+}
+
+/// One access-log line on the worker: a `tracing` event through tracing-subscriber's formatter
+/// (the write left out: the writer is `io::sink`), and our own line handed to the writer thread.
+fn access_log(c: &mut Criterion) {
+    let get = http::Method::GET;
+    let entry = Entry {
+        listener: "http",
+        peer: "127.0.0.1".parse().unwrap(),
+        version: http::Version::HTTP_11,
+        method: &get,
+        host: "bench.localhost",
+        path: "/",
+        endpoint: "route",
+        route: Some(("default", "bench")),
+        identity: "serviceaccount:default/bench-bot",
+        client_id: "pcc_0123456789abcdef",
+        decision: "allow",
+        reason: "policy",
+        status: 200,
+        latency_us: 187,
+        generation: 3,
+    };
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(std::io::sink)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let (lines, _writer) = AccessLog::lines(LineFormat::Text, std::io::sink()).unwrap();
+    let mut g = c.benchmark_group("hot_path");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("access_log/tracing_subscriber", |b| {
+        b.iter(|| AccessLog::Events.record(black_box(&entry)))
+    });
+    g.bench_function("access_log/own_line", |b| {
+        b.iter(|| lines.record(black_box(&entry)))
+    });
+    g.finish();
+}
+
+/// What a forwarded request costs besides the network: the upstream URI and the header rewrite.
+fn upstream_request(c: &mut Criterion) {
+    let policy = AddressPolicy {
+        allow_loopback: true,
+        ..AddressPolicy::default()
+    };
+    let upstream = parse_url_upstream("http://127.0.0.1:18180", 1, &policy).unwrap();
+    let route = Route {
+        id: RouteId {
+            kind: SourceKind::Route,
+            namespace: "default".into(),
+            name: "bench".into(),
+        },
+        url: "http://bench.localhost".into(),
+        protocol: Protocol::Http,
+        backends: vec![Backend {
+            weight: 1,
+            upstreams: vec![upstream.clone()],
+        }],
+        policy: Policy::deny_all(),
+        options: RouteOptions::default(),
+    };
+    let assertion = HeaderValue::from_static("eyJhbGciOiJFUzI1NiJ9.e30.c2ln");
+    let mut g = c.benchmark_group("hot_path");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("upstream/uri_and_headers", |b| {
+        b.iter_batched(
+            || {
+                http::Request::get("/items/7?page=2")
+                    .header(header::HOST, "bench.localhost")
+                    .header(header::AUTHORIZATION, "Bearer x.y.z")
+                    .header(header::ACCEPT, "*/*")
+                    .header(header::USER_AGENT, "wrk")
+                    .body(())
+                    .unwrap()
+                    .into_parts()
+                    .0
+            },
+            |mut parts| {
+                let uri = upstream_uri(&upstream, "/items/7", parts.uri.query()).unwrap();
+                let client_host = parts.headers.get(header::HOST).cloned();
+                prepare_request(
+                    &mut parts,
+                    &Forwarding {
+                        route: &route,
+                        upstream: &upstream,
+                        client_host,
+                        proto: "http",
+                        peer: "127.0.0.1".parse().unwrap(),
+                        credential: Some(CredentialSource::Authorization),
+                        assertion: Some(assertion.clone()),
+                        claims: None,
+                        websocket: false,
+                    },
+                );
+                parts.uri = uri;
+                parts
+            },
+            BatchSize::SmallInput,
+        )
     });
     g.finish();
 }

@@ -21,6 +21,7 @@ use crate::identity::login::{Idp, IdpSettings, SecretSource};
 use crate::identity::people::People;
 use crate::identity::service::{Clock, DEFAULT_BODY_READ_TIMEOUT, IdentityConfig, IdentityService};
 use crate::metrics::Metrics;
+use crate::proxy::access_log::AccessLog;
 use crate::proxy::listener::{self, ListenerLimits, Transport};
 use crate::proxy::{Proxy, ProxyConfig};
 use crate::routing::live::LiveTable;
@@ -79,6 +80,8 @@ pub struct DevOptions {
     pub echo_addr: Option<SocketAddr>,
     /// Append each distinct API call clients make to this file (`--record-api-access`).
     pub record_api_access: Option<PathBuf>,
+    /// Where the proxy's access log goes.
+    pub access_log: AccessLog,
 }
 
 /// A running `portcullis dev`.
@@ -191,7 +194,13 @@ impl Dev {
             address_policy,
         } = core;
         let (http_addr, https_addr) = (listeners.http_addr, listeners.https_addr);
-        let config = proxy_config(settings, address_policy, https_addr.port(), &metrics);
+        let config = proxy_config(
+            settings,
+            address_policy,
+            https_addr.port(),
+            &metrics,
+            opts.access_log.clone(),
+        );
         listeners.serve(
             &live,
             config,
@@ -368,8 +377,13 @@ pub struct Run {
 impl Run {
     /// Connects with `kubeconfig` (or the in-cluster configuration / `KUBECONFIG`), binds the
     /// admin, http and https listeners and starts leader election, the controller and the
-    /// listeners. Without `authenticateURL` no identity endpoints are served (logged once).
-    pub async fn start(settings: &Settings, kubeconfig: Option<&Path>) -> Result<Self, AppError> {
+    /// listeners, the proxy's access log going to `access_log`. Without `authenticateURL` no
+    /// identity endpoints are served (logged once).
+    pub async fn start(
+        settings: &Settings,
+        kubeconfig: Option<&Path>,
+        access_log: AccessLog,
+    ) -> Result<Self, AppError> {
         let mut config = kube_config(kubeconfig).await?;
         config.headers.push(controller_user_agent());
         let api_uri = config.cluster_url.clone();
@@ -419,7 +433,7 @@ impl Run {
         )?;
         let (http_addr, https_addr) = (listeners.http_addr, listeners.https_addr);
         // In a cluster a Service maps 443 to the https listener, so redirects name 443.
-        let config = proxy_config(settings, address_policy, 443, &metrics);
+        let config = proxy_config(settings, address_policy, 443, &metrics, access_log);
         listeners.serve(
             &live,
             config,
@@ -663,6 +677,7 @@ fn proxy_config(
     address_policy: Arc<AddressPolicy>,
     https_port: u16,
     metrics: &Arc<Metrics>,
+    access_log: AccessLog,
 ) -> ProxyConfig {
     ProxyConfig {
         address_policy,
@@ -672,6 +687,7 @@ fn proxy_config(
         client_certificates: !settings.downstream_mtls.ca_secret.is_empty(),
         clock: Clock::system(),
         metrics: Arc::clone(metrics),
+        access_log,
     }
 }
 

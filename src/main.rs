@@ -12,6 +12,7 @@ use serde_json::json;
 
 use portcullis::app::{Dev, DevOptions, Run, shutdown_signal};
 use portcullis::config::{Settings, dev_defaults, parse_go_duration};
+use portcullis::proxy::access_log::{AccessLog, AccessLogWriter, LineFormat};
 
 /// Kubernetes ingress controller with an identity-aware proxy for people and programs.
 #[derive(Parser)]
@@ -128,21 +129,41 @@ struct DevArgs {
     record_api_access: Option<PathBuf>,
 }
 
-fn init_logging(settings: &Settings) {
+/// Installs the subscriber for every log line, and the access log's own writer when stderr is
+/// not a terminal (on a terminal the access log stays a `tracing` event, in colour). The writer
+/// must live until the listeners have drained: dropping it writes the lines still pending.
+fn init_logging(settings: &Settings) -> (AccessLog, Option<AccessLogWriter>) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(format!(
         "{},hyper=warn,h2=warn,rustls=warn,kube=warn,tower=warn",
         settings.log.level
     ))
     .unwrap_or_else(|_| EnvFilter::new("info"));
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if settings.log.format == "json" {
+        .with_ansi(terminal);
+    let json = settings.log.format == "json";
+    if json {
         builder.json().flatten_event(true).init();
     } else {
         builder.init();
+    }
+    let format = if json {
+        LineFormat::Json
+    } else {
+        LineFormat::Text
+    };
+    if terminal {
+        return (AccessLog::Events, None);
+    }
+    match AccessLog::lines(format, std::io::stderr()) {
+        Ok((log, writer)) => (log, Some(writer)),
+        Err(error) => {
+            tracing::warn!(%error, "starting the access log writer failed: logging through tracing");
+            (AccessLog::Events, None)
+        }
     }
 }
 
@@ -161,8 +182,8 @@ async fn dev(
         std::env::vars(),
         overrides,
     )?;
-    init_logging(&settings);
-    let dev = Dev::start(&settings, opts).await?;
+    let (access_log, _writer) = init_logging(&settings);
+    let dev = Dev::start(&settings, DevOptions { access_log, ..opts }).await?;
     for line in dev.banner() {
         println!("{line}");
     }
@@ -184,8 +205,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         std::env::vars(),
         Default::default(),
     )?;
-    init_logging(&settings);
-    let run = Run::start(&settings, args.kubeconfig.as_deref()).await?;
+    let (access_log, _writer) = init_logging(&settings);
+    let run = Run::start(&settings, args.kubeconfig.as_deref(), access_log).await?;
     tracing::info!(
         admin = %run.admin_addr,
         http = %run.http_addr,
@@ -272,6 +293,7 @@ fn main() -> ExitCode {
                     api_addr: a.api_addr,
                     echo_addr: (!a.no_echo).then_some(a.echo_addr),
                     record_api_access: a.record_api_access,
+                    access_log: AccessLog::Events,
                 },
                 [
                     ("listen.http", a.http_addr),

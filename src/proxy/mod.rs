@@ -14,6 +14,7 @@
 //! listener. The proxy's own refusals become responses in [`respond`] only; the identity
 //! endpoints answer through [`crate::identity::error::OAuthError`].
 
+pub mod access_log;
 pub mod authn;
 pub mod framing;
 pub mod listener;
@@ -41,6 +42,7 @@ use crate::routing::live::LiveTable;
 use crate::routing::route::{Route, Table};
 use crate::routing::upstream::{AddressPolicy, UpstreamScheme};
 use crate::routing::{Scheme, canonical_host_name, canonical_path, rewrite_prefix};
+use access_log::AccessLog;
 use authn::{Authenticated, Authenticator, AuthnError, CredentialSource};
 use respond::ProxyError;
 use upstream::{BoxError, Forwarding, UpstreamBody, Upstreams};
@@ -80,6 +82,8 @@ pub struct ProxyConfig {
     pub clock: Clock,
     /// Where requests and authentication failures are counted.
     pub metrics: Arc<Metrics>,
+    /// Where the access log goes (default: `tracing` events).
+    pub access_log: AccessLog,
 }
 
 impl Default for ProxyConfig {
@@ -92,6 +96,7 @@ impl Default for ProxyConfig {
             client_certificates: false,
             clock: Clock::system(),
             metrics: Arc::new(Metrics::new()),
+            access_log: AccessLog::default(),
         }
     }
 }
@@ -237,36 +242,33 @@ impl Proxy {
             },
         };
         let mut response = outcome.response;
-        tracing::info!(
-            target: "portcullis::access",
-            listener = conn.listener,
-            peer = %conn.peer.ip(),
-            version = ?version,
-            method = %method,
-            host = host.as_deref().unwrap_or("-"),
-            path = %path,
-            endpoint = outcome.endpoint,
-            route = %RouteName(outcome.route.as_deref()),
-            identity = outcome
-                .caller
-                .as_ref()
-                .map_or("-", |c| c.token.identity.subject.as_str()),
-            client_id = outcome
+        let caller = outcome.caller.as_deref();
+        self.config.access_log.record(&access_log::Entry {
+            listener: conn.listener,
+            peer: conn.peer.ip(),
+            version,
+            method: &method,
+            host: host.as_deref().unwrap_or("-"),
+            path: &path,
+            endpoint: outcome.endpoint,
+            route: outcome
+                .route
+                .as_deref()
+                .map(|r| (r.id.namespace.as_str(), r.id.name.as_str())),
+            identity: caller.map_or("-", |c| c.token.identity.subject.as_str()),
+            client_id: outcome
                 .client_id
                 .as_deref()
-                .or(outcome
-                    .caller
-                    .as_ref()
+                .or(caller
                     .map(|c| c.token.client_id.as_str())
                     .filter(|id| !id.is_empty()))
                 .unwrap_or("-"),
-            decision = outcome.decision,
-            reason = %outcome.reason,
-            status = response.status().as_u16(),
-            latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            generation = table.generation,
-            "request"
-        );
+            decision: outcome.decision,
+            reason: &outcome.reason,
+            status: response.status().as_u16(),
+            latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            generation: table.generation,
+        });
         let latency = started.elapsed();
         let status = response.status().as_u16();
         match (&outcome.route, outcome.endpoint) {
@@ -937,17 +939,6 @@ impl Proxy {
 }
 
 /// `namespace/name` of a route in log lines, `-` for none.
-struct RouteName<'a>(Option<&'a Route>);
-
-impl std::fmt::Display for RouteName<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(route) => write!(f, "{}/{}", route.id.namespace, route.id.name),
-            None => f.write_str("-"),
-        }
-    }
-}
-
 /// Whether an access-log endpoint name is one of the identity endpoints'.
 fn is_identity_endpoint(endpoint: &str) -> bool {
     !matches!(

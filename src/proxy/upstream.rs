@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
 use http::{Uri, request};
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper_util::client::legacy::Client;
@@ -31,7 +32,7 @@ use tokio::net::TcpStream;
 
 use super::authn::CredentialSource;
 use crate::routing::route::{Backend, Route};
-use crate::routing::upstream::{AddressPolicy, Forbidden, Target, Upstream, UpstreamScheme};
+use crate::routing::upstream::{AddressPolicy, Forbidden, Upstream, UpstreamScheme};
 
 /// The error type of bodies on the way to an upstream.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -234,13 +235,12 @@ pub fn upstream_uri(
     query: Option<&str>,
 ) -> Result<Uri, http::Error> {
     let scheme = match upstream.scheme {
-        UpstreamScheme::Https => "https",
-        _ => "http",
+        UpstreamScheme::Https => Scheme::HTTPS,
+        _ => Scheme::HTTP,
     };
-    let mut text = String::with_capacity(64 + path.len());
-    text.push_str(scheme);
-    text.push_str("://");
-    text.push_str(&authority(upstream));
+    let mut text = String::with_capacity(
+        upstream.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
+    );
     text.push_str(&upstream.base_path);
     if upstream.base_path.is_empty() || path != "/" {
         text.push_str(path);
@@ -249,21 +249,11 @@ pub fn upstream_uri(
         text.push('?');
         text.push_str(query);
     }
-    Ok(Uri::try_from(text)?)
-}
-
-/// `host:port` of an upstream, the port left out when it is the scheme's default.
-fn authority(upstream: &Upstream) -> String {
-    let default = upstream.scheme.default_port();
-    match &upstream.target {
-        Target::Addr(addr) if addr.port() == default => match addr.ip() {
-            IpAddr::V4(ip) => ip.to_string(),
-            IpAddr::V6(ip) => format!("[{ip}]"),
-        },
-        Target::Addr(addr) => addr.to_string(),
-        Target::Name { host, port } if *port == default => host.clone(),
-        Target::Name { host, port } => format!("{host}:{port}"),
-    }
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(scheme);
+    parts.authority = upstream.authority().cloned();
+    parts.path_and_query = Some(PathAndQuery::from_maybe_shared(Bytes::from(text))?);
+    Ok(Uri::from_parts(parts)?)
 }
 
 /// Everything [`prepare_request`] adds besides what the route's options say.
@@ -348,9 +338,9 @@ pub fn prepare_request(parts: &mut request::Parts, fwd: &Forwarding<'_>) {
         }
     }
     if !options.preserve_host_header
-        && let Ok(host) = HeaderValue::from_str(&authority(fwd.upstream))
+        && let Some(host) = fwd.upstream.host_header()
     {
-        headers.insert(header::HOST, host);
+        headers.insert(header::HOST, host.clone());
     }
     if let Some(assertion) = &fwd.assertion
         && options.pass_identity_headers
@@ -520,6 +510,7 @@ mod tests {
     use crate::policy::Policy;
     use crate::routing::options::RouteOptions;
     use crate::routing::route::{Protocol, RouteId, SourceKind};
+    use crate::routing::upstream::Target;
 
     fn route(options: RouteOptions, backends: Vec<Backend>) -> Route {
         Route {
@@ -537,12 +528,12 @@ mod tests {
     }
 
     fn upstream(addr: &str, weight: u32) -> Upstream {
-        Upstream {
-            scheme: UpstreamScheme::Http,
-            target: Target::Addr(addr.parse().unwrap()),
+        Upstream::new(
+            UpstreamScheme::Http,
+            Target::Addr(addr.parse().unwrap()),
             weight,
-            base_path: String::new(),
-        }
+            String::new(),
+        )
     }
 
     fn parts(headers: &[(&str, &str)]) -> request::Parts {
@@ -776,26 +767,33 @@ mod tests {
             upstream_uri(&u, "/a/b", Some("x=1")).unwrap(),
             "http://10.0.0.1/a/b?x=1"
         );
+        assert_eq!(u.host_header().unwrap(), "10.0.0.1");
         u.base_path = "/base".into();
         assert_eq!(
             upstream_uri(&u, "/a", None).unwrap(),
             "http://10.0.0.1/base/a"
         );
         assert_eq!(upstream_uri(&u, "/", None).unwrap(), "http://10.0.0.1/base");
-        u.target = Target::Name {
+        let name = Target::Name {
             host: "web.team-a.svc.cluster.local".into(),
             port: 8080,
         };
-        u.scheme = UpstreamScheme::Https;
+        let u = Upstream::new(UpstreamScheme::Https, name, 1, "/base".into());
         assert_eq!(
             upstream_uri(&u, "/", None).unwrap(),
             "https://web.team-a.svc.cluster.local:8080/base"
         );
-        u.target = Target::Addr("[::1]:443".parse().unwrap());
+        assert_eq!(
+            u.host_header().unwrap(),
+            "web.team-a.svc.cluster.local:8080"
+        );
+        let v6 = Target::Addr("[::1]:443".parse().unwrap());
+        let u = Upstream::new(UpstreamScheme::Https, v6, 1, "/base".into());
         assert_eq!(
             upstream_uri(&u, "/x", None).unwrap(),
             "https://[::1]/base/x"
         );
+        assert_eq!(u.host_header().unwrap(), "[::1]");
     }
 
     #[test]

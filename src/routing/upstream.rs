@@ -19,6 +19,10 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use bytes::Bytes;
+use http::HeaderValue;
+use http::uri::Authority;
+
 use crate::routing::host::{HostError, host_name, split_authority};
 
 /// Longest upstream URL accepted (the Route CRD's limit).
@@ -119,6 +123,50 @@ pub struct Upstream {
     /// Path prefix put before the forwarded path: `""` or a canonical `/base` without a trailing
     /// `/` (from a URL backend such as `http://10.0.0.5:8080/base`).
     pub base_path: String,
+    /// `host[:port]` of the request URI and the `Host` header, computed once from `scheme` and
+    /// `target` (so the proxy does not format it per request); `None` if it is not a valid
+    /// authority.
+    authority: Option<(Authority, HeaderValue)>,
+}
+
+impl Upstream {
+    /// An upstream; see the fields.
+    pub fn new(scheme: UpstreamScheme, target: Target, weight: u32, base_path: String) -> Self {
+        let text = Bytes::from(authority_text(scheme, &target));
+        let authority = Authority::from_maybe_shared(text.clone())
+            .ok()
+            .zip(HeaderValue::from_maybe_shared(text).ok());
+        Self {
+            scheme,
+            target,
+            weight,
+            base_path,
+            authority,
+        }
+    }
+
+    /// `host:port` for the request URI, the port left out when it is the scheme's default.
+    pub fn authority(&self) -> Option<&Authority> {
+        self.authority.as_ref().map(|(a, _)| a)
+    }
+
+    /// [`Self::authority`] as a `Host` header value.
+    pub fn host_header(&self) -> Option<&HeaderValue> {
+        self.authority.as_ref().map(|(_, h)| h)
+    }
+}
+
+fn authority_text(scheme: UpstreamScheme, target: &Target) -> String {
+    let default = scheme.default_port();
+    match target {
+        Target::Addr(addr) if addr.port() == default => match addr.ip() {
+            IpAddr::V4(ip) => ip.to_string(),
+            IpAddr::V6(ip) => format!("[{ip}]"),
+        },
+        Target::Addr(addr) => addr.to_string(),
+        Target::Name { host, port } if *port == default => host.clone(),
+        Target::Name { host, port } => format!("{host}:{port}"),
+    }
 }
 
 /// Which addresses may be upstreams. Built once from the settings and the bound listeners.
@@ -443,12 +491,7 @@ fn parse(raw: &str, weight: u32, policy: &AddressPolicy) -> Result<Upstream, Url
     let target = policy
         .canonical_target(name, port.unwrap_or(scheme.default_port()))
         .map_err(UrlProblem::Forbidden)?;
-    Ok(Upstream {
-        scheme,
-        target,
-        weight,
-        base_path,
-    })
+    Ok(Upstream::new(scheme, target, weight, base_path))
 }
 
 /// `""` for no path or `/`, otherwise the path without its trailing `/`. Only plain segments:
@@ -787,12 +830,12 @@ mod tests {
         let u = url_ok(&p, "http://10.0.0.5:8080");
         assert_eq!(
             u,
-            Upstream {
-                scheme: UpstreamScheme::Http,
-                target: Target::Addr(sa("10.0.0.5:8080")),
-                weight: 1,
-                base_path: String::new(),
-            }
+            Upstream::new(
+                UpstreamScheme::Http,
+                Target::Addr(sa("10.0.0.5:8080")),
+                1,
+                String::new(),
+            )
         );
         let u = parse_url_upstream("HTTPS://API.Internal.Example/v1/base/", 7, &p).unwrap();
         assert_eq!(u.scheme, UpstreamScheme::Https);

@@ -676,12 +676,7 @@ fn service_backend(
     let upstreams = resolved
         .targets
         .iter()
-        .map(|target| Upstream {
-            scheme,
-            target: target.clone(),
-            weight,
-            base_path: String::new(),
-        })
+        .map(|target| Upstream::new(scheme, target.clone(), weight, String::new()))
         .collect();
     Ok((Backend { weight, upstreams }, resolved.dropped.clone()))
 }

@@ -10,8 +10,10 @@ One `portcullis dev` and provider for the module (`test_people.people_site`), wi
     portcullis-cli-short  in idp.allowedAudiences, id_tokens live 4 s (the expiry cases)
     foreign-app           not listed: its id_tokens are for someone else
 
-Routes: those of test_people.py (`app` alice only, `groups-route` group payments, `denied`) and
-`idtoken` (http://idtoken.localhost, alice only, `bearerTokenFormat: idp_identity_token`).
+Routes: those of test_people.py (`app` alice only, `groups-route` group payments, `denied`),
+`idtoken` (http://idtoken.localhost, alice only, `bearerTokenFormat: idp_identity_token`) and
+`accesstoken` (http://accesstoken.localhost, alice only, `bearerTokenFormat: idp_access_token`: the
+provider's access tokens, checked at its introspection endpoint).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ SESSION_LIFETIME = 600
 SHORT_TTL = 4
 CLI, SHORT, FOREIGN = "portcullis-cli", "portcullis-cli-short", "foreign-app"
 IDTOKEN_HOST = "idtoken.localhost"
+ACCESSTOKEN_HOST = "accesstoken.localhost"
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +59,15 @@ def ex(request, portcullis_bin, kubectl_bin, tmp_path_factory):
                      provider_settings={"extra_clients": clients},
                      settings={"sessionLifetime": f"{SESSION_LIFETIME}s",
                                "idp": {"allowedAudiences": [CLI, SHORT]}}) as p:
-        route = people_route("idtoken", IDTOKEN_HOST, p.dev.echo_url, {"email": {"is": "alice@example.com"}})
-        route["spec"]["bearerTokenFormat"] = "idp_identity_token"
-        p.dev.apply_docs(route)
-        wait_for(lambda: route_ready(p.dev, "idtoken"), 30, what=f"route {NS}/idtoken Ready")
-        with localhost_names():
-            wait_for(lambda: requests.get(p.url(IDTOKEN_HOST), timeout=10).status_code == 401, 30,
-                     what=f"{IDTOKEN_HOST} served")
+        for name, host, format in (("idtoken", IDTOKEN_HOST, "idp_identity_token"),
+                                   ("accesstoken", ACCESSTOKEN_HOST, "idp_access_token")):
+            route = people_route(name, host, p.dev.echo_url, {"email": {"is": "alice@example.com"}})
+            route["spec"]["bearerTokenFormat"] = format
+            p.dev.apply_docs(route)
+            wait_for(lambda: route_ready(p.dev, name), 30, what=f"route {NS}/{name} Ready")
+            with localhost_names():
+                wait_for(lambda: requests.get(p.url(host), timeout=10).status_code == 401, 30,
+                         what=f"{host} served")
         yield p
 
 
@@ -391,6 +396,44 @@ def test_route_taking_the_providers_id_tokens(ex, alice_id, resolve_localhost):
     # On idtoken, an id_token sent in our own header is not read as one.
     assert_401(call(p, IDTOKEN_HOST, {"X-Portcullis-Authorization": id_token}),
                "the provider's id_token in X-Portcullis-Authorization")
+
+
+def test_route_taking_the_providers_access_tokens(ex, alice_id, resolve_localhost):
+    """The provider's (opaque) access tokens, introspected as Portcullis's client: alice's for
+    Portcullis's client and for a client in idp.allowedAudiences pass, with her claims from
+    userinfo; a foreign client's, her id_token or refresh token, and garbage do not."""
+    p = ex
+    access = alice_id["access_token"]
+    assert access.count(".") != 2, "the example provider's access tokens are opaque"
+    r = call(p, ACCESSTOKEN_HOST, {"Authorization": f"Bearer {access}"})
+    assert r.status_code == 200, (r.status_code, r.text[:300])
+    echo = r.json()
+    assert echo["identity"].get("email") == "alice@example.com", echo
+    assert "authorization" not in {k.lower() for k in echo["headers"]}, echo["headers"]
+    assert access not in json.dumps(echo), "the access token reached the upstream"
+    # The route's policy judges the person behind the token.
+    bob = code_flow_tokens(p.idp, "bob")["access_token"]
+    assert call(p, ACCESSTOKEN_HOST, {"Authorization": f"Bearer {bob}"}).status_code == 403
+    # A client listed in allowedAudiences; a foreign one is refused.
+    cli = code_flow_tokens(p.idp, "alice", client_id=CLI)["access_token"]
+    assert email_on(p, ACCESSTOKEN_HOST, {"Authorization": f"Bearer {cli}"}) == "alice@example.com"
+    foreign = code_flow_tokens(p.idp, "alice", client_id=FOREIGN)["access_token"]
+    refused = {
+        "a foreign client's access token": foreign,
+        "the id_token": alice_id["id_token"],
+        "the refresh token": alice_id.get("refresh_token") or "no-refresh-token",
+        "garbage": "not-a-token-the-provider-issued",
+        "a Portcullis session token": exchanged(p, alice_id["id_token"]),
+    }
+    for what, token in refused.items():
+        assert_401(call(p, ACCESSTOKEN_HOST, {"Authorization": f"Bearer {token}"}), what)
+    # Portcullis's own tokens still work in the other forms; the access token is nothing elsewhere.
+    session = refused["a Portcullis session token"]
+    assert email_on(p, ACCESSTOKEN_HOST, {"X-Pomerium-Authorization": session}) == "alice@example.com"
+    assert_401(call(p, "app.localhost", {"Authorization": f"Bearer {access}"}),
+               "the provider's access token on a default route")
+    assert_401(call(p, IDTOKEN_HOST, {"Authorization": f"Bearer {access}"}),
+               "the provider's access token where Bearer is an id_token")
 
 
 # --------------------------------------------------------------------------------------------

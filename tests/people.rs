@@ -2276,6 +2276,25 @@ async fn routes_taking_the_providers_access_tokens_ask_its_introspection_endpoin
         );
         assert_eq!(h.op.introspection_requests(), asked, "{answer}");
     }
+    // Active at introspection but refused by userinfo (a refresh token, whose introspection
+    // answer carries no token_type): not an access token.
+    let refresh_like = random_token();
+    let mut answer = good(json!({}));
+    answer.as_object_mut().unwrap().remove("token_type");
+    h.op.op
+        .state
+        .lock()
+        .unwrap()
+        .introspection
+        .insert(refresh_like.clone(), answer);
+    assert_eq!(
+        authn
+            .authenticate_idp_access_token(&h.client, &refresh_like)
+            .await
+            .unwrap_err(),
+        AuthnError::Rejected(AccessRejection::IdpToken(IdpTokenRejection::Inactive))
+    );
+
     // allowedAudiences widen what `aud` may name.
     let mut widened = settings(h.op.issuer());
     widened.allowed_audiences = vec![OTHER_CLIENT.into()];

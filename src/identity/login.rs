@@ -690,7 +690,7 @@ impl IdpClient {
     /// of type Bearer when a type is said, from the provider's issuer when one is said, and for
     /// us: `aud` contains our client id or one of `allowedAudiences` or, without `aud`, its
     /// `client_id` is one of those. The person's claims come from userinfo with the same token
-    /// (its `sub` must agree), else only `sub` is known. Good until its `exp`, but at most
+    /// (its `sub` must agree; a token userinfo refuses is refused), else only `sub` is known. Good until its `exp`, but at most
     /// [`INTROSPECTION_CACHE_SECS`] before the provider is asked again.
     pub async fn verify_presented_access_token(
         &self,
@@ -710,9 +710,14 @@ impl IdpClient {
             .set_token_type_hint("access_token")
             .request_async(&caller)
             .await
-            .map_err(|error| {
-                tracing::warn!(error = %crate::error_chain(&error), "introspecting an access token at the identity provider failed");
-                IdpTokenRejection::Unreachable
+            .map_err(|error| match error {
+                // An OAuth error answer (`unsupported_token_type` for a JWT it does not
+                // introspect, ...) is the provider refusing the token, not failing.
+                openidconnect::RequestTokenError::ServerResponse(_) => IdpTokenRejection::Inactive,
+                other => {
+                    tracing::warn!(error = %crate::error_chain(&other), "introspecting an access token at the identity provider failed");
+                    IdpTokenRejection::Unreachable
+                }
             })?;
         if !answer.active() {
             return Err(IdpTokenRejection::Inactive);
@@ -741,7 +746,17 @@ impl IdpClient {
         if expires <= now {
             return Err(IdpTokenRejection::Expired);
         }
-        let mut claims = self.user_info_with(access_token).await.unwrap_or_default();
+        // Userinfo takes access tokens only, so a refresh token that introspection calls active
+        // (without a `token_type`) is refused here. Without a userinfo endpoint, only `sub`.
+        let mut claims = match self.user_info_claims(access_token).await {
+            Ok(Some(claims)) => claims,
+            Ok(None) => Map::new(),
+            Err(openidconnect::UserInfoError::Request(error)) => {
+                tracing::warn!(error = %crate::error_chain(&error), "userinfo request failed");
+                return Err(IdpTokenRejection::Unreachable);
+            }
+            Err(_) => return Err(IdpTokenRejection::Inactive),
+        };
         let subject = match (answer.sub(), claims.get("sub").and_then(Value::as_str)) {
             (Some(a), Some(b)) if a != b => {
                 tracing::warn!(
@@ -776,20 +791,32 @@ impl IdpClient {
         &self,
         access_token: openidconnect::AccessToken,
     ) -> Option<Map<String, Value>> {
-        let request = self.client.user_info(access_token, None).ok()?;
+        self.user_info_claims(access_token)
+            .await
+            .inspect_err(
+                |error| tracing::warn!(error = %crate::error_chain(error), "userinfo request failed"),
+            )
+            .ok()
+            .flatten()
+    }
+
+    /// Userinfo's answer for `access_token`: `None` when the provider has no userinfo endpoint.
+    async fn user_info_claims(
+        &self,
+        access_token: openidconnect::AccessToken,
+    ) -> Result<Option<Map<String, Value>>, openidconnect::UserInfoError<HttpError>> {
+        let Ok(request) = self.client.user_info(access_token, None) else {
+            return Ok(None);
+        };
         let http = self.http.clone();
         let caller = |request| send(http.clone(), request);
-        let claims: Result<UserInfoClaims<ExtraClaims, CoreGenderClaim>, _> =
-            request.request_async(&caller).await;
-        match claims {
-            Ok(claims) => match serde_json::to_value(&claims) {
-                Ok(Value::Object(map)) => Some(map),
-                _ => None,
-            },
-            Err(error) => {
-                tracing::warn!(error = %crate::error_chain(&error), "userinfo request failed");
-                None
-            }
+        let claims: UserInfoClaims<ExtraClaims, CoreGenderClaim> =
+            request.request_async(&caller).await?;
+        match serde_json::to_value(&claims) {
+            Ok(Value::Object(map)) => Ok(Some(map)),
+            _ => Err(openidconnect::UserInfoError::Other(
+                "userinfo claims are not an object".into(),
+            )),
         }
     }
 

@@ -92,6 +92,7 @@ impl Controller {
             move || CompileContext {
                 now: jiff::Timestamp::now().as_second(),
                 sign_in_unavailable: sign_in.as_ref().and_then(|s| s.borrow().clone()),
+                idp_configured: sign_in.is_some(),
                 ..context.clone()
             },
             published_tx,
@@ -197,5 +198,6 @@ pub fn compile_context(
         signing_secret: settings.signing.secret_name.clone(),
         now: jiff::Timestamp::now().as_second(),
         sign_in_unavailable: None,
+        idp_configured: settings.idp.is_some(),
     }
 }

@@ -40,7 +40,7 @@ pub(super) type Resolution = Result<ResolvedService, BackendError>;
 #[derive(Default)]
 pub struct Cache {
     /// The settings the entries were compiled under.
-    context: Option<(AddressPolicy, bool, Option<String>)>,
+    context: Option<(AddressPolicy, bool, Option<String>, bool)>,
     /// Counts compiles; an entry used by the current one carries its number.
     serial: u64,
     /// By Route uid.
@@ -90,6 +90,7 @@ impl Cache {
             ctx.address_policy.clone(),
             ctx.allow_external_name,
             ctx.sign_in_unavailable.clone(),
+            ctx.idp_configured,
         );
         let mut cache = if self.context.as_ref() == Some(&context) {
             self

@@ -83,6 +83,9 @@ pub struct CompileContext {
     /// missing or unreachable): Routes that let people in report it. `None` when they can, or
     /// when no identity provider is configured.
     pub sign_in_unavailable: Option<String>,
+    /// Whether an identity provider (`idp`) is configured at all: Routes that read its tokens
+    /// (`bearerTokenFormat: idp_*`) report it when not.
+    pub idp_configured: bool,
 }
 
 /// The kinds compile reports on.

@@ -297,6 +297,14 @@ fn unit_of(
         };
         unit.problems
             .push(Problem::refs("IdentityProviderUnavailable", message));
+    } else if idp_tokens && !ctx.idp_configured {
+        unit.problems.push(Problem::refs(
+            "IdentityProviderUnavailable",
+            format!(
+                "bearerTokenFormat {} reads the identity provider's tokens, but no idp is configured: they are refused; Portcullis tokens still work",
+                route.options.bearer_token_format
+            ),
+        ));
     }
     unit.served = Some(Served { route, place });
     unit

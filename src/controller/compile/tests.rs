@@ -278,6 +278,7 @@ fn ctx() -> CompileContext {
         signing_secret: "portcullis-signing-keys".into(),
         now: 1_800_000_000,
         sign_in_unavailable: None,
+        idp_configured: true,
     }
 }
 
@@ -1084,4 +1085,44 @@ fn a_cached_route_still_takes_its_rank_from_the_object() {
         served_by(&second, "shared.example.com", "/").as_deref(),
         Some("Route team-a/young")
     );
+}
+
+#[test]
+fn routes_reading_the_providers_tokens_say_when_no_idp_is_configured() {
+    let with_format = |name: &str, format: api::BearerTokenFormat| {
+        let mut r = mk_route("a", name, &format!("https://{name}.example.com"))
+            .url("http://10.0.0.1")
+            .policy(json!({"allow": {"or": [{"claim/sub": {"is": "ci-bot"}}]}}))
+            .build();
+        Arc::make_mut(&mut r).spec.bearer_token_format = Some(format);
+        r
+    };
+    let snap = Snapshot {
+        routes: vec![
+            with_format("id", api::BearerTokenFormat::IdpIdentityToken),
+            with_format("access", api::BearerTokenFormat::IdpAccessToken),
+            with_format("ours", api::BearerTokenFormat::Default),
+        ],
+        ..Snapshot::default()
+    };
+    let mut no_idp = ctx();
+    no_idp.idp_configured = false;
+    let c = compile(&snap, &no_idp);
+    for name in ["id", "access"] {
+        assert_eq!(
+            reasons(&c, &route_key("a", name)),
+            ["IdentityProviderUnavailable"],
+            "{name}"
+        );
+        assert_eq!(
+            served_by(&c, &format!("{name}.example.com"), "/").as_deref(),
+            Some(format!("Route a/{name}").as_str()),
+            "still served: Portcullis tokens work"
+        );
+    }
+    assert!(reasons(&c, &route_key("a", "ours")).is_empty());
+    let c = compile(&snap, &ctx());
+    for name in ["id", "access", "ours"] {
+        assert!(reasons(&c, &route_key("a", name)).is_empty(), "{name}");
+    }
 }

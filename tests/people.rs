@@ -2072,6 +2072,22 @@ async fn pomerium_api_v1_token_answers_token_and_expiry() {
             400,
             "invalid_request",
         ),
+        // Encodings the token endpoint refuses are refused here too (a lenient parser would
+        // take `%zz` literally and `%ff` as U+FFFD).
+        (
+            Method::POST,
+            FORM,
+            format!("id_token={id_token}&x=%zz"),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            FORM,
+            format!("id_token={id_token}%ff"),
+            400,
+            "invalid_request",
+        ),
         (
             Method::POST,
             Some("application/json"),

@@ -43,7 +43,8 @@ use super::keys::{Algorithm, KeySet};
 use super::people::{ExchangeRefusal, People};
 use super::token::{
     ACCESS_TOKEN_TYP, ExchangeRequest, FailureLimiter, Grant, GrantType, MAX_TOKEN_REQUEST_BYTES,
-    access_token_claims, authenticate, grant_scopes, new_jti, parse_token_request, token_response,
+    access_token_claims, authenticate, grant_scopes, new_jti, parse_token_request,
+    single_form_field, token_response,
 };
 use crate::metrics::Metrics;
 use crate::routing::Scheme;
@@ -442,7 +443,7 @@ impl IdentityService {
             self.body_read_timeout,
         )
         .await?;
-        let id_token = id_token_field(&parts.headers, &body)?;
+        let id_token = single_form_field(&parts.headers, &body, "id_token")?;
         let exchanged = people
             .exchange_id_token(table, &id_token)
             .await
@@ -469,29 +470,6 @@ fn exchange_error(
         ExchangeRefusal::ServerError => OAuthError::ServerError,
         other => unacceptable(other.description()),
     }
-}
-
-/// The one `id_token` field of a Pomerium token request body
-/// (`application/x-www-form-urlencoded`).
-fn id_token_field(headers: &HeaderMap, body: &[u8]) -> Result<String, OAuthError> {
-    let form_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case(super::error::FORM_MEDIA_TYPE));
-    if !form_type {
-        return Err(OAuthError::UnsupportedMediaType);
-    }
-    let mut found = None;
-    for (name, value) in url::form_urlencoded::parse(body) {
-        if name == "id_token" && !value.is_empty() {
-            if found.is_some() {
-                return Err(OAuthError::RepeatedParameter("id_token"));
-            }
-            found = Some(value.into_owned());
-        }
-    }
-    found.ok_or(OAuthError::MissingParameter("id_token"))
 }
 
 fn no_keys() -> OAuthError {

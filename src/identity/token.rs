@@ -431,14 +431,9 @@ struct Form {
 
 impl Form {
     fn parse(body: &[u8]) -> Result<Self, OAuthError> {
-        const MALFORMED: OAuthError = OAuthError::InvalidRequest(
-            "the request body is not valid application/x-www-form-urlencoded UTF-8",
-        );
         let mut form = Self::default();
-        for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
-            let mut halves = pair.splitn(2, |b| *b == b'=');
-            let name = form_decode(halves.next().unwrap_or_default()).ok_or(MALFORMED)?;
-            let value = form_decode(halves.next().unwrap_or_default()).ok_or(MALFORMED)?;
+        for pair in form_pairs(body) {
+            let (name, value) = pair?;
             if matches!(name.as_str(), "audience" | "resource") {
                 if !value.is_empty() {
                     form.targets.push(value);
@@ -477,6 +472,46 @@ impl Form {
             _ => return None,
         })
     }
+}
+
+/// The decoded `(name, value)` pairs of a form body, in order; a pair that does not decode
+/// ([`form_decode`]) is an `invalid_request`.
+fn form_pairs(body: &[u8]) -> impl Iterator<Item = Result<(String, String), OAuthError>> + '_ {
+    const MALFORMED: OAuthError = OAuthError::InvalidRequest(
+        "the request body is not valid application/x-www-form-urlencoded UTF-8",
+    );
+    body.split(|b| *b == b'&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let mut halves = pair.splitn(2, |b| *b == b'=');
+            let name = form_decode(halves.next().unwrap_or_default()).ok_or(MALFORMED)?;
+            let value = form_decode(halves.next().unwrap_or_default()).ok_or(MALFORMED)?;
+            Ok((name, value))
+        })
+}
+
+/// The one non-empty `name` field of a form request (Pomerium's `POST /api/v1/token` reads
+/// `id_token` this way), held to the token endpoint's rules: one `Content-Type` of
+/// `application/x-www-form-urlencoded` (415), strict decoding, the field at most once, and
+/// present.
+pub fn single_form_field(
+    headers: &HeaderMap,
+    body: &[u8],
+    name: &'static str,
+) -> Result<String, OAuthError> {
+    check_content_type(headers)?;
+    let mut found = None;
+    for pair in form_pairs(body) {
+        let (field, value) = pair?;
+        if field != name || value.is_empty() {
+            continue;
+        }
+        if found.is_some() {
+            return Err(OAuthError::RepeatedParameter(name));
+        }
+        found = Some(value);
+    }
+    found.ok_or(OAuthError::MissingParameter(name))
 }
 
 /// Decodes one `application/x-www-form-urlencoded` name or value: `+` is a space, `%XX` a

@@ -28,7 +28,7 @@ pub struct Published {
     /// When it was compiled, as a Kubernetes timestamp source (seconds since the epoch).
     pub compiled_at: i64,
     /// One per Route and Ingress of our class.
-    pub reports: std::collections::BTreeMap<super::compile::ObjectKey, Report>,
+    pub reports: std::collections::BTreeMap<super::compile::ObjectKey, Arc<Report>>,
 }
 
 /// Runs until `shutdown`: compile and publish after every settled burst of changes.

@@ -1,5 +1,6 @@
-//! The route table: built once per compile by the controller ([`TableBuilder`]), read by the
-//! proxy on every request through the pure lookup [`RouteTable::find`].
+//! The route table: built by the controller ([`TableBuilder`] from nothing, or host by host with
+//! [`RouteTable::set_host`]), read by the proxy on every request through the pure lookup
+//! [`RouteTable::find`].
 //!
 //! Lookup is two levels of hash maps, never a scan of the routes:
 //!
@@ -19,6 +20,10 @@
 //! structure. Maps use the standard SipHash
 //! with random keys, since hosts and paths come from clients.
 //!
+//! Each host pattern's routes are one shared part ([`HostRoutes`] behind an `Arc`): a new table
+//! that differs in a few hosts shares every other host's part with the table before it, so
+//! publishing a change costs the changed hosts plus one copy of the host maps' pointers.
+//!
 //! Ports are not part of routing: route hosts are names, and a request for `a.example.com:8443`
 //! is routed as `a.example.com` (every listener serves every route, like nginx `server_name` or
 //! Envoy's `strip_any_host_port`). Use [`super::canonical_host`] where the port matters.
@@ -36,57 +41,79 @@ use super::{Entry, HostPattern, Match, PathMatch, RefuseReason, Refused};
 /// The default conflict rank: (creation time in Unix seconds, `namespace/name`). Lower wins.
 pub type Rank = (i64, String);
 
-/// The routing table over route payloads `R`. Immutable once built; `Send + Sync` when `R` is.
+/// The routing table over route payloads `R`. Immutable once published; `Send + Sync` when `R`
+/// is. Cloning it copies the host maps and shares every host's routes.
 #[derive(Debug)]
 pub struct RouteTable<R> {
-    /// Accepted entries, canonical, in (host, path) order.
-    entries: Vec<Entry<R>>,
-    exact_hosts: HashMap<String, HostRoutes>,
+    exact_hosts: HashMap<Arc<str>, Arc<HostRoutes<R>>>,
     /// Keyed by the suffix after `*.`.
-    wildcard_hosts: HashMap<String, HostRoutes>,
+    wildcard_hosts: HashMap<Arc<str>, Arc<HostRoutes<R>>>,
     /// [`HostPattern::Any`]: hosts with neither an exact nor a wildcard entry.
-    any_host: Option<HostRoutes>,
-    /// Exact hosts then `*.suffix` patterns, sorted.
-    hosts: Vec<String>,
-    reserved_hosts: HashSet<String>,
-    reserved_prefixes: Vec<String>,
+    any_host: Option<Arc<HostRoutes<R>>>,
+    /// Number of entries over all hosts.
+    len: usize,
+    reserved: Arc<Reserved>,
 }
 
-/// The paths of one host pattern, as indexes into [`RouteTable::entries`].
-#[derive(Debug, Default)]
-struct HostRoutes {
+impl<R> Clone for RouteTable<R> {
+    fn clone(&self) -> Self {
+        RouteTable {
+            exact_hosts: self.exact_hosts.clone(),
+            wildcard_hosts: self.wildcard_hosts.clone(),
+            any_host: self.any_host.clone(),
+            len: self.len,
+            reserved: Arc::clone(&self.reserved),
+        }
+    }
+}
+
+/// The routes of one host pattern: its entries in path order, and their indexes by path.
+#[derive(Debug)]
+pub struct HostRoutes<R> {
+    host: HostPattern,
+    entries: Vec<Entry<R>>,
     exact: HashMap<Box<str>, usize>,
     prefix: HashMap<Box<str>, usize>,
     /// Distinct lengths of the keys of `prefix`, longest first.
     prefix_lens: Vec<usize>,
 }
 
-impl HostRoutes {
-    fn insert(&mut self, path: &PathMatch, index: usize) {
-        match path {
-            PathMatch::Exact(p) => {
-                self.exact.insert(p.as_str().into(), index);
-            }
-            PathMatch::Prefix(p) => {
-                self.prefix.insert(p.as_str().into(), index);
-                self.prefix_lens.push(p.len());
+impl<R> HostRoutes<R> {
+    /// Indexes the entries of `host` (canonical, one per path).
+    fn new(host: HostPattern, mut entries: Vec<Entry<R>>) -> Self {
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut routes = HostRoutes {
+            host,
+            exact: HashMap::new(),
+            prefix: HashMap::new(),
+            prefix_lens: Vec::new(),
+            entries: Vec::new(),
+        };
+        for (index, entry) in entries.iter().enumerate() {
+            match &entry.path {
+                PathMatch::Exact(p) => {
+                    routes.exact.insert(p.as_str().into(), index);
+                }
+                PathMatch::Prefix(p) => {
+                    routes.prefix.insert(p.as_str().into(), index);
+                    routes.prefix_lens.push(p.len());
+                }
             }
         }
-    }
-
-    fn finish(&mut self) {
-        self.prefix_lens.sort_unstable_by(|a, b| b.cmp(a));
-        self.prefix_lens.dedup();
+        routes.prefix_lens.sort_unstable_by(|a, b| b.cmp(a));
+        routes.prefix_lens.dedup();
+        routes.entries = entries;
+        routes
     }
 
     /// The best entry for a canonical path: an exact match, else the longest prefix on a
     /// segment boundary. An exact match is never shorter than a matching prefix, so checking it
     /// first is what makes `Exact` beat `Prefix` for the same path.
-    fn lookup(&self, path: &str) -> Option<usize> {
+    fn lookup(&self, path: &str) -> Option<&Entry<R>> {
         if let Some(&i) = self.exact.get(path) {
-            return Some(i);
+            return self.entries.get(i);
         }
-        self.prefix_lens.iter().find_map(|&len| {
+        let i = self.prefix_lens.iter().find_map(|&len| {
             let candidate = path.get(..len)?;
             let boundary = match path.as_bytes().get(len) {
                 None | Some(b'/') => true,
@@ -97,6 +124,72 @@ impl HostRoutes {
             } else {
                 None
             }
+        })?;
+        self.entries.get(i)
+    }
+}
+
+/// The hosts and path prefixes no entry may claim.
+#[derive(Debug, Default)]
+pub struct Reserved {
+    hosts: HashSet<String>,
+    /// Sorted, distinct.
+    prefixes: Vec<String>,
+}
+
+impl Reserved {
+    /// Checks an entry as [`TableBuilder::build`] does before settling conflicts: its host and
+    /// path made canonical (checked without allocating when they already are), and neither
+    /// reserved. The refusal names the entry's id and its claim.
+    pub fn admit<R>(&self, entry: Entry<R>) -> Result<Entry<R>, Refused> {
+        let Entry {
+            host: raw_host,
+            path: raw_path,
+            route,
+            id,
+        } = entry;
+        let refuse = |id: String, host: HostPattern, path: PathMatch, reason| Refused {
+            id,
+            host,
+            path,
+            reason,
+        };
+        let host = if raw_host.is_canonical() {
+            raw_host
+        } else {
+            match raw_host.canonical() {
+                Ok(host) => host,
+                Err(e) => return Err(refuse(id, raw_host, raw_path, RefuseReason::InvalidHost(e))),
+            }
+        };
+        let path = if raw_path.is_canonical() {
+            raw_path
+        } else {
+            match raw_path.canonical() {
+                Ok(path) => path,
+                Err(e) => return Err(refuse(id, host, raw_path, RefuseReason::InvalidPath(e))),
+            }
+        };
+        if let HostPattern::Exact(name) = &host
+            && self.hosts.contains(name)
+        {
+            return Err(refuse(id, host, path, RefuseReason::ReservedHost));
+        }
+        if let Some(prefix) = self
+            .prefixes
+            .iter()
+            .find(|p| prefix_matches(p, path.as_str()))
+        {
+            let reason = RefuseReason::ReservedPath {
+                prefix: prefix.clone(),
+            };
+            return Err(refuse(id, host, path, reason));
+        }
+        Ok(Entry {
+            host,
+            path,
+            route,
+            id,
         })
     }
 }
@@ -121,7 +214,7 @@ impl<R> RouteTable<R> {
     pub fn find(&self, host: &str, path: &str) -> Option<(Match, &Arc<R>)> {
         let name = host_name(host).ok()?;
         let name = name.as_ref();
-        if self.reserved_hosts.contains(name) || !is_canonical_path(path) {
+        if self.reserved.hosts.contains(name) || !is_canonical_path(path) {
             return None;
         }
         let routes = match self.exact_hosts.get(name) {
@@ -131,7 +224,7 @@ impl<R> RouteTable<R> {
                 .and_then(|(_, suffix)| self.wildcard_hosts.get(suffix))
                 .or(self.any_host.as_ref())?,
         };
-        let entry = self.entries.get(routes.lookup(path)?)?;
+        let entry = routes.lookup(path)?;
         let matched = Match {
             entry_id: entry.id.clone(),
             matched_prefix: trim_prefix(entry.path.as_str()).to_owned(),
@@ -141,38 +234,98 @@ impl<R> RouteTable<R> {
 
     /// Number of accepted entries.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     /// Whether no entry was accepted.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
+    }
+
+    /// The host parts in host order (exact names, then wildcards, then the catch-all). Sorts
+    /// the hosts on each call: for status and rare fallbacks, not for lookups.
+    fn sorted_hosts(&self) -> Vec<&HostRoutes<R>> {
+        let mut hosts: Vec<&HostRoutes<R>> = self
+            .exact_hosts
+            .values()
+            .chain(self.wildcard_hosts.values())
+            .chain(self.any_host.as_ref())
+            .map(Arc::as_ref)
+            .collect();
+        hosts.sort_unstable_by(|a, b| a.host.cmp(&b.host));
+        hosts
     }
 
     /// Every host with at least one entry, canonical, sorted: exact names, then `*.suffix`
     /// patterns (for SNI certificate selection and status).
-    pub fn hosts(&self) -> impl Iterator<Item = &str> {
-        self.hosts.iter().map(String::as_str)
+    pub fn hosts(&self) -> impl Iterator<Item = String> {
+        self.sorted_hosts().into_iter().map(|h| h.host.to_string())
     }
 
     /// Accepted entries with canonical host and path, in (host, path) order.
     pub fn entries(&self) -> impl Iterator<Item = &Entry<R>> {
-        self.entries.iter()
+        self.sorted_hosts()
+            .into_iter()
+            .flat_map(|h| h.entries.iter())
     }
 
     /// Whether `host` (raw, port ignored) is reserved. [`RouteTable::find`] finds nothing there,
     /// not even through a wildcard.
     pub fn is_reserved_host(&self, host: &str) -> bool {
-        canonical_host_name(host).is_ok_and(|name| self.reserved_hosts.contains(&name))
+        canonical_host_name(host).is_ok_and(|name| self.reserved.hosts.contains(&name))
     }
 
     /// The reserved prefix a canonical path lies under, if any: the proxy serves those paths
     /// itself on every host (`/.portcullis/...`) before it forwards anything.
     pub fn reserved_prefix(&self, path: &str) -> Option<&str> {
-        self.reserved_prefixes
+        self.reserved
+            .prefixes
             .iter()
             .find(|p| prefix_matches(p, path))
             .map(String::as_str)
+    }
+
+    /// The reservations entries are checked against ([`Reserved::admit`]).
+    pub fn reserved(&self) -> &Reserved {
+        &self.reserved
+    }
+
+    /// Replaces every route of `host` with `entries`: the winners of their claims, one per
+    /// path, each admitted by [`RouteTable::reserved`] (canonical, not reserved) and claiming
+    /// `host`. No entries removes the host. The other hosts' parts are untouched.
+    pub fn set_host(&mut self, host: HostPattern, entries: Vec<Entry<R>>) {
+        debug_assert!(
+            entries
+                .iter()
+                .all(|e| e.host == host && e.path.is_canonical())
+        );
+        let part = (!entries.is_empty()).then(|| {
+            self.len += entries.len();
+            Arc::new(HostRoutes::new(host.clone(), entries))
+        });
+        let old = match &host {
+            HostPattern::Exact(name) => set(&mut self.exact_hosts, name, part),
+            HostPattern::Wildcard(suffix) => set(&mut self.wildcard_hosts, suffix, part),
+            HostPattern::Any => std::mem::replace(&mut self.any_host, part),
+        };
+        if let Some(old) = old {
+            self.len -= old.entries.len();
+        }
+    }
+}
+
+/// Puts `part` at `key` (removes the key for `None`), returning what was there.
+fn set<R>(
+    map: &mut HashMap<Arc<str>, Arc<HostRoutes<R>>>,
+    key: &str,
+    part: Option<Arc<HostRoutes<R>>>,
+) -> Option<Arc<HostRoutes<R>>> {
+    match part {
+        None => map.remove(key),
+        Some(part) => match map.get_mut(key) {
+            Some(slot) => Some(std::mem::replace(slot, part)),
+            None => map.insert(key.into(), part),
+        },
     }
 }
 
@@ -230,81 +383,24 @@ impl<R, K: Ord> TableBuilder<R, K> {
     /// Validate, settle conflicts and index. Refusals are sorted (by id, then claim), so the
     /// result does not depend on the order of [`TableBuilder::add`] calls.
     pub fn build(self) -> (RouteTable<R>, Vec<Refused>) {
-        let reserved_hosts: HashSet<String> = self.reserved_hosts.into_iter().collect();
-        let reserved_prefixes: Vec<String> = self
-            .reserved_prefixes
-            .into_iter()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let reserved = Reserved {
+            hosts: self.reserved_hosts.into_iter().collect(),
+            prefixes: self
+                .reserved_prefixes
+                .into_iter()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+        };
         let mut refused = Vec::new();
         // Canonical claims with their rank, grouped and ordered by one stable sort: by claim,
         // then rank, then id; equal ones keep their order of addition.
         let mut claims: Vec<(K, Entry<R>)> = Vec::with_capacity(self.entries.len());
-
         for (entry, rank) in self.entries {
-            let Entry {
-                host: raw_host,
-                path: raw_path,
-                route,
-                id,
-            } = entry;
-            let mut refuse = |host: HostPattern, path: PathMatch, reason| {
-                refused.push(Refused {
-                    id: id.clone(),
-                    host,
-                    path,
-                    reason,
-                });
-            };
-            // Compile hands over canonical claims: checking is cheaper than making them again.
-            let host = if raw_host.is_canonical() {
-                raw_host
-            } else {
-                match raw_host.canonical() {
-                    Ok(host) => host,
-                    Err(e) => {
-                        refuse(raw_host, raw_path, RefuseReason::InvalidHost(e));
-                        continue;
-                    }
-                }
-            };
-            let path = if raw_path.is_canonical() {
-                raw_path
-            } else {
-                match raw_path.canonical() {
-                    Ok(path) => path,
-                    Err(e) => {
-                        refuse(host, raw_path, RefuseReason::InvalidPath(e));
-                        continue;
-                    }
-                }
-            };
-            if let HostPattern::Exact(name) = &host
-                && reserved_hosts.contains(name)
-            {
-                refuse(host, path, RefuseReason::ReservedHost);
-                continue;
+            match reserved.admit(entry) {
+                Ok(entry) => claims.push((rank, entry)),
+                Err(r) => refused.push(r),
             }
-            if let Some(prefix) = reserved_prefixes
-                .iter()
-                .find(|p| prefix_matches(p, path.as_str()))
-            {
-                let reason = RefuseReason::ReservedPath {
-                    prefix: prefix.clone(),
-                };
-                refuse(host, path, reason);
-                continue;
-            }
-            claims.push((
-                rank,
-                Entry {
-                    host,
-                    path,
-                    route,
-                    id,
-                },
-            ));
         }
         claims.sort_by(|(ra, a), (rb, b)| {
             (&a.host, &a.path)
@@ -313,9 +409,17 @@ impl<R, K: Ord> TableBuilder<R, K> {
                 .then_with(|| a.id.cmp(&b.id))
         });
 
-        let mut entries: Vec<Entry<R>> = Vec::with_capacity(claims.len());
+        let mut table = RouteTable {
+            exact_hosts: HashMap::new(),
+            wildcard_hosts: HashMap::new(),
+            any_host: None,
+            len: 0,
+            reserved: Arc::new(reserved),
+        };
+        // Winners of one host, in path order.
+        let mut winners: Vec<Entry<R>> = Vec::new();
         for (_, claimant) in claims {
-            match entries.last() {
+            match winners.last() {
                 Some(winner)
                     if (&winner.host, &winner.path) == (&claimant.host, &claimant.path) =>
                 {
@@ -328,53 +432,19 @@ impl<R, K: Ord> TableBuilder<R, K> {
                         },
                     });
                 }
-                _ => entries.push(claimant),
+                Some(last) if last.host != claimant.host => {
+                    let host = last.host.clone();
+                    table.set_host(host, std::mem::take(&mut winners));
+                    winners.push(claimant);
+                }
+                _ => winners.push(claimant),
             }
+        }
+        if let Some(last) = winners.last() {
+            let host = last.host.clone();
+            table.set_host(host, winners);
         }
         refused.sort();
-
-        let mut exact_hosts: HashMap<String, HostRoutes> = HashMap::new();
-        let mut wildcard_hosts: HashMap<String, HostRoutes> = HashMap::new();
-        let mut any_host: Option<HostRoutes> = None;
-        let mut hosts = Vec::new();
-        for (index, entry) in entries.iter().enumerate() {
-            let (map, key) = match &entry.host {
-                HostPattern::Exact(name) => (&mut exact_hosts, name),
-                HostPattern::Wildcard(suffix) => (&mut wildcard_hosts, suffix),
-                HostPattern::Any => {
-                    if any_host.is_none() {
-                        hosts.push(entry.host.to_string());
-                    }
-                    any_host
-                        .get_or_insert_with(HostRoutes::default)
-                        .insert(&entry.path, index);
-                    continue;
-                }
-            };
-            if !map.contains_key(key) {
-                hosts.push(entry.host.to_string());
-            }
-            map.entry(key.clone())
-                .or_default()
-                .insert(&entry.path, index);
-        }
-        for routes in exact_hosts
-            .values_mut()
-            .chain(wildcard_hosts.values_mut())
-            .chain(any_host.as_mut())
-        {
-            routes.finish();
-        }
-
-        let table = RouteTable {
-            entries,
-            exact_hosts,
-            wildcard_hosts,
-            any_host,
-            hosts,
-            reserved_hosts,
-            reserved_prefixes,
-        };
         (table, refused)
     }
 }

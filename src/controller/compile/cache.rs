@@ -28,6 +28,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::CompileContext;
 use super::backends::{BackendError, ResolvedService, ServicePort};
 use super::route::{Spec, Unit};
+use super::table::Claims;
 use crate::api;
 use crate::controller::snapshot::Snapshot;
 use crate::routing::upstream::AddressPolicy;
@@ -35,12 +36,16 @@ use crate::routing::upstream::AddressPolicy;
 /// A Service port resolved into targets, or why it cannot be.
 pub(super) type Resolution = Result<ResolvedService, BackendError>;
 
+/// The settings cached results depend on: the address policy, `allowExternalNameServices`,
+/// why people cannot sign in, whether an idp is configured, the authenticate host (reserved).
+type Settings = (AddressPolicy, bool, Option<String>, bool, Option<String>);
+
 /// Per-object compile results carried from one compile to the next. Start with
 /// `Cache::default()`; pass the previous [`super::Compiled::cache`] to [`super::compile_with`].
 #[derive(Default)]
 pub struct Cache {
     /// The settings the entries were compiled under.
-    context: Option<(AddressPolicy, bool, Option<String>, bool)>,
+    context: Option<Settings>,
     /// Counts compiles; an entry used by the current one carries its number.
     serial: u64,
     /// By Route uid.
@@ -52,6 +57,8 @@ pub struct Cache {
     /// Whether this compile's Services and EndpointSlices are exactly those: then every
     /// Service entry is current without looking at the objects.
     backends_unchanged: bool,
+    /// Every object's contribution to the table and reports, and where its claims stand.
+    claims: Claims,
 }
 
 impl fmt::Debug for Cache {
@@ -91,6 +98,7 @@ impl Cache {
             ctx.allow_external_name,
             ctx.sign_in_unavailable.clone(),
             ctx.idp_configured,
+            ctx.authenticate_host.clone(),
         );
         let mut cache = if self.context.as_ref() == Some(&context) {
             self
@@ -127,6 +135,21 @@ impl Cache {
             !by_name.is_empty()
         });
         self
+    }
+
+    /// The claims of the last compile (empty for the first, or after the settings changed).
+    pub(super) fn take_claims(&mut self) -> Claims {
+        std::mem::take(&mut self.claims)
+    }
+
+    /// Keeps the claims of this compile for the next.
+    pub(super) fn keep_claims(&mut self, claims: Claims) {
+        self.claims = claims;
+    }
+
+    /// The number of this compile.
+    pub(super) fn serial(&self) -> u64 {
+        self.serial
     }
 
     /// Whether the Services and EndpointSlices are the very objects of the last compile. Then

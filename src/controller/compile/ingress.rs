@@ -141,7 +141,7 @@ pub(super) fn compile(ing: &Ingress, index: &Index<'_>, ctx: &CompileContext, b:
                     b.problem(o, w);
                 }
                 for h in hosts {
-                    b.certs.add(h, cert.clone(), who.to_string(), rank.clone());
+                    b.add_cert(o, h, cert.clone(), rank.clone());
                 }
             }
             Err(p) => b.problem(o, p),
@@ -180,7 +180,7 @@ pub(super) fn compile(ing: &Ingress, index: &Index<'_>, ctx: &CompileContext, b:
             route,
             id: who.to_string(),
         };
-        b.add_entry(o, &who, entry, rank.clone());
+        b.add_entry(o, entry, rank.clone());
     };
 
     for (i, rule) in spec.rules.iter().flatten().enumerate() {

@@ -22,6 +22,7 @@ mod credentials;
 mod ingress;
 pub mod options;
 mod route;
+mod table;
 
 #[cfg(test)]
 mod tests;
@@ -37,12 +38,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub use self::cache::Cache;
 use self::cache::Resolution;
+use self::table::Builder;
 use super::snapshot::Snapshot;
-use crate::routing::certs::{CertStoreBuilder, Certificate, parse_pem_pair};
+use crate::routing::HostPattern;
+use crate::routing::certs::{Certificate, parse_pem_pair};
 use crate::routing::client_ca::{ClientAuth, ClientCaError};
-use crate::routing::route::{Backend, Route, Table};
+use crate::routing::route::{Backend, Table};
 use crate::routing::upstream::{AddressPolicy, Upstream, UpstreamScheme, parse_url_upstream};
-use crate::routing::{Entry, HostPattern, RefuseReason, TableBuilder};
 
 /// Path prefixes served by Portcullis itself on every route host; no route can claim them.
 pub const RESERVED_PREFIXES: [&str; 2] = crate::identity::endpoints::ROUTE_PREFIXES;
@@ -182,18 +184,6 @@ pub struct Report {
 }
 
 impl Report {
-    fn new(key: ObjectKey, meta: &ObjectMeta) -> Self {
-        Report {
-            key,
-            uid: meta.uid.clone(),
-            generation: meta.generation,
-            url: None,
-            problems: Vec::new(),
-            served: 0,
-            no_endpoints: false,
-        }
-    }
-
     /// The first problem against `condition`, if any.
     pub fn problem(&self, condition: Condition) -> Option<&Problem> {
         self.problems.iter().find(|p| p.condition == condition)
@@ -205,8 +195,9 @@ impl Report {
 pub struct Compiled {
     /// The table to publish (generation 0 until published).
     pub table: Table,
-    /// One report per Route and per Ingress of our class, by object.
-    pub reports: BTreeMap<ObjectKey, Report>,
+    /// One report per Route and per Ingress of our class, by object. Reports of objects whose
+    /// outcome did not change are the same `Arc`s as in the last compile's.
+    pub reports: BTreeMap<ObjectKey, Arc<Report>>,
     /// What the next compile may reuse (see [`compile_with`]).
     pub cache: Cache,
 }
@@ -220,26 +211,23 @@ pub fn compile(snap: &Snapshot, ctx: &CompileContext) -> Compiled {
 /// [`Compiled::cache`]) for objects that did not change. The result is exactly what [`compile`]
 /// gives; routes of unchanged objects are the same `Arc`s as in the table the cache came with.
 pub fn compile_with(snap: &Snapshot, ctx: &CompileContext, cache: Cache) -> Compiled {
-    let index = Index::new(snap, cache.begin(ctx, snap));
-    let mut b = Builder::new(ctx);
-    let mut routes: Vec<_> = snap.routes.iter().collect();
-    routes.sort_by(|a, b| key_of(&a.metadata).cmp(&key_of(&b.metadata)));
-    for r in routes {
-        route::compile(r, &index, ctx, &mut b);
-    }
-    let classes = ingress::Classes::new(&snap.ingress_classes);
-    let mut ingresses: Vec<_> = snap
-        .ingresses
-        .iter()
-        .filter(|i| classes.is_ours(i))
-        .collect();
-    ingresses.sort_by(|a, b| key_of(&a.metadata).cmp(&key_of(&b.metadata)));
-    for i in ingresses {
-        ingress::compile(i, &index, ctx, &mut b);
+    let mut cache = cache.begin(ctx, snap);
+    let claims = cache.take_claims();
+    let serial = cache.serial();
+    let index = Index::new(snap, cache);
+    let mut b = contribute(snap, &index, ctx, Builder::new(ctx, claims, serial, false));
+    if b.duplicate {
+        // Two objects with one key: contribute everything again, where they merge.
+        b = contribute(
+            snap,
+            &index,
+            ctx,
+            Builder::new(ctx, Default::default(), serial, true),
+        );
     }
     if let Some((ns, name)) = &ctx.default_certificate {
         match index.tls_certificate(ns, name) {
-            Ok(cert) => b.certs.default_certificate(cert),
+            Ok(cert) => b.default_certificate(cert),
             Err(e) => tracing::warn!(
                 secret = %format!("{ns}/{name}"),
                 error = %e,
@@ -247,14 +235,45 @@ pub fn compile_with(snap: &Snapshot, ctx: &CompileContext, cache: Cache) -> Comp
             ),
         }
     }
-    let mut compiled = b.finish();
-    compiled.table.credentials = credentials::credentials(snap, &index, ctx);
-    compiled.table.keys = credentials::signing_keys(&index, ctx);
+    let table::Finished {
+        routes,
+        certs,
+        ssh,
+        reports,
+        claims,
+    } = b.finish();
+    let mut table = Table {
+        generation: 0,
+        routes,
+        certs,
+        ssh,
+        ..Table::default()
+    };
+    table.credentials = credentials::credentials(snap, &index, ctx);
+    table.keys = credentials::signing_keys(&index, ctx);
     if let Some((ns, name)) = &ctx.client_ca {
-        compiled.table.client_auth = client_auth(&index, ns, name);
+        table.client_auth = client_auth(&index, ns, name);
     }
-    compiled.cache = index.memo.into_inner().end(snap);
-    compiled
+    let mut cache = index.memo.into_inner().end(snap);
+    cache.keep_claims(claims);
+    Compiled {
+        table,
+        reports,
+        cache,
+    }
+}
+
+/// Every Route and every Ingress of our class, into `b`, in snapshot order (the result does
+/// not depend on it: claims are settled by rank).
+fn contribute(snap: &Snapshot, index: &Index<'_>, ctx: &CompileContext, mut b: Builder) -> Builder {
+    for r in &snap.routes {
+        route::compile(r, index, ctx, &mut b);
+    }
+    let classes = ingress::Classes::new(&snap.ingress_classes);
+    for i in snap.ingresses.iter().filter(|i| classes.is_ours(i)) {
+        ingress::compile(i, index, ctx, &mut b);
+    }
+    b
 }
 
 /// The downstream mTLS verifier from the Secret's `ca.crt`; a missing or unusable CA refuses
@@ -469,177 +488,6 @@ impl<'a> Index<'a> {
             secret: id.clone(),
             source,
         })
-    }
-}
-
-/// Accumulates entries, certificates, SSH routes and reports while objects compile.
-pub(crate) struct Builder {
-    table: TableBuilder<Route, Rank>,
-    certs: CertStoreBuilder<Rank>,
-    ssh: BTreeMap<String, Vec<(Rank, Arc<Route>, Obj)>>,
-    /// One per object, in the order they compile (sorted by key).
-    reports: Vec<Report>,
-    /// Entry id → index in `reports`, to attribute refusals.
-    ids: HashMap<Arc<str>, usize>,
-}
-
-/// An object's report in a [`Builder`].
-pub(crate) type Obj = usize;
-
-impl Builder {
-    fn new(ctx: &CompileContext) -> Self {
-        let mut table = TableBuilder::new();
-        if let Some(host) = &ctx.authenticate_host {
-            table.reserve_host(host);
-        }
-        for p in RESERVED_PREFIXES {
-            table.reserve_prefix(p);
-        }
-        Builder {
-            table,
-            certs: CertStoreBuilder::new(),
-            ssh: BTreeMap::new(),
-            reports: Vec::new(),
-            ids: HashMap::new(),
-        }
-    }
-
-    /// Starts the report of an object; objects compile in key order, so a second object with
-    /// the same key (only possible in a hand-made snapshot) shares the report of the first.
-    fn open(&mut self, key: &ObjectKey, meta: &ObjectMeta) -> Obj {
-        match self.reports.last() {
-            Some(last) if last.key == *key => {}
-            _ => self.reports.push(Report::new(key.clone(), meta)),
-        }
-        self.reports.len() - 1
-    }
-
-    fn report(&mut self, obj: Obj) -> &mut Report {
-        &mut self.reports[obj]
-    }
-
-    fn problem(&mut self, obj: Obj, p: Problem) {
-        self.reports[obj].problems.push(p);
-    }
-
-    fn add_entry(&mut self, obj: Obj, id: &Arc<str>, entry: Entry<Route>, rank: Rank) {
-        if !self.ids.contains_key(id) {
-            self.ids.insert(Arc::clone(id), obj);
-        }
-        self.table.add(entry, rank);
-    }
-
-    fn add_ssh(&mut self, obj: Obj, name: String, route: Arc<Route>, rank: Rank) {
-        self.ssh.entry(name).or_default().push((rank, route, obj));
-    }
-
-    fn finish(mut self) -> Compiled {
-        let (routes, refused) = self.table.build();
-        for r in refused {
-            let Some(&obj) = self.ids.get(r.id.as_str()) else {
-                continue;
-            };
-            let (reason, message) = match &r.reason {
-                RefuseReason::Conflict { winner_id } if *winner_id == r.id => (
-                    "Conflict",
-                    format!(
-                        "{} {} is listed twice; the first one is used",
-                        r.host, r.path
-                    ),
-                ),
-                RefuseReason::Conflict { winner_id } => (
-                    "Conflict",
-                    format!(
-                        "{} {} is already served by {winner_id}, which is older",
-                        r.host, r.path
-                    ),
-                ),
-                RefuseReason::ReservedHost => (
-                    "ReservedHost",
-                    format!("{} is Portcullis's authenticate host", r.host),
-                ),
-                RefuseReason::ReservedPath { prefix } => (
-                    "ReservedPath",
-                    format!("{} is reserved for Portcullis on every host", prefix),
-                ),
-                RefuseReason::InvalidHost(e) => {
-                    ("InvalidHost", format!("host {:?}: {e}", r.host.to_string()))
-                }
-                RefuseReason::InvalidPath(e) => {
-                    ("InvalidPath", format!("path {:?}: {e}", r.path.as_str()))
-                }
-            };
-            self.reports[obj]
-                .problems
-                .push(Problem::accepted(reason, message));
-        }
-        for e in routes.entries() {
-            if let Some(report) = self
-                .ids
-                .get(e.id.as_str())
-                .and_then(|&o| self.reports.get_mut(o))
-            {
-                report.served += 1;
-                if e.route.backends.iter().all(|b| b.upstreams.is_empty()) {
-                    report.no_endpoints = true;
-                }
-            }
-        }
-
-        let mut ssh = BTreeMap::new();
-        for (name, mut claimants) in self.ssh {
-            claimants.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut it = claimants.into_iter();
-            let Some((_, winner, winner_obj)) = it.next() else {
-                continue;
-            };
-            let winner_key = self.reports[winner_obj].key.clone();
-            for (_, _, obj) in it {
-                self.reports[obj].problems.push(Problem::accepted(
-                    "Conflict",
-                    format!("ssh://{name} is already served by {winner_key}, which is older"),
-                ));
-            }
-            self.reports[winner_obj].served += 1;
-            ssh.insert(name, winner);
-        }
-
-        let (certs, cert_refused) = self.certs.build();
-        for r in cert_refused {
-            if let Some(&obj) = self.ids.get(r.owner_id.as_str()) {
-                let report = &mut self.reports[obj];
-                report.problems.push(Problem::refs(
-                    "CertificateConflict",
-                    format!(
-                        "the certificate for {} is already provided by {}, which is older",
-                        r.host, r.winner_id
-                    ),
-                ));
-            }
-        }
-
-        for report in &mut self.reports {
-            report.problems.sort();
-            report.problems.dedup();
-            if report.served == 0 {
-                report.url = None;
-            }
-        }
-        Compiled {
-            table: Table {
-                generation: 0,
-                routes,
-                certs,
-                ssh,
-                ..Table::default()
-            },
-            reports: self
-                .reports
-                .into_iter()
-                .map(|r| (r.key.clone(), r))
-                .collect(),
-            cache: Cache::default(),
-        }
     }
 }
 

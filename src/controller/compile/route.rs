@@ -162,6 +162,7 @@ pub(super) fn compile(
         None => (Arc::new(Spec::of(&obj.spec)), None),
     };
     let unit = match unit.filter(|u| u.who.is(Kind::Route, meta) && u.is_current(index, ctx)) {
+        // `route` above already marked the memo used.
         Some(unit) => unit,
         None => {
             let key = ObjectKey {
@@ -169,34 +170,49 @@ pub(super) fn compile(
                 namespace: namespace.to_owned(),
                 name: meta.name.clone().unwrap_or_default(),
             };
-            Arc::new(unit_of(obj, &spec, Who::new(key, meta), index, ctx))
+            let unit = Arc::new(unit_of(obj, &spec, Who::new(key, meta), index, ctx));
+            index
+                .memo
+                .borrow_mut()
+                .keep_route(obj, spec, Arc::clone(&unit));
+            unit
         }
     };
-    index
-        .memo
-        .borrow_mut()
-        .keep_route(obj, spec, Arc::clone(&unit));
 
+    // Certificates are looked up on every compile: they expire with time. Without one, the
+    // Route contributes what it did last time as long as its unit is the same.
+    let tls = match (&obj.spec.tls, &unit.served) {
+        (
+            Some(tls),
+            Some(Served {
+                place: Place::Http { .. },
+                ..
+            }),
+        ) => Some(tls),
+        _ => None,
+    };
+    if tls.is_none() && b.keep(&unit.who.id, &unit) {
+        return;
+    }
     let who = &unit.who;
     let o = b.open(&who.key, meta);
-    b.report(o).problems.extend(unit.problems.iter().cloned());
+    if tls.is_none() {
+        b.set_unit(o, Arc::clone(&unit));
+    }
+    b.problems(o, unit.problems.iter().cloned());
     let Some(served) = &unit.served else {
         return;
     };
-    b.report(o).url = Some(served.route.url.clone());
+    b.set_url(o, served.route.url.clone());
     let route = Arc::clone(&served.route);
     match &served.place {
         Place::Ssh(n) => b.add_ssh(o, n.clone(), route, who.rank.clone()),
         Place::Http { host, prefix } => {
-            // Certificates are looked up on every compile: they expire with time.
-            if let Some(tls) = &obj.spec.tls {
+            if let Some(tls) = tls {
                 match certificate_for(namespace, &tls.secret_name, &[host], index, ctx) {
                     Ok((cert, warnings)) => {
-                        for w in warnings {
-                            b.problem(o, w);
-                        }
-                        b.certs
-                            .add(host.clone(), cert, who.id.to_string(), who.rank.clone());
+                        b.problems(o, warnings);
+                        b.add_cert(o, host.clone(), cert, who.rank.clone());
                     }
                     Err(p) => b.problem(o, p),
                 }
@@ -207,7 +223,7 @@ pub(super) fn compile(
                 route,
                 id: who.id.to_string(),
             };
-            b.add_entry(o, &who.id, entry, who.rank.clone());
+            b.add_entry(o, entry, who.rank.clone());
         }
     }
 }

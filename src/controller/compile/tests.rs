@@ -899,7 +899,7 @@ fn outcome(c: &Compiled) -> String {
         .table
         .routes
         .hosts()
-        .map(|h| format!("{h} {:?}", c.table.certs.find(Some(h))))
+        .map(|h| format!("{h} {:?}", c.table.certs.find(Some(&h))))
         .collect();
     format!("{:#?}\n{entries:#?}\n{ssh:#?}\n{certs:#?}", c.reports)
 }

@@ -1,0 +1,522 @@
+//! From what each object contributes (its problems, its claims on hosts and paths, SSH names and
+//! certificates) to the [`Table`] and the [`Report`]s, changing only what a change touches.
+//!
+//! The [`Claims`] a compile leaves behind (in the [`super::Cache`]) hold every object's
+//! contribution, the claimants of each host and path ordered as conflicts are settled (rank, then
+//! id, then the order the object listed them), the route table host by host, and the reports.
+//! The next compile withdraws the claims of objects that are gone or compiled again, adds the
+//! new ones, rebuilds only the hosts whose claimants changed (the other hosts' parts are shared
+//! with the last table) and makes again only the reports of objects that changed or share a claim
+//! with one that did. Routes that need no per-compile check (no TLS Secret: certificate expiry
+//! moves with time) and whose unit is unchanged are not contributed again at all; Ingresses and
+//! Routes with TLS are, on every compile. From empty claims, this is the whole compile.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::route::Unit;
+use super::{CompileContext, ObjectKey, Problem, RESERVED_PREFIXES, Rank, Report};
+use crate::routing::certs::{CertStore, CertStoreBuilder, Certificate};
+use crate::routing::route::Route;
+use crate::routing::{Entry, HostPattern, PathMatch, RefuseReason, Refused, RouteTable};
+
+/// What the table and the reports are made of, carried from one compile to the next.
+#[derive(Default)]
+pub(crate) struct Claims {
+    /// The route table as of the last compile (its reservations are the compile context's:
+    /// the cache is dropped when those change). `None` before the first compile.
+    table: Option<RouteTable<Route>>,
+    /// Claimants by host, then path, in the order conflicts settle them: the first one wins.
+    http: HashMap<HostPattern, BTreeMap<PathMatch, Vec<Claimant>>>,
+    /// Claimants by SSH name, likewise.
+    ssh: BTreeMap<String, Vec<Claimant>>,
+    /// The SSH winners.
+    ssh_table: BTreeMap<String, Arc<Route>>,
+    /// Every object's contribution, by id (`Route team-a/web`).
+    objects: HashMap<Arc<str>, Object>,
+    reports: BTreeMap<ObjectKey, Arc<Report>>,
+}
+
+/// One claim on a host and path (or an SSH name).
+struct Claimant {
+    rank: Rank,
+    id: Arc<str>,
+    /// Its place among its object's claims.
+    seq: u32,
+    route: Arc<Route>,
+}
+
+impl Claimant {
+    fn order(&self) -> (&Rank, &str, u32) {
+        (&self.rank, &self.id, self.seq)
+    }
+
+    fn is(&self, id: &str, seq: u32) -> bool {
+        *self.id == *id && self.seq == seq
+    }
+}
+
+/// An object's contribution as kept between compiles.
+struct Object {
+    key: ObjectKey,
+    uid: Option<String>,
+    generation: Option<i64>,
+    url: Option<String>,
+    /// Its own problems, those of its claims that were refused before conflicts included.
+    problems: Vec<Problem>,
+    /// Its admitted claims, with their `seq`.
+    http: Vec<(HostPattern, PathMatch, u32)>,
+    ssh: Vec<(String, u32)>,
+    /// The unit a Route contributed from, when the next compile may keep the contribution as
+    /// long as the unit stays the same.
+    unit: Option<Arc<Unit>>,
+    /// The compile that last kept or made it.
+    seen: u64,
+}
+
+/// What one object contributes in this compile, before it meets the others.
+struct Contribution {
+    id: Arc<str>,
+    object: Object,
+    entries: Vec<(Entry<Route>, Rank)>,
+    ssh: Vec<(String, Arc<Route>, Rank)>,
+    certs: Vec<(HostPattern, Certificate, Rank)>,
+}
+
+/// What [`Builder::finish`] gives.
+pub(crate) struct Finished {
+    pub(super) routes: RouteTable<Route>,
+    pub(super) certs: CertStore,
+    pub(super) ssh: BTreeMap<String, Arc<Route>>,
+    pub(super) reports: BTreeMap<ObjectKey, Arc<Report>>,
+    pub(super) claims: Claims,
+}
+
+/// An object's contribution in a [`Builder`].
+pub(crate) type Obj = usize;
+
+/// Collects the contributions of one compile, then settles them against the [`Claims`] of
+/// the last.
+pub(crate) struct Builder {
+    claims: Claims,
+    serial: u64,
+    /// Every object is contributed (no [`Builder::keep`]).
+    full: bool,
+    new: Vec<Contribution>,
+    by_id: HashMap<Arc<str>, Obj>,
+    /// An object key came twice: the compile is done again in full, where they are merged.
+    pub(super) duplicate: bool,
+    default_certificate: Option<Certificate>,
+}
+
+impl Builder {
+    /// A builder over the claims of the last compile; `full` ignores them and contributes every
+    /// object.
+    pub(super) fn new(ctx: &CompileContext, claims: Claims, serial: u64, full: bool) -> Self {
+        let mut claims = if full { Claims::default() } else { claims };
+        if claims.table.is_none() {
+            let mut table = RouteTable::builder();
+            if let Some(host) = &ctx.authenticate_host {
+                table.reserve_host(host);
+            }
+            for p in RESERVED_PREFIXES {
+                table.reserve_prefix(p);
+            }
+            claims.table = Some(table.build().0);
+        }
+        Builder {
+            claims,
+            serial,
+            full,
+            new: Vec::new(),
+            by_id: HashMap::new(),
+            duplicate: false,
+            default_certificate: None,
+        }
+    }
+
+    /// Keeps what the Route with `id` contributed last time, when it was made from `unit`:
+    /// true when kept (then nothing else is to be contributed for it).
+    pub(super) fn keep(&mut self, id: &str, unit: &Arc<Unit>) -> bool {
+        if self.full {
+            return false;
+        }
+        let Some(object) = self.claims.objects.get_mut(id) else {
+            return false;
+        };
+        if !object.unit.as_ref().is_some_and(|u| Arc::ptr_eq(u, unit)) {
+            return false;
+        }
+        if object.seen == self.serial || self.by_id.contains_key(id) {
+            self.duplicate = true;
+        }
+        object.seen = self.serial;
+        true
+    }
+
+    /// Starts the contribution of an object. A second object with the same key (only possible
+    /// in a hand-made snapshot) shares the contribution of the first.
+    pub(super) fn open(&mut self, key: &ObjectKey, meta: &ObjectMeta) -> Obj {
+        let id: Arc<str> = key.to_string().into();
+        if let Some(&o) = self.by_id.get(&id) {
+            if !self.full {
+                self.duplicate = true;
+            }
+            return o;
+        }
+        if self
+            .claims
+            .objects
+            .get(&id)
+            .is_some_and(|o| o.seen == self.serial)
+        {
+            self.duplicate = true;
+        }
+        self.new.push(Contribution {
+            id: Arc::clone(&id),
+            object: Object {
+                key: key.clone(),
+                uid: meta.uid.clone(),
+                generation: meta.generation,
+                url: None,
+                problems: Vec::new(),
+                http: Vec::new(),
+                ssh: Vec::new(),
+                unit: None,
+                seen: self.serial,
+            },
+            entries: Vec::new(),
+            ssh: Vec::new(),
+            certs: Vec::new(),
+        });
+        self.by_id.insert(id, self.new.len() - 1);
+        self.new.len() - 1
+    }
+
+    pub(super) fn problem(&mut self, obj: Obj, p: Problem) {
+        self.new[obj].object.problems.push(p);
+    }
+
+    pub(super) fn problems(&mut self, obj: Obj, p: impl IntoIterator<Item = Problem>) {
+        self.new[obj].object.problems.extend(p);
+    }
+
+    pub(super) fn set_url(&mut self, obj: Obj, url: String) {
+        self.new[obj].object.url = Some(url);
+    }
+
+    /// Lets the next compile keep this contribution while the Route compiles to `unit` again.
+    pub(super) fn set_unit(&mut self, obj: Obj, unit: Arc<Unit>) {
+        self.new[obj].object.unit = Some(unit);
+    }
+
+    pub(super) fn add_entry(&mut self, obj: Obj, entry: Entry<Route>, rank: Rank) {
+        self.new[obj].entries.push((entry, rank));
+    }
+
+    pub(super) fn add_ssh(&mut self, obj: Obj, name: String, route: Arc<Route>, rank: Rank) {
+        self.new[obj].ssh.push((name, route, rank));
+    }
+
+    pub(super) fn add_cert(&mut self, obj: Obj, host: HostPattern, cert: Certificate, rank: Rank) {
+        self.new[obj].certs.push((host, cert, rank));
+    }
+
+    pub(super) fn default_certificate(&mut self, cert: Certificate) {
+        self.default_certificate = Some(cert);
+    }
+
+    /// Settles this compile's contributions against the last compile's claims: the routes,
+    /// certificates and SSH routes to serve, every object's report, and the claims for the next
+    /// compile.
+    pub(super) fn finish(self) -> Finished {
+        let Builder {
+            mut claims,
+            serial,
+            new,
+            default_certificate,
+            ..
+        } = self;
+        let Claims {
+            table,
+            http,
+            ssh,
+            ssh_table,
+            objects,
+            reports,
+        } = &mut claims;
+        let Some(table) = table.as_mut() else {
+            unreachable!("Builder::new makes the table");
+        };
+        let mut touched_http: HashSet<(HostPattern, PathMatch)> = HashSet::new();
+        let mut touched_ssh: BTreeSet<String> = BTreeSet::new();
+        let mut affected: HashSet<Arc<str>> = HashSet::new();
+
+        // Withdraw the claims of objects that are gone or contributed again.
+        for (id, old) in objects.extract_if(|_, o| o.seen != serial) {
+            for (host, path, _) in old.http {
+                if let Some(paths) = http.get_mut(&host) {
+                    if let Some(list) = paths.get_mut(&path) {
+                        list.retain(|c| c.id != id);
+                        if list.is_empty() {
+                            paths.remove(&path);
+                        }
+                    }
+                    if paths.is_empty() {
+                        http.remove(&host);
+                    }
+                }
+                touched_http.insert((host, path));
+            }
+            for (name, _) in old.ssh {
+                if let Some(list) = ssh.get_mut(&name) {
+                    list.retain(|c| c.id != id);
+                    if list.is_empty() {
+                        ssh.remove(&name);
+                    }
+                }
+                touched_ssh.insert(name);
+            }
+            reports.remove(&old.key);
+        }
+
+        // Add the new ones.
+        let mut certs = CertStoreBuilder::new();
+        if let Some(cert) = default_certificate {
+            certs.default_certificate(cert);
+        }
+        // Ids that claimed a host and path (certificate refusals are reported to those only).
+        let mut entered: HashSet<Arc<str>> = HashSet::new();
+        for c in new {
+            let Contribution {
+                id,
+                mut object,
+                entries,
+                ssh: ssh_claims,
+                certs: cert_claims,
+            } = c;
+            if !entries.is_empty() {
+                entered.insert(Arc::clone(&id));
+            }
+            for (seq, (entry, rank)) in (0u32..).zip(entries) {
+                match table.reserved().admit(entry) {
+                    Ok(entry) => {
+                        let claimant = Claimant {
+                            rank,
+                            id: Arc::clone(&id),
+                            seq,
+                            route: entry.route,
+                        };
+                        let list = http
+                            .entry(entry.host.clone())
+                            .or_default()
+                            .entry(entry.path.clone())
+                            .or_default();
+                        let at = list.partition_point(|c| c.order() <= claimant.order());
+                        list.insert(at, claimant);
+                        object
+                            .http
+                            .push((entry.host.clone(), entry.path.clone(), seq));
+                        touched_http.insert((entry.host, entry.path));
+                    }
+                    Err(refused) => object.problems.push(refused_problem(&refused)),
+                }
+            }
+            for (seq, (name, route, rank)) in (0u32..).zip(ssh_claims) {
+                let claimant = Claimant {
+                    rank,
+                    id: Arc::clone(&id),
+                    seq,
+                    route,
+                };
+                let list = ssh.entry(name.clone()).or_default();
+                let at = list.partition_point(|c| c.order() <= claimant.order());
+                list.insert(at, claimant);
+                object.ssh.push((name.clone(), seq));
+                touched_ssh.insert(name);
+            }
+            for (host, cert, rank) in cert_claims {
+                certs.add(host, cert, id.to_string(), rank);
+            }
+            affected.insert(Arc::clone(&id));
+            objects.insert(id, object);
+        }
+
+        // Rebuild the hosts and SSH names whose claimants changed; everyone claiming them may
+        // have won or lost.
+        let mut touched_hosts: HashSet<HostPattern> = HashSet::new();
+        for (host, path) in touched_http {
+            if let Some(list) = http.get(&host).and_then(|paths| paths.get(&path)) {
+                affected.extend(list.iter().map(|c| Arc::clone(&c.id)));
+            }
+            touched_hosts.insert(host);
+        }
+        for host in touched_hosts {
+            let entries = match http.get(&host) {
+                None => Vec::new(),
+                Some(paths) => paths
+                    .iter()
+                    .filter_map(|(path, list)| {
+                        let winner = list.first()?;
+                        Some(Entry {
+                            host: host.clone(),
+                            path: path.clone(),
+                            route: Arc::clone(&winner.route),
+                            id: winner.id.to_string(),
+                        })
+                    })
+                    .collect(),
+            };
+            table.set_host(host, entries);
+        }
+        for name in touched_ssh {
+            match ssh.get(&name).and_then(|list| list.first()) {
+                Some(winner) => {
+                    ssh_table.insert(name.clone(), Arc::clone(&winner.route));
+                }
+                None => {
+                    ssh_table.remove(&name);
+                }
+            }
+            if let Some(list) = ssh.get(&name) {
+                affected.extend(list.iter().map(|c| Arc::clone(&c.id)));
+            }
+        }
+
+        // Certificates: every object binding one is contributed on each compile.
+        let (cert_store, cert_refused) = certs.build();
+        let mut cert_problems: HashMap<&str, Vec<Problem>> = HashMap::new();
+        for r in &cert_refused {
+            if entered.contains(r.owner_id.as_str()) {
+                cert_problems
+                    .entry(r.owner_id.as_str())
+                    .or_default()
+                    .push(Problem::refs(
+                        "CertificateConflict",
+                        format!(
+                            "the certificate for {} is already provided by {}, which is older",
+                            r.host, r.winner_id
+                        ),
+                    ));
+            }
+        }
+
+        for id in affected {
+            let Some(object) = objects.get(&id) else {
+                continue;
+            };
+            let extra = cert_problems.remove(&*id).unwrap_or_default();
+            let report = report(&id, object, http, ssh, extra);
+            reports.insert(object.key.clone(), Arc::new(report));
+        }
+
+        let table = table.clone();
+        let ssh_table = ssh_table.clone();
+        let reports = reports.clone();
+        Finished {
+            routes: table,
+            certs: cert_store,
+            ssh: ssh_table,
+            reports,
+            claims,
+        }
+    }
+}
+
+/// The report of object `id`, from its contribution and where its claims stand.
+fn report(
+    id: &str,
+    object: &Object,
+    http: &HashMap<HostPattern, BTreeMap<PathMatch, Vec<Claimant>>>,
+    ssh: &BTreeMap<String, Vec<Claimant>>,
+    extra: Vec<Problem>,
+) -> Report {
+    let mut report = Report {
+        key: object.key.clone(),
+        uid: object.uid.clone(),
+        generation: object.generation,
+        url: object.url.clone(),
+        problems: object.problems.clone(),
+        served: 0,
+        no_endpoints: false,
+    };
+    report.problems.extend(extra);
+    for (host, path, seq) in &object.http {
+        let Some(winner) = http
+            .get(host)
+            .and_then(|paths| paths.get(path))
+            .and_then(|list| list.first())
+        else {
+            continue;
+        };
+        if winner.is(id, *seq) {
+            report.served += 1;
+            if winner.route.backends.iter().all(|b| b.upstreams.is_empty()) {
+                report.no_endpoints = true;
+            }
+        } else if *winner.id == *id {
+            report.problems.push(Problem::accepted(
+                "Conflict",
+                format!("{host} {path} is listed twice; the first one is used"),
+            ));
+        } else {
+            report.problems.push(Problem::accepted(
+                "Conflict",
+                format!(
+                    "{host} {path} is already served by {}, which is older",
+                    winner.id
+                ),
+            ));
+        }
+    }
+    for (name, seq) in &object.ssh {
+        let Some(winner) = ssh.get(name).and_then(|list| list.first()) else {
+            continue;
+        };
+        if winner.is(id, *seq) {
+            report.served += 1;
+        } else {
+            report.problems.push(Problem::accepted(
+                "Conflict",
+                format!(
+                    "ssh://{name} is already served by {}, which is older",
+                    winner.id
+                ),
+            ));
+        }
+    }
+    report.problems.sort();
+    report.problems.dedup();
+    if report.served == 0 {
+        report.url = None;
+    }
+    report
+}
+
+/// The problem of a claim the table refused before conflicts (invalid or reserved).
+fn refused_problem(r: &Refused) -> Problem {
+    let (reason, message) = match &r.reason {
+        RefuseReason::Conflict { winner_id } => (
+            "Conflict",
+            format!(
+                "{} {} is already served by {winner_id}, which is older",
+                r.host, r.path
+            ),
+        ),
+        RefuseReason::ReservedHost => (
+            "ReservedHost",
+            format!("{} is Portcullis's authenticate host", r.host),
+        ),
+        RefuseReason::ReservedPath { prefix } => (
+            "ReservedPath",
+            format!("{} is reserved for Portcullis on every host", prefix),
+        ),
+        RefuseReason::InvalidHost(e) => {
+            ("InvalidHost", format!("host {:?}: {e}", r.host.to_string()))
+        }
+        RefuseReason::InvalidPath(e) => ("InvalidPath", format!("path {:?}: {e}", r.path.as_str())),
+    };
+    Problem::accepted(reason, message)
+}

@@ -88,8 +88,8 @@ pub(super) fn compile(ing: &Ingress, index: &Index<'_>, ctx: &CompileContext, b:
     let name = meta.name.clone().unwrap_or_default();
     let key = ObjectKey {
         kind: Kind::Ingress,
-        namespace: namespace.clone(),
-        name: name.clone(),
+        namespace: namespace.as_str().into(),
+        name: name.as_str().into(),
     };
     let o = b.open(&key, meta);
     let Some(spec) = ing.spec.as_ref() else {

@@ -109,15 +109,15 @@ impl Kind {
     }
 }
 
-/// An object compile reports on.
+/// An object compile reports on. Cheap to clone (shared strings).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectKey {
     /// Its kind.
     pub kind: Kind,
     /// Its namespace.
-    pub namespace: String,
+    pub namespace: Arc<str>,
     /// Its name.
-    pub name: String,
+    pub name: Arc<str>,
 }
 
 impl fmt::Display for ObjectKey {
@@ -325,8 +325,8 @@ impl Who {
     fn is(&self, kind: Kind, meta: &ObjectMeta) -> bool {
         let (namespace, name) = key_of(meta);
         self.key.kind == kind
-            && self.key.namespace == namespace
-            && self.key.name == name
+            && *self.key.namespace == *namespace
+            && *self.key.name == *name
             && self.rank.0 == created(meta)
     }
 }

@@ -167,8 +167,8 @@ pub(super) fn compile(
         None => {
             let key = ObjectKey {
                 kind: Kind::Route,
-                namespace: namespace.to_owned(),
-                name: meta.name.clone().unwrap_or_default(),
+                namespace: namespace.into(),
+                name: meta.name.as_deref().unwrap_or_default().into(),
             };
             let unit = Arc::new(unit_of(obj, &spec, Who::new(key, meta), index, ctx));
             index
@@ -282,8 +282,8 @@ fn unit_of(
     let route = Arc::new(Route {
         id: RouteId {
             kind: SourceKind::Route,
-            namespace,
-            name: unit.who.key.name.clone(),
+            namespace: namespace.to_string(),
+            name: unit.who.key.name.to_string(),
         },
         url,
         protocol,

@@ -708,7 +708,7 @@ fn only_ingresses_of_our_class_are_compiled() {
         mk_class("iap", INGRESS_CONTROLLER, false),
     ];
     let c = compile(&ingress_snapshot(ingresses.clone(), classes), &ctx());
-    let served: Vec<&str> = c.reports.keys().map(|k| k.name.as_str()).collect();
+    let served: Vec<&str> = c.reports.keys().map(|k| &*k.name).collect();
     assert_eq!(served, ["custom", "legacy", "named"]);
 
     // No class: ours only when our IngressClass is the default.
@@ -1125,4 +1125,235 @@ fn routes_reading_the_providers_tokens_say_when_no_idp_is_configured() {
     for name in ["id", "access", "ours"] {
         assert!(reasons(&c, &route_key("a", name)).is_empty(), "{name}");
     }
+}
+
+/// Compiles `snap` with the cache of the last compile and checks it against a compile from
+/// nothing, then keeps the new cache.
+fn warm_step(cache: &mut Cache, snap: &Snapshot, ctx: &CompileContext, what: &str) -> Compiled {
+    let mut warm = compile_with(snap, ctx, std::mem::take(cache));
+    let fresh = compile(snap, ctx);
+    assert_eq!(outcome(&warm), outcome(&fresh), "after: {what}");
+    assert_eq!(warm.table.routes.len(), fresh.table.routes.len(), "{what}");
+    *cache = std::mem::take(&mut warm.cache);
+    warm
+}
+
+/// Replaces (or adds) the Route of the same name, as a new generation of it.
+fn put_route(snap: &mut Snapshot, route: Arc<api::Route>) {
+    let name = route.metadata.name.clone();
+    let mut route = (*route).clone();
+    let old = snap
+        .routes
+        .iter()
+        .position(|r| r.metadata.name == name && r.metadata.namespace == route.metadata.namespace);
+    match old {
+        Some(i) => {
+            route.metadata.generation = snap.routes[i].metadata.generation.map(|g| g + 1);
+            snap.routes[i] = Arc::new(route);
+        }
+        None => snap.routes.push(Arc::new(route)),
+    }
+}
+
+fn drop_route(snap: &mut Snapshot, name: &str) {
+    snap.routes
+        .retain(|r| r.metadata.name.as_deref() != Some(name));
+}
+
+#[test]
+fn every_kind_of_change_compiles_as_from_nothing() {
+    let mut snap = varied_snapshot();
+    snap.routes.push(
+        mk_route("team-b", "db-young", "ssh://db")
+            .url("ssh://10.0.0.6:22")
+            .created(5000)
+            .build(),
+    );
+    let ctx = ctx();
+    let mut cache = compile(&snap, &ctx).cache;
+    let mut step =
+        |snap: &Snapshot, ctx: &CompileContext, what: &str| warm_step(&mut cache, snap, ctx, what);
+    step(&snap, &ctx, "nothing");
+
+    // A host added, then removed.
+    put_route(
+        &mut snap,
+        mk_route("team-b", "new", "https://new.example.com/a")
+            .url("http://10.0.0.5")
+            .build(),
+    );
+    let c = step(&snap, &ctx, "a Route on a new host");
+    assert_eq!(
+        served_by(&c, "new.example.com", "/a").as_deref(),
+        Some("Route team-b/new")
+    );
+    drop_route(&mut snap, "new");
+    let c = step(&snap, &ctx, "the new host's Route deleted");
+    assert_eq!(served_by(&c, "new.example.com", "/a"), None);
+
+    // A second path on an existing host, then a Route moving to another host.
+    put_route(
+        &mut snap,
+        mk_route("team-b", "second", "https://billing.example.com/other")
+            .url("http://10.0.0.5")
+            .build(),
+    );
+    step(&snap, &ctx, "a second path on a host");
+    put_route(
+        &mut snap,
+        mk_route("team-b", "second", "https://moved.example.com/")
+            .url("http://10.0.0.5")
+            .build(),
+    );
+    step(&snap, &ctx, "a Route moved to another host");
+
+    // The conflict winner deleted: the younger claimant wins; back again: it loses again.
+    let old = snap
+        .routes
+        .iter()
+        .find(|r| r.metadata.name.as_deref() == Some("old"))
+        .cloned()
+        .unwrap();
+    drop_route(&mut snap, "old");
+    let c = step(&snap, &ctx, "the conflict winner deleted");
+    assert_eq!(
+        served_by(&c, "shared.example.com", "/").as_deref(),
+        Some("Route team-a/young")
+    );
+    assert!(reasons(&c, &route_key("team-a", "young")).is_empty());
+    snap.routes.push(old);
+    let c = step(&snap, &ctx, "the conflict winner back");
+    assert_eq!(reasons(&c, &route_key("team-a", "young")), ["Conflict"]);
+
+    // The same for SSH names.
+    drop_route(&mut snap, "db");
+    let c = step(&snap, &ctx, "the older SSH Route deleted");
+    assert!(reasons(&c, &route_key("team-b", "db-young")).is_empty());
+
+    // Wildcard hosts, from an Ingress, next to an exact host under them.
+    snap.ingresses.push(
+        mk_ingress("team-a", "wild")
+            .rule("*.wild.example.com", &[("/", "Prefix", "billing", 80)])
+            .build(),
+    );
+    put_route(
+        &mut snap,
+        mk_route("team-b", "under", "https://a.wild.example.com/")
+            .url("http://10.0.0.5")
+            .build(),
+    );
+    let c = step(&snap, &ctx, "a wildcard Ingress and an exact host under it");
+    assert_eq!(
+        served_by(&c, "b.wild.example.com", "/").as_deref(),
+        Some("Ingress team-a/wild")
+    );
+    drop_route(&mut snap, "under");
+    step(&snap, &ctx, "the exact host under the wildcard deleted");
+
+    // Ingress changes: another path, a conflict with a Route, listing a claim twice, another
+    // class, deleted.
+    let web = |paths: &[(&str, &str, &str, i32)]| {
+        mk_ingress("team-a", "web")
+            .rule("web.example.com", paths)
+            .build()
+    };
+    snap.ingresses[0] = web(&[("/x", "Prefix", "billing", 80)]);
+    step(&snap, &ctx, "an Ingress path changed");
+    snap.ingresses[0] = web(&[
+        ("/x", "Prefix", "billing", 80),
+        ("/x", "Prefix", "billing", 80),
+    ]);
+    step(&snap, &ctx, "an Ingress listing a claim twice");
+    put_route(
+        &mut snap,
+        mk_route("team-b", "over-web", "https://web.example.com/x")
+            .url("http://10.0.0.5")
+            .created(1)
+            .build(),
+    );
+    let c = step(&snap, &ctx, "an older Route over an Ingress");
+    assert_eq!(
+        served_by(&c, "web.example.com", "/x").as_deref(),
+        Some("Route team-b/over-web")
+    );
+    snap.ingresses[0] = mk_ingress("team-a", "web")
+        .class(Some("other"))
+        .rule("web.example.com", &[("/x", "Prefix", "billing", 80)])
+        .build();
+    step(&snap, &ctx, "an Ingress of another class");
+    snap.ingresses.remove(0);
+    step(&snap, &ctx, "an Ingress deleted");
+
+    // TLS: the certificate expires as time moves, its Secret goes and comes back.
+    let later = CompileContext {
+        now: 100_000_000_000,
+        ..ctx.clone()
+    };
+    let c = step(&snap, &later, "time moved past the certificate's expiry");
+    assert!(reasons(&c, &route_key("team-a", "tls")).contains(&"CertificateExpired"));
+    let c = step(&snap, &ctx, "time back");
+    assert!(!reasons(&c, &route_key("team-a", "tls")).contains(&"CertificateExpired"));
+    let secrets = std::mem::take(&mut snap.secrets);
+    let c = step(&snap, &ctx, "the TLS Secret deleted");
+    assert!(reasons(&c, &route_key("team-a", "tls")).contains(&"SecretNotFound"));
+    snap.secrets = secrets;
+    step(&snap, &ctx, "the TLS Secret back");
+    put_route(
+        &mut snap,
+        mk_route("team-b", "tls-too", "https://secure.example.com/b")
+            .url("http://10.0.0.5")
+            .tls("other-cert")
+            .build(),
+    );
+    snap.secrets.push(mk_tls_secret(
+        "team-b",
+        "other-cert",
+        &["secure.example.com"],
+    ));
+    step(&snap, &ctx, "a second certificate for a host");
+
+    // Services and EndpointSlices.
+    let slices = std::mem::take(&mut snap.endpoint_slices);
+    step(&snap, &ctx, "the EndpointSlices deleted");
+    snap.endpoint_slices = slices;
+    step(&snap, &ctx, "the EndpointSlices back");
+    let services = std::mem::take(&mut snap.services);
+    step(&snap, &ctx, "the Service deleted");
+    snap.services = services;
+    step(&snap, &ctx, "the Service back");
+
+    // Reserved and invalid claims.
+    put_route(
+        &mut snap,
+        mk_route("team-b", "auth", "https://auth.example.com/")
+            .url("http://10.0.0.5")
+            .build(),
+    );
+    put_route(
+        &mut snap,
+        mk_route("team-b", "reserved", "https://r.example.com/.portcullis/x")
+            .url("http://10.0.0.5")
+            .build(),
+    );
+    step(&snap, &ctx, "reserved host and path");
+
+    // Two objects with one key (only a hand-made snapshot has them), then one again.
+    let twin = mk_route("team-a", "young", "https://twin.example.com/")
+        .url("http://10.0.0.4")
+        .created(20)
+        .build();
+    snap.routes.push(twin);
+    step(&snap, &ctx, "two Routes with one key");
+    snap.routes.pop();
+    step(&snap, &ctx, "one of the two gone");
+
+    // Everything gone, then back.
+    let all = std::mem::take(&mut snap.routes);
+    let c = step(&snap, &ctx, "every Route deleted");
+    assert_eq!(c.table.ssh.len(), 0);
+    snap.routes = all;
+    step(&snap, &ctx, "every Route back");
+    // Objects in another order.
+    snap.routes.reverse();
+    step(&snap, &ctx, "the same objects in another order");
 }

@@ -1347,6 +1347,26 @@ fn every_kind_of_change_compiles_as_from_nothing() {
     snap.routes.pop();
     step(&snap, &ctx, "one of the two gone");
 
+    // A status write (a new object, the same generation), and a Route deleted and created
+    // again under its name (another uid) between two compiles.
+    for r in &mut snap.routes {
+        if r.metadata.name.as_deref() == Some("young") {
+            let mut written = (**r).clone();
+            written.status = Some(api::RouteStatus::default());
+            *r = Arc::new(written);
+        }
+    }
+    step(&snap, &ctx, "a status written");
+    for r in &mut snap.routes {
+        if r.metadata.name.as_deref() == Some("billing") {
+            let mut again = (**r).clone();
+            again.metadata.uid = Some("uid-again".into());
+            again.spec.from = "https://billing.example.com/again".into();
+            *r = Arc::new(again);
+        }
+    }
+    step(&snap, &ctx, "a Route created again");
+
     // Everything gone, then back.
     let all = std::mem::take(&mut snap.routes);
     let c = step(&snap, &ctx, "every Route deleted");

@@ -191,12 +191,14 @@ pub(super) fn compile(
         ) => Some(tls),
         _ => None,
     };
-    if tls.is_none() && b.keep(&unit.who.id, &unit, obj) {
+    if tls.is_none() && b.keep(&unit.who.id, &unit) {
         return;
     }
     let who = &unit.who;
     let o = b.open(&who.key, meta);
-    b.set_source(o, obj, tls.is_none().then(|| Arc::clone(&unit)));
+    if tls.is_none() {
+        b.set_unit(o, Arc::clone(&unit));
+    }
     b.problems(o, unit.problems.iter().cloned());
     let Some(served) = &unit.served else {
         return;

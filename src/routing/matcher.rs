@@ -285,6 +285,15 @@ impl<R> RouteTable<R> {
             .map(String::as_str)
     }
 
+    /// Accepted entries in no particular order (no sorting, for scans).
+    pub fn entries_unordered(&self) -> impl Iterator<Item = &Entry<R>> {
+        self.exact_hosts
+            .values()
+            .chain(self.wildcard_hosts.values())
+            .chain(self.any_host.as_ref())
+            .flat_map(|h| h.entries.iter())
+    }
+
     /// The reservations entries are checked against ([`Reserved::admit`]).
     pub fn reserved(&self) -> &Reserved {
         &self.reserved
@@ -966,6 +975,37 @@ mod tests {
             Some("extra-9999.example.org")
         );
         assert_eq!(route(&t, "a.svc-1.team-1.example.com", "/"), None);
+    }
+
+    #[test]
+    fn set_host_replaces_one_host_and_shares_the_others() {
+        let (mut t, _) = mk_table(&[
+            ("a.example", prefix("/"), "a"),
+            ("*.example", prefix("/"), "wild"),
+            ("b.example", prefix("/x"), "b"),
+        ]);
+        let before = t.clone();
+        t.set_host(
+            HostPattern::Exact("b.example".into()),
+            vec![mk_entry("b.example", exact("/y"), "b2")],
+        );
+        assert_eq!(route(&t, "b.example", "/y").as_deref(), Some("b2"));
+        assert_eq!(route(&t, "b.example", "/x"), None);
+        assert_eq!(route(&before, "b.example", "/x").as_deref(), Some("b"));
+        assert!(Arc::ptr_eq(
+            &t.exact_hosts["a.example"],
+            &before.exact_hosts["a.example"]
+        ));
+        t.set_host(HostPattern::Wildcard("example".into()), vec![]);
+        assert_eq!(route(&t, "c.example", "/"), None);
+        assert_eq!(t.len(), 2);
+        let mut unordered: Vec<_> = t.entries_unordered().map(|e| e.id.clone()).collect();
+        unordered.sort();
+        assert_eq!(unordered, ["a", "b2"]);
+        assert_eq!(
+            t.entries().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            ["a", "b2"]
+        );
     }
 
     #[test]

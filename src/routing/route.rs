@@ -122,9 +122,12 @@ impl Table {
         if let Some((_, route)) = self.find(host, "/") {
             return Some(route);
         }
+        // The first entry in (host, path) order whose path matches here, found without sorting.
         self.routes
-            .entries()
-            .find_map(|e| self.find(host, e.path.as_str()))
+            .entries_unordered()
+            .filter(|e| self.find(host, e.path.as_str()).is_some())
+            .min_by(|a, b| (&a.host, &a.path).cmp(&(&b.host, &b.path)))
+            .and_then(|e| self.find(host, e.path.as_str()))
             .map(|(_, route)| route)
     }
 }

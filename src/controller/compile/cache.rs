@@ -122,7 +122,6 @@ impl Cache {
             self.backends = (snap.services.clone(), snap.endpoint_slices.clone());
         }
         let serial = self.serial;
-        self.routes.retain(|_, m| m.used == serial);
         if self.backends_unchanged {
             // Not looked up (see `backends_unchanged`), and still made from the current objects.
             return self;
@@ -135,6 +134,16 @@ impl Cache {
             !by_name.is_empty()
         });
         self
+    }
+
+    /// Drops the entries of Routes that left the snapshot (`uids`), unless a Route with the same
+    /// uid used its entry in this compile.
+    pub(super) fn forget_routes(&mut self, uids: &[String]) {
+        for uid in uids {
+            if self.routes.get(uid).is_some_and(|m| m.used != self.serial) {
+                self.routes.remove(uid);
+            }
+        }
     }
 
     /// The claims of the last compile (empty for the first, or after the settings changed).

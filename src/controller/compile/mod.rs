@@ -214,16 +214,13 @@ pub fn compile_with(snap: &Snapshot, ctx: &CompileContext, cache: Cache) -> Comp
     let mut cache = cache.begin(ctx, snap);
     let claims = cache.take_claims();
     let serial = cache.serial();
+    let backends_unchanged = cache.backends_unchanged();
     let index = Index::new(snap, cache);
-    let mut b = contribute(snap, &index, ctx, Builder::new(ctx, claims, serial, false));
-    if b.duplicate {
-        // Two objects with one key: contribute everything again, where they merge.
-        b = contribute(
-            snap,
-            &index,
-            ctx,
-            Builder::new(ctx, Default::default(), serial, true),
-        );
+    let b = Builder::new(ctx, claims, serial, false, backends_unchanged);
+    let mut b = contribute(snap, &index, ctx, b);
+    if b.duplicate || b.has_twins() {
+        // Perhaps two objects with one key: contribute everything again, where they merge.
+        b = contribute(snap, &index, ctx, b.into_full(ctx));
     }
     if let Some((ns, name)) = &ctx.default_certificate {
         match index.tls_certificate(ns, name) {
@@ -241,6 +238,7 @@ pub fn compile_with(snap: &Snapshot, ctx: &CompileContext, cache: Cache) -> Comp
         ssh,
         reports,
         claims,
+        gone_uids,
     } = b.finish();
     let mut table = Table {
         generation: 0,
@@ -254,7 +252,9 @@ pub fn compile_with(snap: &Snapshot, ctx: &CompileContext, cache: Cache) -> Comp
     if let Some((ns, name)) = &ctx.client_ca {
         table.client_auth = client_auth(&index, ns, name);
     }
-    let mut cache = index.memo.into_inner().end(snap);
+    let mut cache = index.memo.into_inner();
+    cache.forget_routes(&gone_uids);
+    let mut cache = cache.end(snap);
     cache.keep_claims(claims);
     Compiled {
         table,
@@ -267,7 +267,9 @@ pub fn compile_with(snap: &Snapshot, ctx: &CompileContext, cache: Cache) -> Comp
 /// not depend on it: claims are settled by rank).
 fn contribute(snap: &Snapshot, index: &Index<'_>, ctx: &CompileContext, mut b: Builder) -> Builder {
     for r in &snap.routes {
-        route::compile(r, index, ctx, &mut b);
+        if !b.skip(r) {
+            route::compile(r, index, ctx, &mut b);
+        }
     }
     let classes = ingress::Classes::new(&snap.ingress_classes);
     for i in snap.ingresses.iter().filter(|i| classes.is_ours(i)) {

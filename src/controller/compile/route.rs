@@ -191,14 +191,12 @@ pub(super) fn compile(
         ) => Some(tls),
         _ => None,
     };
-    if tls.is_none() && b.keep(&unit.who.id, &unit) {
+    if tls.is_none() && b.keep(&unit.who.id, &unit, obj) {
         return;
     }
     let who = &unit.who;
     let o = b.open(&who.key, meta);
-    if tls.is_none() {
-        b.set_unit(o, Arc::clone(&unit));
-    }
+    b.set_source(o, obj, tls.is_none().then(|| Arc::clone(&unit)));
     b.problems(o, unit.problems.iter().cloned());
     let Some(served) = &unit.served else {
         return;

@@ -11,13 +11,16 @@
 //! moves with time) and whose unit is unchanged are not contributed again at all; Ingresses and
 //! Routes with TLS are, on every compile. From empty claims, this is the whole compile.
 
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::route::Unit;
 use super::{CompileContext, ObjectKey, Problem, RESERVED_PREFIXES, Rank, Report};
+use crate::api;
 use crate::routing::certs::{CertStore, CertStoreBuilder, Certificate};
 use crate::routing::route::Route;
 use crate::routing::{Entry, HostPattern, PathMatch, RefuseReason, Refused, RouteTable};
@@ -37,6 +40,41 @@ pub(crate) struct Claims {
     /// Every object's contribution, by id (`Route team-a/web`).
     objects: HashMap<Arc<str>, Object>,
     reports: BTreeMap<ObjectKey, Arc<Report>>,
+    /// The Route objects of the last snapshot by address (holding them keeps the address
+    /// theirs), with the compile that last saw each: an object seen before compiles as it did
+    /// while the Services and EndpointSlices are unchanged, and one not seen again is gone.
+    routes: HashMap<usize, (Arc<api::Route>, u64), BuildHasherDefault<AddressHasher>>,
+    /// Objects contributed without a unit (Ingresses, Routes with TLS): contributed again by
+    /// every compile they are still in.
+    transient: Vec<Arc<str>>,
+    /// Two objects had one key: the next compile is done in full.
+    had_duplicates: bool,
+}
+
+/// Hashes an address (already unique; only its bits need spreading).
+#[derive(Default)]
+pub(crate) struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(self.0 ^ u64::from(*b));
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // A folded multiply: every input bit reaches the low bits the table indexes with.
+        let m = u128::from(n ^ self.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = (m as u64) ^ ((m >> 64) as u64);
+    }
 }
 
 /// One claim on a host and path (or an SSH name).
@@ -72,6 +110,8 @@ struct Object {
     /// The unit a Route contributed from, when the next compile may keep the contribution as
     /// long as the unit stays the same.
     unit: Option<Arc<Unit>>,
+    /// The address of the Route object it was contributed or last kept from (0 for others).
+    source: usize,
     /// The compile that last kept or made it.
     seen: u64,
 }
@@ -92,6 +132,8 @@ pub(crate) struct Finished {
     pub(super) ssh: BTreeMap<String, Arc<Route>>,
     pub(super) reports: BTreeMap<ObjectKey, Arc<Report>>,
     pub(super) claims: Claims,
+    /// The uids of Routes that left the snapshot.
+    pub(super) gone_uids: Vec<String>,
 }
 
 /// An object's contribution in a [`Builder`].
@@ -102,20 +144,38 @@ pub(crate) type Obj = usize;
 pub(crate) struct Builder {
     claims: Claims,
     serial: u64,
-    /// Every object is contributed (no [`Builder::keep`]).
+    /// Every object is contributed (no [`Builder::keep`] or [`Builder::skip`]).
     full: bool,
+    /// No Service or EndpointSlice changed since the last compile.
+    backends_unchanged: bool,
     new: Vec<Contribution>,
     by_id: HashMap<Arc<str>, Obj>,
     /// An object key came twice: the compile is done again in full, where they are merged.
     pub(super) duplicate: bool,
+    /// Route objects whose contribution another object (of the same key) now makes or keeps:
+    /// they must have left the snapshot, else two objects have one key.
+    replaced: Vec<usize>,
     default_certificate: Option<Certificate>,
 }
 
 impl Builder {
     /// A builder over the claims of the last compile; `full` ignores them and contributes every
     /// object.
-    pub(super) fn new(ctx: &CompileContext, claims: Claims, serial: u64, full: bool) -> Self {
-        let mut claims = if full { Claims::default() } else { claims };
+    pub(super) fn new(
+        ctx: &CompileContext,
+        mut claims: Claims,
+        serial: u64,
+        full: bool,
+        backends_unchanged: bool,
+    ) -> Self {
+        let full = full || claims.had_duplicates;
+        if full {
+            // What the last snapshot held still tells which objects are gone.
+            claims = Claims {
+                routes: std::mem::take(&mut claims.routes),
+                ..Claims::default()
+            };
+        }
         if claims.table.is_none() {
             let mut table = RouteTable::builder();
             if let Some(host) = &ctx.authenticate_host {
@@ -130,19 +190,53 @@ impl Builder {
             claims,
             serial,
             full,
+            backends_unchanged,
             new: Vec::new(),
             by_id: HashMap::new(),
             duplicate: false,
+            replaced: Vec::new(),
             default_certificate: None,
+        }
+    }
+
+    /// The same builder, to contribute every object again (after [`Builder::duplicate`]).
+    pub(super) fn into_full(self, ctx: &CompileContext) -> Self {
+        Builder::new(ctx, self.claims, self.serial, true, self.backends_unchanged)
+    }
+
+    /// Whether the Route `r` is the very object of the last snapshot and compiles as it did:
+    /// then it contributes what it did last time and needs no look at all. Every Route of the
+    /// snapshot passes here first.
+    pub(super) fn skip(&mut self, r: &Arc<api::Route>) -> bool {
+        let serial = self.serial;
+        match self.claims.routes.entry(Arc::as_ptr(r) as usize) {
+            MapEntry::Occupied(mut seen) => {
+                let seen = &mut seen.get_mut().1;
+                if *seen == serial {
+                    // The same object twice in one snapshot.
+                    if !self.full {
+                        self.duplicate = true;
+                    }
+                    return false;
+                }
+                *seen = serial;
+                // Certificates are checked on every compile (they expire with time).
+                !self.full && self.backends_unchanged && r.spec.tls.is_none()
+            }
+            MapEntry::Vacant(slot) => {
+                slot.insert((Arc::clone(r), serial));
+                false
+            }
         }
     }
 
     /// Keeps what the Route with `id` contributed last time, when it was made from `unit`:
     /// true when kept (then nothing else is to be contributed for it).
-    pub(super) fn keep(&mut self, id: &str, unit: &Arc<Unit>) -> bool {
+    pub(super) fn keep(&mut self, id: &str, unit: &Arc<Unit>, source: &Arc<api::Route>) -> bool {
         if self.full {
             return false;
         }
+        let source = Arc::as_ptr(source) as usize;
         let Some(object) = self.claims.objects.get_mut(id) else {
             return false;
         };
@@ -152,8 +246,23 @@ impl Builder {
         if object.seen == self.serial || self.by_id.contains_key(id) {
             self.duplicate = true;
         }
+        if object.source != source {
+            self.replaced.push(object.source);
+            object.source = source;
+        }
         object.seen = self.serial;
         true
+    }
+
+    /// Whether an object whose contribution another one took over is still in the snapshot
+    /// (two objects with one key). Call once every object passed [`Builder::skip`].
+    pub(super) fn has_twins(&self) -> bool {
+        self.replaced.iter().any(|addr| {
+            self.claims
+                .routes
+                .get(addr)
+                .is_some_and(|(_, seen)| *seen == self.serial)
+        })
     }
 
     /// Starts the contribution of an object. A second object with the same key (only possible
@@ -161,16 +270,20 @@ impl Builder {
     pub(super) fn open(&mut self, key: &ObjectKey, meta: &ObjectMeta) -> Obj {
         let id: Arc<str> = key.to_string().into();
         if let Some(&o) = self.by_id.get(&id) {
-            if !self.full {
+            if self.full {
+                self.claims.had_duplicates = true;
+            } else {
                 self.duplicate = true;
             }
             return o;
         }
+        // Kept already, or another object (another uid) with this key: perhaps two objects with
+        // one key, which only a compile in full can tell.
         if self
             .claims
             .objects
             .get(&id)
-            .is_some_and(|o| o.seen == self.serial)
+            .is_some_and(|o| o.seen == self.serial || o.uid != meta.uid)
         {
             self.duplicate = true;
         }
@@ -185,6 +298,7 @@ impl Builder {
                 http: Vec::new(),
                 ssh: Vec::new(),
                 unit: None,
+                source: 0,
                 seen: self.serial,
             },
             entries: Vec::new(),
@@ -207,9 +321,24 @@ impl Builder {
         self.new[obj].object.url = Some(url);
     }
 
-    /// Lets the next compile keep this contribution while the Route compiles to `unit` again.
-    pub(super) fn set_unit(&mut self, obj: Obj, unit: Arc<Unit>) {
-        self.new[obj].object.unit = Some(unit);
+    /// The Route object contributing, and the unit that lets the next compile keep this
+    /// contribution while the Route compiles to it again (`None`: contributed again each time).
+    pub(super) fn set_source(
+        &mut self,
+        obj: Obj,
+        source: &Arc<api::Route>,
+        unit: Option<Arc<Unit>>,
+    ) {
+        let source = Arc::as_ptr(source) as usize;
+        let c = &mut self.new[obj];
+        if let Some(old) = self.claims.objects.get(&c.id)
+            && old.source != 0
+            && old.source != source
+        {
+            self.replaced.push(old.source);
+        }
+        c.object.source = source;
+        c.object.unit = unit;
     }
 
     pub(super) fn add_entry(&mut self, obj: Obj, entry: Entry<Route>, rank: Rank) {
@@ -246,6 +375,9 @@ impl Builder {
             ssh_table,
             objects,
             reports,
+            routes,
+            transient,
+            had_duplicates: _,
         } = &mut claims;
         let Some(table) = table.as_mut() else {
             unreachable!("Builder::new makes the table");
@@ -254,8 +386,28 @@ impl Builder {
         let mut touched_ssh: BTreeSet<String> = BTreeSet::new();
         let mut affected: HashSet<Arc<str>> = HashSet::new();
 
-        // Withdraw the claims of objects that are gone or contributed again.
-        for (id, old) in objects.extract_if(|_, o| o.seen != serial) {
+        // Withdraw the claims of objects that are gone or contributed again: those contributed
+        // now, those contributed on every compile, and Routes not in this snapshot (unless kept
+        // under their id by a newer version of them).
+        let mut gone_uids = Vec::new();
+        let mut withdraw: Vec<Arc<str>> = std::mem::take(transient);
+        withdraw.extend(new.iter().map(|c| Arc::clone(&c.id)));
+        for (_, (route, _)) in routes.extract_if(|_, (_, seen)| *seen != serial) {
+            let meta = &route.metadata;
+            let id = format!(
+                "Route {}/{}",
+                meta.namespace.as_deref().unwrap_or_default(),
+                meta.name.as_deref().unwrap_or_default()
+            );
+            if objects.get(id.as_str()).is_none_or(|o| o.seen != serial) {
+                withdraw.push(id.into());
+            }
+            gone_uids.extend(meta.uid.clone());
+        }
+        for id in withdraw {
+            let Some(old) = objects.remove(&id) else {
+                continue;
+            };
             for (host, path, _) in old.http {
                 if let Some(paths) = http.get_mut(&host) {
                     if let Some(list) = paths.get_mut(&path) {
@@ -341,6 +493,9 @@ impl Builder {
                 certs.add(host, cert, id.to_string(), rank);
             }
             affected.insert(Arc::clone(&id));
+            if object.unit.is_none() {
+                transient.push(Arc::clone(&id));
+            }
             objects.insert(id, object);
         }
 
@@ -421,6 +576,7 @@ impl Builder {
             ssh: ssh_table,
             reports,
             claims,
+            gone_uids,
         }
     }
 }

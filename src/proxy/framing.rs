@@ -24,6 +24,11 @@ const POISON: &[u8] = b"\x00\r\n\r\n";
 /// Longest line kept for inspection; longer ones are still scanned for bare LFs (hyper refuses
 /// heads over its own limit anyway).
 const MAX_LINE: usize = 16 * 1024;
+/// How much of a line other than `Content-Length` is kept: enough for `CONNECT ` and for every
+/// header name [`Head::end_line`] compares (the longest, `transfer-encoding`, and its colon), so
+/// a longer name is never one of them, with or without the rest of the line.
+const KEPT_PREFIX: usize = 32;
+const CONTENT_LENGTH_COLON: &[u8] = b"content-length:";
 
 /// Where in the message the next byte is.
 #[derive(Debug)]
@@ -110,6 +115,17 @@ impl State {
                         *self = State::Chunk(Chunk::DataEnd(false));
                     }
                     continue;
+                }
+                State::Head(head) if !head.prev_cr => {
+                    // The bytes up to the next CR or LF belong to the current line: keep what
+                    // `end_line` reads of them in one go instead of stepping byte by byte.
+                    let rest = &bytes[i..];
+                    let run = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
+                    head.extend(&rest[..run]);
+                    i += run;
+                    if i == bytes.len() {
+                        break;
+                    }
                 }
                 _ => {}
             }
@@ -198,14 +214,53 @@ impl State {
 
 impl Head {
     fn push(&mut self, b: u8) {
-        if self.line.len() < MAX_LINE {
-            self.line.push(b);
+        self.extend(&[b]);
+    }
+
+    /// Appends to the current line what [`Head::end_line`] needs of it: a `Content-Length`
+    /// line up to [`MAX_LINE`] (its value is read), any other line up to [`KEPT_PREFIX`] bytes
+    /// (only its start is: the request line's method, a header name up to its colon).
+    fn extend(&mut self, bytes: &[u8]) {
+        let limit = if self.line.len() < KEPT_PREFIX || self.is_content_length_line() {
+            MAX_LINE
+        } else {
+            return;
+        };
+        let room = limit - self.line.len().min(limit);
+        let take = bytes.len().min(room);
+        if take == 0 {
+            return;
         }
+        let bytes = &bytes[..take];
+        if self.line.len() < KEPT_PREFIX && self.line.len() + take > KEPT_PREFIX {
+            // Past the prefix only a `Content-Length` line is kept whole.
+            let (prefix, tail) = bytes.split_at(KEPT_PREFIX - self.line.len());
+            self.line.extend_from_slice(prefix);
+            if self.is_content_length_line() {
+                self.line.extend_from_slice(tail);
+            }
+        } else {
+            self.line.extend_from_slice(bytes);
+        }
+    }
+
+    fn is_content_length_line(&self) -> bool {
+        self.seen_request_line
+            && self.line.len() >= CONTENT_LENGTH_COLON.len()
+            && self.line[..CONTENT_LENGTH_COLON.len()].eq_ignore_ascii_case(CONTENT_LENGTH_COLON)
     }
 
     /// A line ended (CRLF); the state after the head when it was its last line.
     fn end_line(&mut self) -> Result<Option<State>, Refusal> {
         let line = std::mem::take(&mut self.line);
+        let result = self.read_line(&line);
+        // The buffer serves the next line of this head.
+        self.line = line;
+        self.line.clear();
+        result
+    }
+
+    fn read_line(&mut self, line: &[u8]) -> Result<Option<State>, Refusal> {
         if line.is_empty() {
             if !self.seen_request_line {
                 // Empty lines before a request line are allowed (RFC 9112 §2.2).
@@ -365,6 +420,33 @@ mod tests {
             "{input:?}: {results:?}"
         );
         results[0]
+    }
+
+    #[test]
+    fn long_lines_are_judged_as_short_ones() {
+        let pad = " ".repeat(100);
+        let long_value = "v".repeat(5000);
+        // A padded length is read whole: the 5 bytes after the head are the body, not a head.
+        let padded = format!(
+            "POST / HTTP/1.1\r\nContent-Length:{pad}5{pad}\r\n\r\nab\ncdGET / HTTP/1.1\r\n\r\n"
+        );
+        assert_eq!(every_split(&padded), None);
+        let repeated = format!(
+            "POST / HTTP/1.1\r\ncontent-LENGTH:{pad}5\r\nX-Long: {long_value}\r\nContent-Length: 5\r\n\r\n"
+        );
+        assert_eq!(every_split(&repeated), Some(Refusal::RepeatedContentLength));
+        let both = format!(
+            "POST / HTTP/1.1\r\nTransfer-Encoding: {long_value}chunked\r\nContent-Length: 0\r\n\r\n"
+        );
+        assert_eq!(every_split(&both), Some(Refusal::LengthAndTransferEncoding));
+        // A name longer than the kept prefix is none of the names that matter.
+        let other = format!(
+            "GET / HTTP/1.1\r\nX-Content-Length-And-Transfer-Encoding: 5\r\nContent-Length: 0\r\n\r\n\
+             GET /{long_value} HTTP/1.1\r\n\r\n"
+        );
+        assert_eq!(every_split(&other), None);
+        let bare_lf = format!("GET /{long_value} HTTP/1.1\r\nX: {long_value}\nY: 1\r\n\r\n");
+        assert_eq!(every_split(&bare_lf), Some(Refusal::BareLf));
     }
 
     #[test]

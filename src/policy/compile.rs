@@ -2,10 +2,12 @@
 //! input: size and nesting are measured iteratively before the tree is walked, and the walk
 //! never recurses deeper than the JSON nesting it has already accepted.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::cel;
-use super::eval::{Criterion, Node, Op, OpKind, Rules, Test};
+use super::eval::{Criterion, Node, Op, OpKind, PathSpan, Rules, Test};
 use super::matcher::{Fold, StringMatcher, StringOp};
 use super::{MAX_CRITERIA, MAX_OPERATOR_DEPTH, MAX_POLICY_BYTES, MAX_PROBLEMS, Problem};
 
@@ -44,40 +46,32 @@ pub(crate) fn compile(doc: Doc<'_>) -> Result<Rules, Vec<Problem>> {
     let mut rules = Rules::default();
     match doc {
         Doc::Value(Value::Null) => {}
-        Doc::Object(m) | Doc::Value(Value::Object(m)) => c.rule(m, "", &mut rules),
+        Doc::Object(m) | Doc::Value(Value::Object(m)) => c.rule(m, &mut rules),
         Doc::Value(Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
-                let path = format!("[{i}]");
+                let at = c.enter_index(i);
                 match item {
-                    Value::Object(m) => c.rule(m, &path, &mut rules),
-                    other => c.problem(
-                        path,
-                        format!(
-                            "expected a rule (an object with `allow` and/or `deny`), found {}",
-                            json_kind(other)
-                        ),
-                    ),
+                    Value::Object(m) => c.rule(m, &mut rules),
+                    other => c.problem(format!(
+                        "expected a rule (an object with `allow` and/or `deny`), found {}",
+                        json_kind(other)
+                    )),
                 }
+                c.leave(at);
             }
         }
-        Doc::Value(other) => c.problem(
-            String::new(),
-            format!(
-                "expected an object with `allow` and/or `deny` (or a list of them), found {}",
-                json_kind(other)
-            ),
-        ),
+        Doc::Value(other) => c.problem(format!(
+            "expected an object with `allow` and/or `deny` (or a list of them), found {}",
+            json_kind(other)
+        )),
     }
     if c.criteria > MAX_CRITERIA {
-        c.problem(
-            String::new(),
-            format!(
-                "policy has {} criteria; the limit is {MAX_CRITERIA}",
-                c.criteria
-            ),
-        );
+        c.problem(format!(
+            "policy has {} criteria; the limit is {MAX_CRITERIA}",
+            c.criteria
+        ));
     }
-    let sources: Vec<&str> = c.expressions.iter().map(|e| e.source.as_str()).collect();
+    let sources: Vec<&str> = c.expressions.iter().map(|e| e.source).collect();
     let parsed = cel::parse_all(&sources);
     let mut programs = Vec::with_capacity(parsed.len());
     // Insert each expression's problems where it was written, last first so slots stay valid.
@@ -108,74 +102,109 @@ pub(crate) fn compile(doc: Doc<'_>) -> Result<Rules, Vec<Problem>> {
         return Err(problems);
     }
     rules.programs = programs;
+    rules.paths = c.kept;
     Ok(rules)
 }
 
+/// The walk's state. The JSON path of the element being compiled is kept in one buffer, a
+/// segment pushed on the way in and cut on the way out: a path becomes a string of its own only
+/// in a [`Problem`], and compiled nodes keep theirs as spans of one string ([`Rules::paths`]).
 #[derive(Default)]
-struct Compiler {
+struct Compiler<'a> {
     /// Every problem, in document order (bounded by the policy size; capped when returned).
     problems: Vec<Problem>,
     criteria: usize,
     /// Every expression that passed the pre-parse checks, in `Test::Expression` index order.
-    expressions: Vec<PendingExpression>,
+    expressions: Vec<PendingExpression<'a>>,
+    /// The path of the element being compiled, relative to `spec.policy`.
+    path: String,
+    /// The paths of compiled nodes, one after the other (becomes [`Rules::paths`]).
+    kept: String,
 }
 
 /// An expression waiting to be parsed with the others.
-struct PendingExpression {
+struct PendingExpression<'a> {
     path: String,
-    source: String,
+    source: &'a str,
     /// Where its problems go in `Compiler::problems`, to keep document order.
     slot: usize,
 }
 
-impl Compiler {
-    fn problem(&mut self, path: String, message: impl Into<String>) {
+impl<'a> Compiler<'a> {
+    /// A problem with the element at the current path.
+    fn problem(&mut self, message: impl Into<String>) {
         self.problems.push(Problem {
-            path,
+            path: self.path.clone(),
             message: message.into(),
         });
     }
 
+    /// Descends into `key` (`a.key`, or `key` at the top); returns where to [`Self::leave`] to.
+    fn enter_key(&mut self, key: &str) -> usize {
+        let at = self.path.len();
+        if at != 0 {
+            self.path.push('.');
+        }
+        self.path.push_str(key);
+        at
+    }
+
+    /// Descends into list element `i` (`a[i]`); returns where to [`Self::leave`] to.
+    fn enter_index(&mut self, i: usize) -> usize {
+        let at = self.path.len();
+        self.path.push('[');
+        self.path.push_str(itoa::Buffer::new().format(i));
+        self.path.push(']');
+        at
+    }
+
+    fn leave(&mut self, at: usize) {
+        self.path.truncate(at);
+    }
+
+    /// Keeps the current path for a compiled node.
+    fn keep_path(&mut self) -> PathSpan {
+        let start = self.kept.len();
+        self.kept.push_str(&self.path);
+        PathSpan::new(start, self.kept.len())
+    }
+
     /// `{allow: <block>, deny: <block>}` (either may be absent).
-    fn rule(&mut self, m: &Map<String, Value>, path: &str, rules: &mut Rules) {
+    fn rule(&mut self, m: &'a Map<String, Value>, rules: &mut Rules) {
         for (key, value) in m {
-            let key_path = join(path, key);
+            let at = self.enter_key(key);
             let target = match key.as_str() {
-                "allow" => &mut rules.allow,
-                "deny" => &mut rules.deny,
+                "allow" => Some(&mut rules.allow),
+                "deny" => Some(&mut rules.deny),
                 k if op_kind(k).is_some() => {
-                    self.problem(
-                        key_path,
-                        format!(
-                            "`{k}` must be inside `allow` or `deny`, as in `allow: {{{k}: [...]}}`"
-                        ),
-                    );
-                    continue;
+                    self.problem(format!(
+                        "`{k}` must be inside `allow` or `deny`, as in `allow: {{{k}: [...]}}`"
+                    ));
+                    None
                 }
                 k => {
-                    self.problem(
-                        key_path,
-                        format!("unknown key `{k}`; a rule has `allow` and/or `deny`"),
-                    );
-                    continue;
+                    self.problem(format!(
+                        "unknown key `{k}`; a rule has `allow` and/or `deny`"
+                    ));
+                    None
                 }
             };
-            if let Some(node) = self.block(value, &key_path) {
+            if let Some(target) = target
+                && let Some(node) = self.block(value)
+            {
                 target.push(node);
             }
+            self.leave(at);
         }
     }
 
     /// The value of `allow` / `deny`: exactly one logical operator.
-    fn block(&mut self, v: &Value, path: &str) -> Option<Node> {
+    fn block(&mut self, v: &'a Value) -> Option<Node> {
         let Value::Object(m) = v else {
-            self.problem(
-                path.to_owned(),
-                format!(
-                    "expected one logical operator (and, or, not, nor), as in `{{or: [...]}}`; found {}",
-                    json_kind(v)
-                ),
-            );
+            self.problem(format!(
+                "expected one logical operator (and, or, not, nor), as in `{{or: [...]}}`; found {}",
+                json_kind(v)
+            ));
             return None;
         };
         let mut entries = m.iter();
@@ -186,121 +215,113 @@ impl Compiler {
                 "a block takes exactly one logical operator; nest them (`and: [{or: [...]}, ...]`) \
                  or write a list of rules"
             };
-            self.problem(path.to_owned(), message);
+            self.problem(message);
             return None;
         };
-        let key_path = join(path, key);
-        match op_kind(key) {
-            Some(k) => self.operator(k, value, &key_path, 1),
+        let at = self.enter_key(key);
+        let node = match op_kind(key) {
+            Some(k) => self.operator(k, value, 1),
             None => {
-                self.problem(
-                    key_path,
-                    format!(
-                        "expected a logical operator (and, or, not, nor), found `{key}`; \
-                         criteria go in its list, as in `{{or: [{{{key}: ...}}]}}`"
-                    ),
-                );
+                self.problem(format!(
+                    "expected a logical operator (and, or, not, nor), found `{key}`; \
+                     criteria go in its list, as in `{{or: [{{{key}: ...}}]}}`"
+                ));
                 None
             }
-        }
+        };
+        self.leave(at);
+        node
     }
 
     /// `and` / `or` / `not` / `nor` with its list of criteria and nested operators.
-    fn operator(&mut self, kind: OpKind, v: &Value, path: &str, depth: usize) -> Option<Node> {
+    fn operator(&mut self, kind: OpKind, v: &'a Value, depth: usize) -> Option<Node> {
         if depth > MAX_OPERATOR_DEPTH {
-            self.problem(
-                path.to_owned(),
-                format!("logical operators are nested more than {MAX_OPERATOR_DEPTH} deep"),
-            );
+            self.problem(format!(
+                "logical operators are nested more than {MAX_OPERATOR_DEPTH} deep"
+            ));
             return None;
         }
         let Value::Array(items) = v else {
-            self.problem(
-                path.to_owned(),
-                format!(
-                    "expected a list of criteria and logical operators, found {}",
-                    json_kind(v)
-                ),
-            );
+            self.problem(format!(
+                "expected a list of criteria and logical operators, found {}",
+                json_kind(v)
+            ));
             return None;
         };
         if items.is_empty() {
-            self.problem(path.to_owned(), "empty list: give at least one criterion");
+            self.problem("empty list: give at least one criterion");
             return None;
         }
         let mut children = Vec::with_capacity(items.len());
         let mut complete = true;
         for (i, item) in items.iter().enumerate() {
-            let item_path = format!("{path}[{i}]");
-            match self.item(item, &item_path, depth) {
+            let at = self.enter_index(i);
+            match self.item(item, depth) {
                 Some(node) => children.push(node),
                 None => complete = false,
             }
+            self.leave(at);
         }
         complete.then(|| {
             Node::Op(Op {
                 kind,
                 children,
-                path: path.to_owned(),
+                path: self.keep_path(),
             })
         })
     }
 
     /// One list element: a single-key map, either a nested operator or a criterion.
-    fn item(&mut self, v: &Value, path: &str, depth: usize) -> Option<Node> {
+    fn item(&mut self, v: &'a Value, depth: usize) -> Option<Node> {
         let Value::Object(m) = v else {
-            self.problem(
-                path.to_owned(),
-                format!(
-                    "expected a criterion such as `{{email: {{is: ...}}}}`, found {}",
-                    json_kind(v)
-                ),
-            );
+            self.problem(format!(
+                "expected a criterion such as `{{email: {{is: ...}}}}`, found {}",
+                json_kind(v)
+            ));
             return None;
         };
         let mut entries = m.iter();
         let (Some((key, value)), None) = (entries.next(), entries.next()) else {
-            self.problem(
-                path.to_owned(),
-                if m.is_empty() {
-                    "empty criterion: expected one key such as `email` or `or`".to_owned()
-                } else {
-                    let keys: Vec<&str> = m.keys().map(String::as_str).take(5).collect();
-                    format!(
-                        "a criterion has exactly one key, found {} ({}); write each as its own list item",
-                        m.len(),
-                        keys.join(", ")
-                    )
-                },
-            );
+            let message = if m.is_empty() {
+                "empty criterion: expected one key such as `email` or `or`".to_owned()
+            } else {
+                let keys: Vec<&str> = m.keys().map(String::as_str).take(5).collect();
+                format!(
+                    "a criterion has exactly one key, found {} ({}); write each as its own list item",
+                    m.len(),
+                    keys.join(", ")
+                )
+            };
+            self.problem(message);
             return None;
         };
-        let key_path = join(path, key);
-        match op_kind(key) {
-            Some(k) => self.operator(k, value, &key_path, depth + 1),
-            None => self.criterion(key, value, &key_path).map(|test| {
+        let at = self.enter_key(key);
+        let node = match op_kind(key) {
+            Some(k) => self.operator(k, value, depth + 1),
+            None => self.criterion(key, value).map(|test| {
                 Node::Criterion(Criterion {
-                    path: key_path,
+                    path: self.keep_path(),
                     test,
                 })
             }),
-        }
+        };
+        self.leave(at);
+        node
     }
 
-    fn criterion(&mut self, key: &str, v: &Value, path: &str) -> Option<Test> {
+    fn criterion(&mut self, key: &str, v: &'a Value) -> Option<Test> {
         self.criteria += 1;
         let (name, sub) = match key.split_once('/') {
             Some((n, s)) => (n, Some(s)),
             None => (key, None),
         };
         if name != "claim" && sub.is_some() {
-            self.problem(
-                path.to_owned(),
-                format!("`{name}` takes no sub-path; only `claim/<path>` does"),
-            );
+            self.problem(format!(
+                "`{name}` takes no sub-path; only `claim/<path>` does"
+            ));
             return None;
         }
-        let string = |c: &mut Self, fold| c.matcher(v, path, name, STRING_MATCHERS, fold, false);
+        let string = |c: &mut Self, fold| c.matcher(v, name, STRING_MATCHERS, fold, false);
         match name {
             "serviceAccount" => string(self, Fold::None).map(Test::ServiceAccount),
             "user" => string(self, Fold::None).map(Test::User),
@@ -309,18 +330,15 @@ impl Compiler {
             "http_method" => string(self, Fold::Upper).map(Test::HttpMethod),
             "http_path" => string(self, Fold::None).map(Test::HttpPath),
             "groups" => self
-                .matcher(v, path, name, LIST_MATCHERS, Fold::None, false)
+                .matcher(v, name, LIST_MATCHERS, Fold::None, false)
                 .map(Test::Groups),
             "claim" => {
                 let claim = sub.unwrap_or_default();
                 if claim.is_empty() {
-                    self.problem(
-                        path.to_owned(),
-                        "`claim` needs a path, as in `claim/kubernetes.io.namespace`",
-                    );
+                    self.problem("`claim` needs a path, as in `claim/kubernetes.io.namespace`");
                     return None;
                 }
-                self.matcher(v, path, "claim", CLAIM_MATCHERS, Fold::None, true)
+                self.matcher(v, "claim", CLAIM_MATCHERS, Fold::None, true)
                     .map(|matcher| Test::Claim {
                         path: claim.to_owned(),
                         matcher,
@@ -330,42 +348,35 @@ impl Compiler {
                 if v == &Value::Bool(true) {
                     Some(Test::AuthenticatedUser)
                 } else {
-                    self.problem(
-                        path.to_owned(),
-                        "`authenticated_user` takes `true`; negate it with `not`",
-                    );
+                    self.problem("`authenticated_user` takes `true`; negate it with `not`");
                     None
                 }
             }
-            "expression" => self.expression(v, path),
+            "expression" => self.expression(v),
             _ => {
-                self.problem(
-                    path.to_owned(),
-                    format!("unknown criterion `{name}`; the criteria are {CRITERIA}"),
-                );
+                self.problem(format!(
+                    "unknown criterion `{name}`; the criteria are {CRITERIA}"
+                ));
                 None
             }
         }
     }
 
-    fn expression(&mut self, v: &Value, path: &str) -> Option<Test> {
+    fn expression(&mut self, v: &'a Value) -> Option<Test> {
         let Value::String(src) = v else {
-            self.problem(
-                path.to_owned(),
-                format!(
-                    "expected a CEL expression (a string), found {}",
-                    json_kind(v)
-                ),
-            );
+            self.problem(format!(
+                "expected a CEL expression (a string), found {}",
+                json_kind(v)
+            ));
             return None;
         };
         if let Err(message) = cel::check_source(src) {
-            self.problem(path.to_owned(), message);
+            self.problem(message);
             return None;
         }
         self.expressions.push(PendingExpression {
-            path: path.to_owned(),
-            source: src.clone(),
+            path: self.path.clone(),
+            source: src,
             slot: self.problems.len(),
         });
         Some(Test::Expression(self.expressions.len() - 1))
@@ -376,7 +387,6 @@ impl Compiler {
     fn matcher(
         &mut self,
         v: &Value,
-        path: &str,
         criterion: &str,
         allowed: &[&str],
         fold: Fold,
@@ -386,104 +396,107 @@ impl Compiler {
             Value::Object(m) => m,
             v => {
                 if let Some(text) = operand(v, scalars) {
-                    let op = StringOp::Is(fold.apply(&text).into_owned());
+                    let op = StringOp::Is(folded(fold, text));
                     return Some(StringMatcher {
                         ops: vec![op],
                         fold,
                     });
                 }
-                self.problem(
-                    path.to_owned(),
-                    format!(
-                        "expected a matcher such as `{{{}: ...}}` or a string, found {}",
-                        allowed[0],
-                        json_kind(v)
-                    ),
-                );
+                self.problem(format!(
+                    "expected a matcher such as `{{{}: ...}}` or a string, found {}",
+                    allowed[0],
+                    json_kind(v)
+                ));
                 return None;
             }
         };
         if m.is_empty() {
-            self.problem(
-                path.to_owned(),
-                format!("empty matcher; use one of {}", allowed.join(", ")),
-            );
+            self.problem(format!("empty matcher; use one of {}", allowed.join(", ")));
             return None;
         }
         let mut ops = Vec::with_capacity(m.len());
         let before = self.problems.len();
         for (name, value) in m {
-            let op_path = join(path, name);
-            if !allowed.contains(&name.as_str()) {
-                let message = if CLAIM_MATCHERS.contains(&name.as_str()) {
-                    format!(
-                        "`{name}` does not apply to `{criterion}`; use {}",
-                        allowed.join(", ")
-                    )
-                } else {
-                    format!("unknown matcher `{name}`; use {}", allowed.join(", "))
-                };
-                self.problem(op_path, message);
-                continue;
+            let at = self.enter_key(name);
+            if let Some(op) = self.matcher_op(name, value, criterion, allowed, fold, scalars) {
+                ops.push(op);
             }
-            if name == "in" {
-                if let Some(list) = self.in_list(value, &op_path, fold, scalars) {
-                    ops.push(StringOp::In(list));
-                }
-                continue;
-            }
-            let Some(text) = operand(value, scalars) else {
-                self.problem(
-                    op_path,
-                    format!(
-                        "expected a string{}, found {}",
-                        if scalars { ", number or bool" } else { "" },
-                        json_kind(value)
-                    ),
-                );
-                continue;
-            };
-            let text = fold.apply(&text).into_owned();
-            let op = match name.as_str() {
-                "starts_with" => StringOp::StartsWith(text),
-                "ends_with" => StringOp::EndsWith(text),
-                "contains" => StringOp::Contains(text),
-                _ => StringOp::Is(text),
-            };
-            if let StringOp::StartsWith(t) | StringOp::EndsWith(t) | StringOp::Contains(t) = &op
-                && t.is_empty()
-            {
-                self.problem(op_path, format!("an empty `{name}` matches everything"));
-                continue;
-            }
-            ops.push(op);
+            self.leave(at);
         }
         (self.problems.len() == before).then_some(StringMatcher { ops, fold })
     }
 
-    fn in_list(&mut self, v: &Value, path: &str, fold: Fold, scalars: bool) -> Option<Vec<String>> {
+    /// One operator of a matcher object, at the current path.
+    fn matcher_op(
+        &mut self,
+        name: &str,
+        value: &Value,
+        criterion: &str,
+        allowed: &[&str],
+        fold: Fold,
+        scalars: bool,
+    ) -> Option<StringOp> {
+        if !allowed.contains(&name) {
+            let message = if CLAIM_MATCHERS.contains(&name) {
+                format!(
+                    "`{name}` does not apply to `{criterion}`; use {}",
+                    allowed.join(", ")
+                )
+            } else {
+                format!("unknown matcher `{name}`; use {}", allowed.join(", "))
+            };
+            self.problem(message);
+            return None;
+        }
+        if name == "in" {
+            return self.in_list(value, fold, scalars).map(StringOp::In);
+        }
+        let Some(text) = operand(value, scalars) else {
+            self.problem(format!(
+                "expected a string{}, found {}",
+                if scalars { ", number or bool" } else { "" },
+                json_kind(value)
+            ));
+            return None;
+        };
+        let text = folded(fold, text);
+        let op = match name {
+            "starts_with" => StringOp::StartsWith(text),
+            "ends_with" => StringOp::EndsWith(text),
+            "contains" => StringOp::Contains(text),
+            _ => StringOp::Is(text),
+        };
+        if let StringOp::StartsWith(t) | StringOp::EndsWith(t) | StringOp::Contains(t) = &op
+            && t.is_empty()
+        {
+            self.problem(format!("an empty `{name}` matches everything"));
+            return None;
+        }
+        Some(op)
+    }
+
+    fn in_list(&mut self, v: &Value, fold: Fold, scalars: bool) -> Option<Vec<String>> {
         let Value::Array(items) = v else {
-            self.problem(
-                path.to_owned(),
-                format!("`in` takes a list of strings, found {}", json_kind(v)),
-            );
+            self.problem(format!(
+                "`in` takes a list of strings, found {}",
+                json_kind(v)
+            ));
             return None;
         };
         if items.is_empty() {
-            self.problem(path.to_owned(), "empty `in` list matches nothing");
+            self.problem("empty `in` list matches nothing");
             return None;
         }
         let mut out = Vec::with_capacity(items.len());
         let mut ok = true;
         for (i, item) in items.iter().enumerate() {
             match operand(item, scalars) {
-                Some(t) => out.push(fold.apply(&t).into_owned()),
+                Some(t) => out.push(folded(fold, t)),
                 None => {
                     ok = false;
-                    self.problem(
-                        format!("{path}[{i}]"),
-                        format!("expected a string, found {}", json_kind(item)),
-                    );
+                    let at = self.enter_index(i);
+                    self.problem(format!("expected a string, found {}", json_kind(item)));
+                    self.leave(at);
                 }
             }
         }
@@ -491,25 +504,25 @@ impl Compiler {
     }
 }
 
+/// `text` with `fold` applied, copied at most once.
+fn folded(fold: Fold, text: Cow<'_, str>) -> String {
+    match fold.apply(&text) {
+        Cow::Owned(s) => s,
+        Cow::Borrowed(_) => text.into_owned(),
+    }
+}
+
 /// A matcher operand as text: strings always; numbers and bools (as JSON text) for claims.
-fn operand(v: &Value, scalars: bool) -> Option<String> {
+fn operand(v: &Value, scalars: bool) -> Option<Cow<'_, str>> {
     match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Bool(_) | Value::Number(_) if scalars => Some(v.to_string()),
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Bool(_) | Value::Number(_) if scalars => Some(Cow::Owned(v.to_string())),
         _ => None,
     }
 }
 
 fn op_kind(key: &str) -> Option<OpKind> {
     OPERATORS.iter().find(|(k, _)| *k == key).map(|(_, o)| *o)
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
 }
 
 fn json_kind(v: &Value) -> &'static str {
@@ -547,7 +560,7 @@ fn measure(doc: Doc<'_>) -> Result<(), Vec<Problem>> {
         size += match doc {
             Doc::Value(Value::Null | Value::Bool(true)) => 4,
             Doc::Value(Value::Bool(false)) => 5,
-            Doc::Value(Value::Number(n)) => n.to_string().len(),
+            Doc::Value(Value::Number(n)) => number_len(n),
             Doc::Value(Value::String(s)) => escaped_len(s),
             Doc::Value(Value::Array(items)) => {
                 if items.len() > MAX_POLICY_BYTES {
@@ -574,16 +587,32 @@ fn measure(doc: Doc<'_>) -> Result<(), Vec<Problem>> {
     Ok(())
 }
 
-/// Length of `s` as a JSON string literal, quotes included (serde_json's escaping).
+/// Length of `s` as a JSON string literal, quotes included (serde_json's escaping). Only ASCII
+/// bytes are escaped, so the UTF-8 length plus the escapes' extra bytes is the answer.
 fn escaped_len(s: &str) -> usize {
-    2 + s
-        .chars()
-        .map(|c| match c {
-            '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
-            c if (c as u32) < 0x20 => 6,
-            c => c.len_utf8(),
-        })
-        .sum::<usize>()
+    2 + s.len()
+        + s.bytes()
+            .map(|b| match b {
+                b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1,
+                b if b < 0x20 => 5,
+                _ => 0,
+            })
+            .sum::<usize>()
+}
+
+/// Length of a number as serde_json writes it, without allocating.
+fn number_len(n: &serde_json::Number) -> usize {
+    struct Count(usize);
+    impl std::fmt::Write for Count {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0 += s.len();
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail.
+    let _ = std::fmt::Write::write_fmt(&mut count, format_args!("{n}"));
+    count.0
 }
 
 #[cfg(test)]
@@ -597,6 +626,14 @@ mod tests {
             json!(null),
             json!({"allow": {"or": [{"email": {"is": "a\"b\\c\n\u{1}é"}}]}}),
             json!([1, 2.5, -3, true, false, "x", {}, []]),
+            json!([
+                1e300,
+                -0.0,
+                18446744073709551615u64,
+                -9223372036854775808i64,
+                0.1
+            ]),
+            json!({"\u{8}\u{c}\u{1f}\u{7f}": "ü€😀\r\u{0}/"}),
             json!({"a": {"b": [null, {"c": "\t"}]}}),
         ];
         for v in samples {
@@ -636,6 +673,65 @@ mod tests {
         assert!(measure(Doc::Value(&at_limit)).is_ok());
         let over = json!({"allow": {"or": [{"http_path": {"is": format!("/{}", "x".repeat(MAX_POLICY_BYTES - base + 1))}}]}});
         assert!(measure(Doc::Value(&over)).is_err());
+    }
+
+    /// Every node's path, depth first, as evaluation reports them.
+    fn node_paths(rules: &Rules) -> Vec<&str> {
+        fn walk<'r>(rules: &'r Rules, node: &Node, out: &mut Vec<&'r str>) {
+            match node {
+                Node::Op(op) => {
+                    out.push(rules.path(op.path));
+                    for child in &op.children {
+                        walk(rules, child, out);
+                    }
+                }
+                Node::Criterion(c) => out.push(rules.path(c.path)),
+            }
+        }
+        let mut out = Vec::new();
+        for node in rules.deny.iter().chain(&rules.allow) {
+            walk(rules, node, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn nodes_keep_their_json_paths() {
+        let list = json!([
+            {"deny": {"or": [{"http_path": {"starts_with": "/admin"}}]}},
+            {"allow": {"and": [
+                {"email": "a@example.com"},
+                {"not": [{"claim/kubernetes.io.namespace": {"in": ["x", 1]}}, {"expression": "true"}]}
+            ]}}
+        ]);
+        let Ok(rules) = compile(Doc::Value(&list)) else {
+            panic!("valid policy refused");
+        };
+        assert_eq!(
+            node_paths(&rules),
+            [
+                "[0].deny.or",
+                "[0].deny.or[0].http_path",
+                "[1].allow.and",
+                "[1].allow.and[0].email",
+                "[1].allow.and[1].not",
+                "[1].allow.and[1].not[0].claim/kubernetes.io.namespace",
+                "[1].allow.and[1].not[1].expression",
+            ]
+        );
+        let object = json!({"allow": {"nor": [{"groups": "g"}, {"or": [{"user": "u"}]}]}});
+        let Ok(rules) = compile(Doc::Value(&object)) else {
+            panic!("valid policy refused");
+        };
+        assert_eq!(
+            node_paths(&rules),
+            [
+                "allow.nor",
+                "allow.nor[0].groups",
+                "allow.nor[1].or",
+                "allow.nor[1].or[0].user"
+            ]
+        );
     }
 
     #[test]

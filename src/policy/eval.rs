@@ -15,6 +15,26 @@ pub(crate) struct Rules {
     pub(crate) allow: Vec<Node>,
     pub(crate) deny: Vec<Node>,
     pub(crate) programs: Vec<CelProgram>,
+    /// The JSON paths of the nodes, one after the other; each node holds its [`PathSpan`].
+    pub(crate) paths: String,
+}
+
+/// Where a node's JSON path is in [`Rules::paths`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PathSpan {
+    start: u32,
+    end: u32,
+}
+
+impl PathSpan {
+    /// The span `start..end`. Policies are at most `MAX_POLICY_BYTES` of JSON, so their paths
+    /// stay far below `u32::MAX` bytes; an offset that does not fit gives the empty path.
+    pub(crate) fn new(start: usize, end: usize) -> PathSpan {
+        match (u32::try_from(start), u32::try_from(end)) {
+            (Ok(start), Ok(end)) => PathSpan { start, end },
+            _ => PathSpan { start: 0, end: 0 },
+        }
+    }
 }
 
 /// A node of the tree: a logical operator or a criterion.
@@ -27,7 +47,7 @@ pub(crate) enum Node {
 pub(crate) struct Op {
     pub(crate) kind: OpKind,
     pub(crate) children: Vec<Node>,
-    pub(crate) path: String,
+    pub(crate) path: PathSpan,
 }
 
 /// The four PPL logical operators, with Pomerium's meaning.
@@ -45,7 +65,7 @@ pub(crate) enum OpKind {
 
 /// One criterion and the path where it was written.
 pub(crate) struct Criterion {
-    pub(crate) path: String,
+    pub(crate) path: PathSpan,
     pub(crate) test: Test,
 }
 
@@ -82,6 +102,13 @@ struct Input<'a> {
 }
 
 impl Rules {
+    /// The JSON path a node was written at.
+    pub(crate) fn path(&self, span: PathSpan) -> &str {
+        self.paths
+            .get(span.start as usize..span.end as usize)
+            .unwrap_or_default()
+    }
+
     pub(crate) fn evaluate(&self, identity: Option<&Identity>, req: &Request) -> Decision {
         let input = Input {
             identity,
@@ -155,7 +182,7 @@ impl Rules {
         match node {
             Node::Criterion(c) => self.criterion(c, input),
             Node::Op(op) => {
-                let own = op.path.as_str();
+                let own = self.path(op.path);
                 match op.kind {
                     OpKind::Or => self.any(&op.children, input),
                     OpKind::And => match self.all(&op.children, input) {
@@ -172,7 +199,7 @@ impl Rules {
     }
 
     fn criterion<'p>(&'p self, c: &'p Criterion, input: &Input) -> Truth<'p> {
-        let path = c.path.as_str();
+        let path = self.path(c.path);
         let hit = match &c.test {
             Test::Expression(i) => return self.expression(*i, path, input),
             Test::AuthenticatedUser => input.identity.is_some(),

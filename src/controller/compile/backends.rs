@@ -140,12 +140,12 @@ fn port_list(available: &[String]) -> String {
 /// Resolve the Service `namespace/name` (the caller has checked the namespace is the route's)
 /// and its `port` into upstream targets. `service` is the Service if it exists; `slices` its
 /// EndpointSlices (others are ignored). See the module documentation for the rules.
-pub fn resolve_service(
+pub fn resolve_service<S: Borrow<EndpointSlice>>(
     namespace: &str,
     name: &str,
     port: &ServicePort,
     service: Option<&Service>,
-    slices: &[&EndpointSlice],
+    slices: &[&S],
     policy: &AddressPolicy,
     allow_external_name: bool,
 ) -> Result<ResolvedService, BackendError> {
@@ -159,13 +159,13 @@ pub fn resolve_service(
             name: name.to_owned(),
         })?;
     let spec = service.spec.as_ref();
-    let tcp_ports: Vec<&SpecPort> = spec
-        .and_then(|s| s.ports.as_deref())
-        .unwrap_or_default()
-        .iter()
-        .filter(|p| is_tcp(p.protocol.as_deref()))
-        .collect();
-    let spec_port = tcp_ports.iter().copied().find(|p| match port {
+    let tcp_ports = || {
+        spec.and_then(|s| s.ports.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .filter(|p| is_tcp(p.protocol.as_deref()))
+    };
+    let spec_port = tcp_ports().find(|p| match port {
         ServicePort::Number(n) => p.port == *n,
         ServicePort::Name(want) => p.name.as_deref().unwrap_or("") == want,
     });
@@ -184,7 +184,7 @@ pub fn resolve_service(
         namespace: namespace.to_owned(),
         name: name.to_owned(),
         port: port.clone(),
-        available: tcp_ports.iter().map(|p| describe_port(p)).collect(),
+        available: tcp_ports().map(describe_port).collect(),
     };
     let scheme_hint = spec_port
         .and_then(|p| p.app_protocol.as_deref())
@@ -221,8 +221,11 @@ pub fn resolve_service(
     let port_name = spec_port.name.as_deref().unwrap_or("");
 
     let mut picked = Picked::default();
-    for slice in slices.iter().filter(|s| belongs_to(s, namespace, name)) {
-        picked.add_slice(slice, port_name, policy);
+    for slice in slices {
+        let slice: &EndpointSlice = (*slice).borrow();
+        if belongs_to(slice, namespace, name) {
+            picked.add_slice(slice, port_name, policy);
+        }
     }
     let use_dns = !picked.ip_slices || (!picked.carrying && picked.any_endpoint);
     if use_dns {
@@ -235,20 +238,23 @@ pub fn resolve_service(
             dropped: picked.notes(namespace, name),
         });
     }
-    let chosen = if picked.ready.is_empty() {
-        &picked.terminating
+    let dropped = picked.notes(namespace, name);
+    let mut chosen = if picked.ready.is_empty() {
+        picked.terminating
     } else {
-        &picked.ready
+        picked.ready
     };
+    chosen.sort_unstable();
+    chosen.dedup();
     Ok(ResolvedService {
-        targets: chosen.iter().copied().map(Target::Addr).collect(),
+        targets: chosen.into_iter().map(Target::Addr).collect(),
         scheme_hint,
         from_endpoints: true,
-        dropped: picked.notes(namespace, name),
+        dropped,
     })
 }
 
-/// What the EndpointSlices of one Service port hold, sorted as it is collected.
+/// What the EndpointSlices of one Service port hold; the addresses unsorted, with duplicates.
 #[derive(Default)]
 struct Picked {
     /// At least one IPv4/IPv6 slice exists.
@@ -257,15 +263,18 @@ struct Picked {
     any_endpoint: bool,
     /// At least one of them carries the port.
     carrying: bool,
-    ready: BTreeSet<SocketAddr>,
+    ready: Vec<SocketAddr>,
     /// Not ready, but serving and terminating: used only when nothing is ready.
-    terminating: BTreeSet<SocketAddr>,
+    terminating: Vec<SocketAddr>,
     dropped: BTreeSet<String>,
 }
 
 impl Picked {
     /// The dropped notes, each naming the Service.
     fn notes(&self, namespace: &str, name: &str) -> Vec<String> {
+        if self.dropped.is_empty() {
+            return Vec::new();
+        }
         let prefix = format!("Service {namespace}/{name}: ");
         self.dropped
             .iter()
@@ -306,9 +315,9 @@ impl Picked {
             }
             let (ready, serving, terminating) = conditions(endpoint);
             if ready {
-                self.ready.insert(addr);
+                self.ready.push(addr);
             } else if serving && terminating {
-                self.terminating.insert(addr);
+                self.terminating.push(addr);
             }
         }
     }
@@ -439,7 +448,10 @@ fn slim_meta(meta: &mut ObjectMeta, keep: impl Fn(&str) -> bool) {
 pub fn slices_by_service<'a, S: Borrow<EndpointSlice>>(
     slices: impl IntoIterator<Item = &'a S>,
 ) -> HashMap<(&'a str, &'a str), Vec<&'a S>> {
-    let mut out: HashMap<(&'a str, &'a str), Vec<&'a S>> = HashMap::new();
+    let slices = slices.into_iter();
+    // Most Services have one slice: the number of slices bounds the number of groups.
+    let mut out: HashMap<(&'a str, &'a str), Vec<&'a S>> =
+        HashMap::with_capacity(slices.size_hint().0);
     for slice in slices {
         let s: &'a EndpointSlice = slice.borrow();
         let (Some(namespace), Some(service)) = (s.metadata.namespace.as_deref(), service_label(s))
@@ -462,6 +474,8 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::ObjectReference;
     use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointPort};
+
+    const NO_SLICES: &[&EndpointSlice] = &[];
 
     fn meta(namespace: &str, name: &str) -> ObjectMeta {
         ObjectMeta {
@@ -715,7 +729,7 @@ mod tests {
             "billing",
             &ServicePort::Number(80),
             None,
-            &[],
+            NO_SLICES,
             &policy(),
             true,
         )
@@ -728,7 +742,7 @@ mod tests {
             "billing",
             &ServicePort::Number(80),
             Some(&other),
-            &[],
+            NO_SLICES,
             &policy(),
             true,
         )
@@ -796,7 +810,7 @@ mod tests {
             "kubernetes",
             &ServicePort::Number(443),
             Some(&svc),
-            &[],
+            NO_SLICES,
             &policy(),
             false,
         )
@@ -889,13 +903,30 @@ mod tests {
     fn external_name_only_when_enabled_and_allowed() {
         let svc = mk_external("db", "DB.Example.Net.", &[(5432, "pg", "")]);
         let port = ServicePort::Number(5432);
-        let e =
-            resolve_service("team-a", "db", &port, Some(&svc), &[], &policy(), false).unwrap_err();
+        let e = resolve_service(
+            "team-a",
+            "db",
+            &port,
+            Some(&svc),
+            NO_SLICES,
+            &policy(),
+            false,
+        )
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
             "Service team-a/db is of type ExternalName, and ExternalName backends are not enabled"
         );
-        let r = resolve_service("team-a", "db", &port, Some(&svc), &[], &policy(), true).unwrap();
+        let r = resolve_service(
+            "team-a",
+            "db",
+            &port,
+            Some(&svc),
+            NO_SLICES,
+            &policy(),
+            true,
+        )
+        .unwrap();
         assert_eq!(
             r.targets,
             [Target::Name {
@@ -906,14 +937,23 @@ mod tests {
         assert!(!r.from_endpoints);
         // Without ports a number stands for itself; a name cannot.
         let bare = mk_external("db", "db.example.net", &[]);
-        let r = resolve_service("team-a", "db", &port, Some(&bare), &[], &policy(), true).unwrap();
+        let r = resolve_service(
+            "team-a",
+            "db",
+            &port,
+            Some(&bare),
+            NO_SLICES,
+            &policy(),
+            true,
+        )
+        .unwrap();
         assert_eq!(addrs(&r), ["db.example.net:5432"]);
         let e = resolve_service(
             "team-a",
             "db",
             &ServicePort::Name("pg".into()),
             Some(&bare),
-            &[],
+            NO_SLICES,
             &policy(),
             true,
         )
@@ -933,7 +973,8 @@ mod tests {
             ("kubernetes.default.svc.cluster.local", Forbidden::ApiServer),
         ] {
             let svc = mk_external("x", external, &[(80, "", "")]);
-            let e = resolve_service("team-a", "x", &port, Some(&svc), &[], &p, true).unwrap_err();
+            let e =
+                resolve_service("team-a", "x", &port, Some(&svc), NO_SLICES, &p, true).unwrap_err();
             match e {
                 BackendError::Forbidden { reason, .. } => {
                     assert_eq!(reason, want, "{external}")
@@ -942,13 +983,13 @@ mod tests {
             }
         }
         let svc = mk_external("x", "", &[(80, "", "")]);
-        let e = resolve_service("team-a", "x", &port, Some(&svc), &[], &p, true).unwrap_err();
+        let e = resolve_service("team-a", "x", &port, Some(&svc), NO_SLICES, &p, true).unwrap_err();
         assert_eq!(
             e.to_string(),
             "Service team-a/x: upstream \"\" is refused: empty host"
         );
         let svc = mk_external("x", "10.0.0.5", &[(80, "", "")]);
-        let r = resolve_service("team-a", "x", &port, Some(&svc), &[], &p, true).unwrap();
+        let r = resolve_service("team-a", "x", &port, Some(&svc), NO_SLICES, &p, true).unwrap();
         assert_eq!(r.targets, [Target::Addr("10.0.0.5:80".parse().unwrap())]);
     }
 

@@ -444,13 +444,12 @@ impl<'a> Index<'a> {
         if let Some(hit) = cached {
             return hit;
         }
-        let plain: Vec<&EndpointSlice> = slices.iter().map(|s| s.as_ref()).collect();
         let resolution = Arc::new(backends::resolve_service(
             namespace,
             name,
             port,
             service.map(Arc::as_ref),
-            &plain,
+            slices,
             &ctx.address_policy,
             ctx.allow_external_name,
         ));

@@ -49,6 +49,14 @@ fn drop_bulky_meta(meta: &mut kube::api::ObjectMeta) {
     if let Some(a) = meta.annotations.as_mut() {
         a.remove(LAST_APPLIED);
     }
+    drop_if_empty(&mut meta.annotations);
+}
+
+/// An emptied map still holds its node; none is the same to every reader.
+fn drop_if_empty<T>(map: &mut Option<std::collections::BTreeMap<String, T>>) {
+    if map.as_ref().is_some_and(|m| m.is_empty()) {
+        *map = None;
+    }
 }
 
 /// Keeps the `portcullis.dev/` annotations and those `also` names.
@@ -57,11 +65,13 @@ fn keep_our_annotations(meta: &mut kube::api::ObjectMeta, also: &[&str]) {
     if let Some(a) = meta.annotations.as_mut() {
         a.retain(|k, _| k.starts_with(ANNOTATION_PREFIX) || also.contains(&k.as_str()));
     }
+    drop_if_empty(&mut meta.annotations);
 }
 
 impl Project for Route {
     fn project(&mut self) {
         keep_our_annotations(&mut self.metadata, &[]);
+        self.spec.to.shrink_to_fit();
         if let Some(policy) = self.spec.policy.as_mut() {
             compact_map(&mut policy.0);
         }
@@ -103,15 +113,28 @@ impl Project for Ingress {
     }
 }
 
+// Decoding grows lists as it goes (to 4 entries for 1 to 3) and trimming keeps their
+// allocation: the stored objects keep only the room they use.
 impl Project for Service {
     fn project(&mut self) {
         slim_service(self);
+        drop_if_empty(&mut self.metadata.labels);
+        if let Some(ports) = self.spec.as_mut().and_then(|s| s.ports.as_mut()) {
+            ports.shrink_to_fit();
+        }
     }
 }
 
 impl Project for EndpointSlice {
     fn project(&mut self) {
         slim_slice(self);
+        self.endpoints.shrink_to_fit();
+        for e in &mut self.endpoints {
+            e.addresses.shrink_to_fit();
+        }
+        if let Some(ports) = self.ports.as_mut() {
+            ports.shrink_to_fit();
+        }
     }
 }
 
@@ -630,6 +653,46 @@ mod tests {
         };
         assert!(w.apply(watcher::Event::Apply(cm.clone())));
         assert!(w.apply(watcher::Event::Apply(cm)));
+    }
+
+    #[test]
+    fn stored_lists_keep_no_spare_room() {
+        let slice: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "s-x", "namespace": "ns",
+                "labels": {"kubernetes.io/service-name": "s", "app": "x"}},
+            "addressType": "IPv4",
+            "endpoints": [
+                {"addresses": ["10.0.0.1", "10.0.0.9"], "conditions": {"ready": true}, "nodeName": "n"},
+                {"addresses": ["10.0.0.2"]},
+                {"addresses": ["10.0.0.3"]},
+            ],
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        }))
+        .unwrap();
+        let mut slim = slice.clone();
+        slim.project();
+        assert_eq!(slim.endpoints.len(), 3);
+        assert_eq!(slim.endpoints.capacity(), 3);
+        assert_eq!(slim.endpoints[0].addresses, ["10.0.0.1"]);
+        assert_eq!(slim.endpoints[0].addresses.capacity(), 1);
+        assert_eq!(slim.ports.as_ref().unwrap().capacity(), 1);
+
+        let mut service: Service = serde_json::from_value(json!({
+            "metadata": {"name": "s", "namespace": "ns", "labels": {"app": "x"},
+                "annotations": {LAST_APPLIED: "{}"}},
+            "spec": {"ports": [{"name": "http", "port": 80}], "selector": {"app": "x"}},
+        }))
+        .unwrap();
+        service.project();
+        assert_eq!(service.metadata.labels, None);
+        assert_eq!(service.metadata.annotations, None);
+        let ports = service.spec.as_ref().unwrap().ports.as_ref().unwrap();
+        assert_eq!((ports.len(), ports.capacity()), (1, 1));
+
+        let mut r = route("a", 1, json!({}));
+        r.metadata.annotations = Some([(LAST_APPLIED.to_owned(), "{}".to_owned())].into());
+        r.project();
+        assert_eq!(r.metadata.annotations, None);
     }
 
     #[test]

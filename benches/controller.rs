@@ -159,7 +159,7 @@ fn mix_route(i: usize) -> Route {
         RouteSpec {
             from: from_of(i),
             to,
-            policy: Some(RoutePolicy(policy.as_object().cloned().unwrap())),
+            policy: Some(RoutePolicy::new(policy.as_object().unwrap())),
             ..RouteSpec::default()
         },
     );

@@ -6,8 +6,8 @@
 //! (`portcullis.dev/credential`, and everything in Portcullis's own namespace). Objects are
 //! trimmed before they reach a store ([`Project`]): `managedFields` and kubectl's last-applied
 //! annotation always; Routes and Ingresses keep only the annotations compile reads; Services and
-//! EndpointSlices keep only what resolving a backend reads; a Route's policy JSON is rebuilt with
-//! no spare capacity. With 10k Routes and as many Services the stores are most of the
+//! EndpointSlices keep only what resolving a backend reads; lists keep no spare room (a Route's
+//! policy is compact JSON text already, [`crate::api::RoutePolicy`]). With 10k Routes and as many Services the stores are most of the
 //! controller's memory, so each object is stored once, as the watch decoded and trimmed it
 //! (kube-runtime's reflector store keeps a clone of every object, keyed by a reference that
 //! copies its name, namespace, uid and `resourceVersion`).
@@ -24,7 +24,6 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
@@ -72,39 +71,10 @@ impl Project for Route {
     fn project(&mut self) {
         keep_our_annotations(&mut self.metadata, &[]);
         self.spec.to.shrink_to_fit();
-        if let Some(policy) = self.spec.policy.as_mut() {
-            compact_map(&mut policy.0);
-        }
         if let Some(c) = self.status.as_mut().and_then(|s| s.conditions.as_mut()) {
             c.shrink_to_fit();
         }
     }
-}
-
-/// Rebuilds a JSON tree with no spare capacity: decoding grows every object's table and array
-/// as it goes, and a policy is a tree of small objects (a third of a Route's memory was the
-/// unused room in them).
-fn compact(v: &mut Value) {
-    match v {
-        Value::Object(m) => compact_map(m),
-        Value::Array(a) => {
-            a.iter_mut().for_each(compact);
-            a.shrink_to_fit();
-        }
-        Value::String(s) => s.shrink_to_fit(),
-        Value::Null | Value::Bool(_) | Value::Number(_) => {}
-    }
-}
-
-fn compact_map(m: &mut Map<String, Value>) {
-    let old = std::mem::take(m);
-    let mut new = Map::with_capacity(old.len());
-    for (mut k, mut v) in old {
-        k.shrink_to_fit();
-        compact(&mut v);
-        new.insert(k, v);
-    }
-    *m = new;
 }
 
 impl Project for Ingress {
@@ -554,7 +524,7 @@ mod tests {
     use super::*;
     use crate::api::RouteSpec;
     use k8s_openapi::api::core::v1::ConfigMap;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     impl Project for ConfigMap {
         fn project(&mut self) {
@@ -693,28 +663,5 @@ mod tests {
         r.metadata.annotations = Some([(LAST_APPLIED.to_owned(), "{}".to_owned())].into());
         r.project();
         assert_eq!(r.metadata.annotations, None);
-    }
-
-    #[test]
-    fn a_compacted_policy_is_the_same_policy() {
-        let policy = json!({"allow": {"or": [
-            {"email": {"is": "alice@example.com"}},
-            {"groups": {"has": "admins"}},
-            {"claim/sub": {"is": 42}},
-            {"expression": "request.method == 'GET'"},
-        ]}, "deny": {"and": [{"domain": {"is": "example.org"}}, {"ok": true}, {"n": null}]}});
-        let mut r = route("a", 1, policy.clone());
-        r.project();
-        let got = serde_json::to_value(&r.spec.policy).unwrap();
-        assert_eq!(got, policy);
-        // Same key order, as the object had it.
-        assert_eq!(
-            serde_json::to_string(&r.spec.policy).unwrap(),
-            serde_json::to_string(&policy).unwrap()
-        );
-        let Value::Array(or) = &r.spec.policy.as_ref().unwrap().0["allow"]["or"] else {
-            panic!("an array")
-        };
-        assert_eq!(or.capacity(), or.len());
     }
 }

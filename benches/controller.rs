@@ -10,6 +10,12 @@
 //!   with an empty table and with 10k Routes; then the RSS of a `portcullis dev` process holding
 //!   10k Routes, and of a `portcullis run` process (the controller alone) watching it.
 //!   `RUST_LOG=portcullis::controller::publisher=debug` also logs each compile's duration.
+//!   The RSS measurement runs the `portcullis` binary cargo built for this bench, or
+//!   `$CONTROLLER_BENCH_BIN` (a copy of its own, since other builds overwrite the shared target
+//!   directory). `--run-bins A,B,..` measures `portcullis run` with each of these binaries (or
+//!   scripts that `exec` one) in turn against the same loaded API, `--rounds N` times
+//!   interleaved; `--hold SECS` keeps the loaded `portcullis dev` running that long afterwards
+//!   (its KUBECONFIG printed) for profiling.
 //!
 //! Figures are in docs/benchmarks.md. No timing is asserted anywhere.
 
@@ -153,7 +159,7 @@ fn mix_route(i: usize) -> Route {
         RouteSpec {
             from: from_of(i),
             to,
-            policy: Some(RoutePolicy(policy.as_object().cloned().unwrap())),
+            policy: Some(RoutePolicy::new(policy.as_object().unwrap())),
             ..RouteSpec::default()
         },
     );
@@ -817,10 +823,24 @@ async fn ready_routes(client: &Client) -> (usize, usize) {
     }
 }
 
-async fn live_rss() {
+/// The `portcullis` binary the RSS measurement runs.
+fn portcullis_bin() -> String {
+    std::env::var("CONTROLLER_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_portcullis").to_owned())
+}
+
+/// How the RSS measurement runs: the binaries of `portcullis run`, rounds, and how long to keep
+/// the loaded API afterwards.
+struct RssOptions {
+    run_bins: Vec<String>,
+    rounds: usize,
+    hold: Duration,
+}
+
+async fn live_rss(opts: &RssOptions) {
     let dir = tempfile::tempdir().unwrap();
     let log = std::fs::File::create(dir.path().join("portcullis.log")).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+    let mut child = tokio::process::Command::new(portcullis_bin())
         .arg("dev")
         .arg("--data-dir")
         .arg(dir.path().join("data"))
@@ -883,7 +903,28 @@ async fn live_rss() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let full = status_kib(pid, "VmRSS:");
     let peak = status_kib(pid, "VmHWM:");
-    let (run, run_peak) = controller_only_rss(&kubeconfig).await;
+    let mut runs = Vec::new();
+    for round in 0..opts.rounds {
+        for bin in &opts.run_bins {
+            let (run, run_peak) = controller_only_rss(bin, &kubeconfig).await;
+            eprintln!(
+                "round {round}: portcullis run ({bin}) {} (peak {}); load {}",
+                mib(run),
+                mib(run_peak),
+                std::fs::read_to_string("/proc/loadavg")
+                    .unwrap_or_default()
+                    .trim()
+            );
+            runs.push((bin, run, run_peak));
+        }
+    }
+    if !opts.hold.is_zero() {
+        eprintln!(
+            "holding portcullis dev (pid {pid}) for {} s: export KUBECONFIG={kubeconfig}",
+            opts.hold.as_secs()
+        );
+        tokio::time::sleep(opts.hold).await;
+    }
     let _ = child.start_kill();
     let _ = child.wait().await;
 
@@ -907,18 +948,20 @@ async fn live_rss() {
     println!(
         "RSS of `portcullis run` (controller only, a follower) against that API, first table live"
     );
-    println!(
-        "  {ROUTES} Routes, {services} Services, {services} EndpointSlices         {:>10}   (peak {})",
-        mib(run),
-        mib(run_peak)
-    );
+    for (bin, run, run_peak) in runs {
+        println!(
+            "  {ROUTES} Routes, {services} Services, {services} EndpointSlices         {:>10}   (peak {}) {bin}",
+            mib(run),
+            mib(run_peak)
+        );
+    }
 }
 
 /// RSS and peak RSS of a `portcullis run` process (the controller without the embedded API)
 /// watching the API of `kubeconfig`, once its first table is live. The `portcullis dev` process
 /// holds the lease, so this one only watches, compiles and serves, like a second replica.
-async fn controller_only_rss(kubeconfig: &str) -> (u64, u64) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+async fn controller_only_rss(bin: &str, kubeconfig: &str) -> (u64, u64) {
+    let mut child = tokio::process::Command::new(bin)
         .args(["run", "--kubeconfig", kubeconfig])
         // Its own listeners: the `portcullis dev` process holds the default ports.
         .env("PORTCULLIS_LISTEN_ADMIN", "127.0.0.1:0")
@@ -979,12 +1022,24 @@ fn main() {
             .position(|a| a == "--applies")
             .and_then(|i| args.get(i + 1)?.parse().ok())
             .unwrap_or(APPLIES);
+        let flag = |name: &str| {
+            args.iter()
+                .position(|a| a == name)
+                .and_then(|i| args.get(i + 1))
+        };
+        let rss = RssOptions {
+            run_bins: flag("--run-bins")
+                .map(|b| b.split(',').map(str::to_owned).collect())
+                .unwrap_or_else(|| vec![portcullis_bin()]),
+            rounds: flag("--rounds").and_then(|n| n.parse().ok()).unwrap_or(1),
+            hold: Duration::from_secs(flag("--hold").and_then(|n| n.parse().ok()).unwrap_or(0)),
+        };
         let rt = runtime();
         if which != "rss" {
             rt.block_on(live_apply(applies));
         }
         if which != "apply" {
-            rt.block_on(live_rss());
+            rt.block_on(live_rss(&rss));
         }
         return;
     }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! kubectl / helm ──► Kubernetes API (a real cluster, or devapi: the embedded dev API)
-//!                          │ watch (kube-runtime reflectors)
+//!                          │ watch (kube-runtime watchers)
 //!                          ▼
 //!                 controller ── compile (pure) ──► one ArcSwap<RouteTable>
 //!                                                        │ load_full() per request

@@ -2,7 +2,7 @@
 //! objects as status and Events.
 //!
 //! ```text
-//! watch.rs (reflectors) ──notify──► publisher.rs ── snapshot ──► compile/ (pure) ──► LiveTable (ArcSwap)
+//! watch.rs (watchers) ────notify──► publisher.rs ── snapshot ──► compile/ (pure) ──► LiveTable (ArcSwap)
 //!                                        └── reports ──► status.rs ──(leader only)──► status, Events
 //! leader.rs (Lease) ──────────────────────────────────────────┘
 //! ```

@@ -1,4 +1,4 @@
-//! The input of `compile`: every watched object, as the reflectors hold them at one moment.
+//! The input of `compile`: every watched object, as the watch stores hold them at one moment.
 //! Plain data, so compile tests build snapshots by hand (`mk_*` builders) and never touch an API.
 
 use std::sync::Arc;

@@ -1,23 +1,26 @@
-//! The watchers: one kube-runtime reflector per watched kind (and per namespace when
-//! `watchNamespaces` is set), each feeding a store and waking the publisher on every change.
+//! The watchers: one kube-runtime watcher per watched kind (and per namespace when
+//! `watchNamespaces` is set), each feeding a [`Store`] and waking the publisher on every change.
 //!
 //! Watched: Routes, ServiceAccountCredentials, Ingresses, IngressClasses, Services,
 //! EndpointSlices, Secrets of type `kubernetes.io/tls`, and Secrets labelled as ours
 //! (`portcullis.dev/credential`, and everything in Portcullis's own namespace). Objects are
 //! trimmed before they reach a store ([`Project`]): `managedFields` and kubectl's last-applied
 //! annotation always; Routes and Ingresses keep only the annotations compile reads; Services and
-//! EndpointSlices keep only what resolving a backend reads. With 10k Routes and as many Services
-//! the stores are most of the controller's memory.
+//! EndpointSlices keep only what resolving a backend reads; lists keep no spare room (a Route's
+//! policy is compact JSON text already, [`crate::api::RoutePolicy`]). With 10k Routes and as many Services the stores are most of the
+//! controller's memory, so each object is stored once, as the watch decoded and trimmed it
+//! (kube-runtime's reflector store keeps a clone of every object, keyed by a reference that
+//! copies its name, namespace, uid and `resourceVersion`).
 
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::hash::Hash;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
@@ -45,6 +48,14 @@ fn drop_bulky_meta(meta: &mut kube::api::ObjectMeta) {
     if let Some(a) = meta.annotations.as_mut() {
         a.remove(LAST_APPLIED);
     }
+    drop_if_empty(&mut meta.annotations);
+}
+
+/// An emptied map still holds its node; none is the same to every reader.
+fn drop_if_empty<T>(map: &mut Option<std::collections::BTreeMap<String, T>>) {
+    if map.as_ref().is_some_and(|m| m.is_empty()) {
+        *map = None;
+    }
 }
 
 /// Keeps the `portcullis.dev/` annotations and those `also` names.
@@ -53,11 +64,16 @@ fn keep_our_annotations(meta: &mut kube::api::ObjectMeta, also: &[&str]) {
     if let Some(a) = meta.annotations.as_mut() {
         a.retain(|k, _| k.starts_with(ANNOTATION_PREFIX) || also.contains(&k.as_str()));
     }
+    drop_if_empty(&mut meta.annotations);
 }
 
 impl Project for Route {
     fn project(&mut self) {
         keep_our_annotations(&mut self.metadata, &[]);
+        self.spec.to.shrink_to_fit();
+        if let Some(c) = self.status.as_mut().and_then(|s| s.conditions.as_mut()) {
+            c.shrink_to_fit();
+        }
     }
 }
 
@@ -67,15 +83,28 @@ impl Project for Ingress {
     }
 }
 
+// Decoding grows lists as it goes (to 4 entries for 1 to 3) and trimming keeps their
+// allocation: the stored objects keep only the room they use.
 impl Project for Service {
     fn project(&mut self) {
         slim_service(self);
+        drop_if_empty(&mut self.metadata.labels);
+        if let Some(ports) = self.spec.as_mut().and_then(|s| s.ports.as_mut()) {
+            ports.shrink_to_fit();
+        }
     }
 }
 
 impl Project for EndpointSlice {
     fn project(&mut self) {
         slim_slice(self);
+        self.endpoints.shrink_to_fit();
+        for e in &mut self.endpoints {
+            e.addresses.shrink_to_fit();
+        }
+        if let Some(ports) = self.ports.as_mut() {
+            ports.shrink_to_fit();
+        }
     }
 }
 
@@ -133,19 +162,128 @@ impl Namespaces {
     }
 }
 
+/// The objects of one watch as its last events left them, by namespace and name. Each object is
+/// held once, behind the `Arc` snapshots share.
+pub struct Store<K> {
+    objects: Arc<RwLock<HashMap<String, Arc<K>>>>,
+    /// True once the first full list is in; the sender goes when the watch task ends.
+    ready: watch::Receiver<bool>,
+}
+
+impl<K> Store<K> {
+    fn state(&self) -> Vec<Arc<K>> {
+        let objects = self.objects.read().unwrap_or_else(PoisonError::into_inner);
+        objects.values().cloned().collect()
+    }
+
+    fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
+        let objects = self.objects.read().unwrap_or_else(PoisonError::into_inner);
+        objects.get(&store_key(Some(namespace), name)).cloned()
+    }
+
+    async fn wait_until_ready(&self) -> bool {
+        self.ready.clone().wait_for(|r| *r).await.is_ok()
+    }
+}
+
+/// `namespace/name`, or `name` for a cluster-scoped object (names hold no `/`).
+fn store_key(namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_owned(),
+    }
+}
+
+/// Applies watch events to a [`Store`]: a list (or relist) fills a new map that replaces the
+/// store's when it is complete, as kube-runtime's reflector does.
+struct StoreWriter<K> {
+    objects: Arc<RwLock<HashMap<String, Arc<K>>>>,
+    ready: watch::Sender<bool>,
+    /// The objects of a list in progress.
+    listing: Option<HashMap<String, Arc<K>>>,
+    /// For [`STATUS_KINDS`]: skip updates that only change `status` (our own status writes).
+    skip_status_only: bool,
+}
+
+impl<K: Resource + Project> StoreWriter<K> {
+    fn new(skip_status_only: bool) -> (Store<K>, StoreWriter<K>) {
+        let objects = Arc::new(RwLock::new(HashMap::new()));
+        let (ready, ready_rx) = watch::channel(false);
+        let store = Store {
+            objects: Arc::clone(&objects),
+            ready: ready_rx,
+        };
+        let writer = StoreWriter {
+            objects,
+            ready,
+            listing: None,
+            skip_status_only,
+        };
+        (store, writer)
+    }
+
+    /// Applies one event (trimming the object first) and says whether compile can care: a
+    /// change to anything but `status` of a kind in [`STATUS_KINDS`] (uid, generation, labels,
+    /// annotations, deletion), any change of another kind (a Secret or an EndpointSlice has no
+    /// spec/status split), every delete and every step of a list.
+    fn apply(&mut self, event: watcher::Event<K>) -> bool {
+        match event {
+            watcher::Event::Init => {
+                self.listing = Some(HashMap::new());
+                true
+            }
+            watcher::Event::InitApply(mut obj) => {
+                obj.project();
+                let key = key_of(&obj);
+                self.listing
+                    .get_or_insert_with(HashMap::new)
+                    .insert(key, Arc::new(obj));
+                true
+            }
+            watcher::Event::InitDone => {
+                let listed = self.listing.take().unwrap_or_default();
+                *self.objects.write().unwrap_or_else(PoisonError::into_inner) = listed;
+                self.ready.send_replace(true);
+                true
+            }
+            watcher::Event::Apply(mut obj) => {
+                obj.project();
+                let key = key_of(&obj);
+                let mut objects = self.objects.write().unwrap_or_else(PoisonError::into_inner);
+                let matters = !self.skip_status_only
+                    || obj.meta().generation.is_none()
+                    || objects
+                        .get(&key)
+                        .is_none_or(|was| fingerprint(was.meta()) != fingerprint(obj.meta()));
+                objects.insert(key, Arc::new(obj));
+                matters
+            }
+            watcher::Event::Delete(obj) => {
+                let key = key_of(&obj);
+                self.objects
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&key);
+                true
+            }
+        }
+    }
+}
+
+fn key_of<K: Resource>(obj: &K) -> String {
+    let meta = obj.meta();
+    store_key(
+        meta.namespace.as_deref(),
+        meta.name.as_deref().unwrap_or_default(),
+    )
+}
+
 /// The stores of one kind (one per watched namespace, or one for all).
-pub struct Stores<K: Resource + 'static>
-where
-    K::DynamicType: Hash + Eq + Clone,
-{
+pub struct Stores<K> {
     stores: Vec<Store<K>>,
 }
 
-impl<K> Stores<K>
-where
-    K: Resource + Clone + 'static,
-    K::DynamicType: Hash + Eq + Clone,
-{
+impl<K> Stores<K> {
     fn state(&self) -> Vec<Arc<K>> {
         let mut out = Vec::new();
         for s in &self.stores {
@@ -154,9 +292,13 @@ where
         out
     }
 
+    fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
+        self.stores.iter().find_map(|s| s.get(namespace, name))
+    }
+
     async fn wait_until_ready(&self) -> bool {
         for s in &self.stores {
-            if s.wait_until_ready().await.is_err() {
+            if !s.wait_until_ready().await {
                 return false;
             }
         }
@@ -260,14 +402,12 @@ impl Watchers {
 
     /// The current Route object, as the store has it (for status diffs).
     pub fn route(&self, namespace: &str, name: &str) -> Option<Arc<Route>> {
-        let key = reflector::ObjectRef::new(name).within(namespace);
-        self.routes.stores.iter().find_map(|s| s.get(&key))
+        self.routes.get(namespace, name)
     }
 
     /// The current Ingress object, as the store has it.
     pub fn ingress(&self, namespace: &str, name: &str) -> Option<Arc<Ingress>> {
-        let key = reflector::ObjectRef::new(name).within(namespace);
-        self.ingresses.stores.iter().find_map(|s| s.get(&key))
+        self.ingresses.get(namespace, name)
     }
 
     /// Every ServiceAccountCredential in the store.
@@ -277,8 +417,7 @@ impl Watchers {
 
     /// A Secret from the store of Secrets labelled as ours and Portcullis's own Secrets.
     pub fn own_secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
-        let key = reflector::ObjectRef::new(name).within(namespace);
-        self.own_secrets.stores.iter().find_map(|s| s.get(&key))
+        self.own_secrets.get(namespace, name)
     }
 
     /// Every Secret of that store (digest Secrets are picked by label by the caller).
@@ -297,42 +436,6 @@ impl Watchers {
 /// Kinds whose status Portcullis writes and whose `generation` moves with every change compile
 /// reads (their spec).
 const STATUS_KINDS: &[&str] = &["Route", "Ingress", "ServiceAccountCredential"];
-
-/// Skips the events compile cannot care about: for [`STATUS_KINDS`], a write to `status` (our
-/// own status writes) leaves uid, generation, labels, annotations and deletion unchanged. For
-/// other kinds every event counts (a Secret or an EndpointSlice has no spec/status split), and
-/// so does every delete.
-struct Relevance {
-    skip_status_only: bool,
-    last: std::collections::HashMap<(Option<String>, Option<String>), u64>,
-}
-
-impl Relevance {
-    fn matters<K: Resource>(&mut self, ev: &watcher::Event<K>) -> bool {
-        match ev {
-            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
-                let meta = o.meta();
-                if !self.skip_status_only || meta.generation.is_none() {
-                    return true;
-                }
-                let key = (meta.namespace.clone(), meta.name.clone());
-                let print = fingerprint(meta);
-                self.last.insert(key, print) != Some(print)
-            }
-            watcher::Event::Delete(o) => {
-                let meta = o.meta();
-                self.last
-                    .remove(&(meta.namespace.clone(), meta.name.clone()));
-                true
-            }
-            watcher::Event::Init => {
-                self.last.clear();
-                true
-            }
-            watcher::Event::InitDone => true,
-        }
-    }
-}
 
 fn fingerprint(meta: &kube::api::ObjectMeta) -> u64 {
     use std::hash::Hasher;
@@ -389,25 +492,18 @@ impl Spawner<'_> {
         K: Resource + Project + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
         K::DynamicType: Default + Hash + Eq + Clone,
     {
-        let (reader, writer) = reflector::store();
         let changed = Arc::clone(self.changed);
         let mut shutdown = self.shutdown.clone();
         let kind = K::kind(&K::DynamicType::default()).into_owned();
-        let stream = watcher(api, cfg)
-            .default_backoff()
-            .modify(Project::project)
-            .reflect(writer);
-        let mut seen = Relevance {
-            skip_status_only: STATUS_KINDS.contains(&kind.as_str()),
-            last: Default::default(),
-        };
+        let (reader, mut writer) = StoreWriter::new(STATUS_KINDS.contains(&kind.as_str()));
+        let stream = watcher(api, cfg).default_backoff();
         self.tasks.push(tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             loop {
                 tokio::select! {
                     _ = shutdown.wait_for(|s| *s) => break,
                     ev = stream.next() => match ev {
-                        Some(Ok(ev)) => if seen.matters(&ev) {
+                        Some(Ok(ev)) => if writer.apply(ev) {
                             changed.notify_one();
                         },
                         Some(Err(e)) => {
@@ -419,5 +515,153 @@ impl Spawner<'_> {
             }
         }));
         reader
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::api::RouteSpec;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use serde_json::{Value, json};
+
+    impl Project for ConfigMap {
+        fn project(&mut self) {
+            drop_bulky_meta(&mut self.metadata);
+        }
+    }
+
+    fn route(name: &str, generation: i64, policy: Value) -> Route {
+        let mut r = Route::new(
+            name,
+            RouteSpec {
+                from: format!("https://{name}.example.com"),
+                policy: Some(serde_json::from_value(policy).unwrap()),
+                ..RouteSpec::default()
+            },
+        );
+        r.metadata.namespace = Some("ns".into());
+        r.metadata.uid = Some(format!("uid-{name}"));
+        r.metadata.generation = Some(generation);
+        r
+    }
+
+    fn names<K: Resource>(s: &Store<K>) -> Vec<String> {
+        let mut v: Vec<_> = s.state().iter().map(|o| key_of(&**o)).collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn a_list_replaces_the_store_when_it_is_complete() {
+        let (store, mut w) = StoreWriter::<Route>::new(true);
+        let p = json!({"allow": {"or": [{"email": {"is": "a@example.com"}}]}});
+        assert!(w.apply(watcher::Event::Init));
+        assert!(w.apply(watcher::Event::InitApply(route("a", 1, p.clone()))));
+        assert!(w.apply(watcher::Event::InitApply(route("b", 1, p.clone()))));
+        // Not ready, and empty, until the list is done.
+        assert!(names(&store).is_empty());
+        assert!(!*store.ready.borrow());
+        assert!(w.apply(watcher::Event::InitDone));
+        assert!(store.wait_until_ready().await);
+        assert_eq!(names(&store), ["ns/a", "ns/b"]);
+
+        // A relist: objects gone from the new list go from the store, at its end.
+        assert!(w.apply(watcher::Event::Init));
+        assert!(w.apply(watcher::Event::InitApply(route("b", 2, p.clone()))));
+        assert_eq!(names(&store), ["ns/a", "ns/b"]);
+        assert!(w.apply(watcher::Event::InitDone));
+        assert_eq!(names(&store), ["ns/b"]);
+        assert_eq!(store.get("ns", "b").unwrap().metadata.generation, Some(2));
+        assert!(store.get("ns", "a").is_none());
+        assert!(store.get("other", "b").is_none());
+    }
+
+    #[test]
+    fn status_only_changes_of_status_kinds_do_not_matter() {
+        let p = json!({"allow": {"or": [{"email": {"is": "a@example.com"}}]}});
+        let (store, mut w) = StoreWriter::<Route>::new(true);
+        assert!(w.apply(watcher::Event::Apply(route("a", 1, p.clone()))));
+        let mut written = route("a", 1, p.clone());
+        written.status = Some(crate::api::RouteStatus {
+            url: Some("https://a.example.com".into()),
+            ..Default::default()
+        });
+        assert!(!w.apply(watcher::Event::Apply(written)));
+        // The store holds the newest version all the same (the status writer compares it).
+        assert!(store.get("ns", "a").unwrap().status.is_some());
+        assert!(w.apply(watcher::Event::Apply(route("a", 2, p.clone()))));
+        let mut annotated = route("a", 2, p.clone());
+        annotated.metadata.annotations =
+            Some([("portcullis.dev/timeout".to_owned(), "5s".to_owned())].into());
+        assert!(w.apply(watcher::Event::Apply(annotated)));
+        // Trimmed away before the comparison: not a change compile can see.
+        let mut applied = route("a", 2, p.clone());
+        applied.metadata.annotations = Some(
+            [
+                ("portcullis.dev/timeout".to_owned(), "5s".to_owned()),
+                (LAST_APPLIED.to_owned(), "{}".to_owned()),
+            ]
+            .into(),
+        );
+        assert!(!w.apply(watcher::Event::Apply(applied)));
+        assert!(w.apply(watcher::Event::Delete(route("a", 2, p.clone()))));
+        assert!(store.get("ns", "a").is_none());
+        // A new object with that name matters even when its generation is the same.
+        assert!(w.apply(watcher::Event::Apply(route("a", 2, p))));
+
+        // Kinds without a spec/status split: every change matters.
+        let (_, mut w) = StoreWriter::<ConfigMap>::new(false);
+        let cm = ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                name: Some("c".into()),
+                namespace: Some("ns".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(w.apply(watcher::Event::Apply(cm.clone())));
+        assert!(w.apply(watcher::Event::Apply(cm)));
+    }
+
+    #[test]
+    fn stored_lists_keep_no_spare_room() {
+        let slice: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "s-x", "namespace": "ns",
+                "labels": {"kubernetes.io/service-name": "s", "app": "x"}},
+            "addressType": "IPv4",
+            "endpoints": [
+                {"addresses": ["10.0.0.1", "10.0.0.9"], "conditions": {"ready": true}, "nodeName": "n"},
+                {"addresses": ["10.0.0.2"]},
+                {"addresses": ["10.0.0.3"]},
+            ],
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        }))
+        .unwrap();
+        let mut slim = slice.clone();
+        slim.project();
+        assert_eq!(slim.endpoints.len(), 3);
+        assert_eq!(slim.endpoints.capacity(), 3);
+        assert_eq!(slim.endpoints[0].addresses, ["10.0.0.1"]);
+        assert_eq!(slim.endpoints[0].addresses.capacity(), 1);
+        assert_eq!(slim.ports.as_ref().unwrap().capacity(), 1);
+
+        let mut service: Service = serde_json::from_value(json!({
+            "metadata": {"name": "s", "namespace": "ns", "labels": {"app": "x"},
+                "annotations": {LAST_APPLIED: "{}"}},
+            "spec": {"ports": [{"name": "http", "port": 80}], "selector": {"app": "x"}},
+        }))
+        .unwrap();
+        service.project();
+        assert_eq!(service.metadata.labels, None);
+        assert_eq!(service.metadata.annotations, None);
+        let ports = service.spec.as_ref().unwrap().ports.as_ref().unwrap();
+        assert_eq!((ports.len(), ports.capacity()), (1, 1));
+
+        let mut r = route("a", 1, json!({}));
+        r.metadata.annotations = Some([(LAST_APPLIED.to_owned(), "{}".to_owned())].into());
+        r.project();
+        assert_eq!(r.metadata.annotations, None);
     }
 }

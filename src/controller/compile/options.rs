@@ -108,8 +108,9 @@ pub struct CompiledOptions {
 /// Validates the options of a Route's spec (everything but `from`, `to` and `tls`) and compiles
 /// its policy. Returns every problem found, in field order.
 pub fn route_options(spec: &RouteSpec) -> Result<CompiledOptions, Vec<OptionProblem>> {
+    let policy = spec.policy.as_ref().map(crate::api::RoutePolicy::object);
     let input = Input {
-        policy: spec.policy.as_ref().map(|p| PolicyInput::Spec(&p.0)),
+        policy: policy.as_ref().map(PolicyInput::Spec),
         allow_any_authenticated_user: spec.allow_any_authenticated_user,
         allow_public_unauthenticated_access: spec.allow_public_unauthenticated_access,
         bearer_token_format: spec.bearer_token_format.map(token_format),

@@ -17,10 +17,11 @@
 //! The output depends on the objects only, never on their order.
 
 use std::borrow::Borrow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
+use foldhash::{HashMap, HashMapExt};
 use k8s_openapi::api::core::v1::{Service, ServicePort as SpecPort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use k8s_openapi::api::networking::v1::ServiceBackendPort;

@@ -16,10 +16,10 @@
 //! compile where a Service or EndpointSlice changed: until then they are current and not looked
 //! up).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use foldhash::HashMap;
 use k8s_openapi::Metadata;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;

@@ -6,9 +6,10 @@
 //! [`INGRESS_CLASS`] while no IngressClass of that name belongs to another controller; without a
 //! class, when one of our IngressClasses is the cluster default.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use foldhash::{HashSet, HashSetExt};
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 
 use super::backends::ServicePort;

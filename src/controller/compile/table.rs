@@ -12,10 +12,11 @@
 //! Routes with TLS are, on every compile. From empty claims, this is the whole compile.
 
 use std::collections::hash_map::Entry as MapEntry;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::route::Unit;
@@ -43,7 +44,8 @@ pub(crate) struct Claims {
     /// The Route objects of the last snapshot by address (holding them keeps the address
     /// theirs), with the compile that last saw each: an object seen before compiles as it did
     /// while the Services and EndpointSlices are unchanged, and one not seen again is gone.
-    routes: HashMap<usize, (Arc<api::Route>, u64), BuildHasherDefault<AddressHasher>>,
+    routes:
+        std::collections::HashMap<usize, (Arc<api::Route>, u64), BuildHasherDefault<AddressHasher>>,
     /// Objects contributed without a unit (Ingresses, Routes with TLS): contributed again by
     /// every compile they are still in.
     transient: Vec<Arc<str>>,
@@ -382,9 +384,18 @@ impl Builder {
         let Some(table) = table.as_mut() else {
             unreachable!("Builder::new makes the table");
         };
+        // From empty claims (the first compile, or one in full) every host and every object is
+        // touched: they are rebuilt from the claims at the end, with no sets to keep.
+        let fresh = objects.is_empty() && http.is_empty() && ssh.is_empty();
         let mut touched_http: HashSet<(HostPattern, PathMatch)> = HashSet::new();
         let mut touched_ssh: BTreeSet<String> = BTreeSet::new();
         let mut affected: HashSet<Arc<str>> = HashSet::new();
+        if fresh {
+            let entries = new.iter().map(|c| c.entries.len()).sum::<usize>();
+            http.reserve(entries);
+            objects.reserve(new.len());
+            reports.clear();
+        }
 
         // Withdraw the claims of objects that are gone or contributed again: those contributed
         // now, those contributed on every compile, and Routes not in this snapshot (unless kept
@@ -471,7 +482,9 @@ impl Builder {
                         object
                             .http
                             .push((entry.host.clone(), entry.path.clone(), seq));
-                        touched_http.insert((entry.host, entry.path));
+                        if !fresh {
+                            touched_http.insert((entry.host, entry.path));
+                        }
                     }
                     Err(refused) => object.problems.push(refused_problem(&refused)),
                 }
@@ -487,12 +500,16 @@ impl Builder {
                 let at = list.partition_point(|c| c.order() <= claimant.order());
                 list.insert(at, claimant);
                 object.ssh.push((name.clone(), seq));
-                touched_ssh.insert(name);
+                if !fresh {
+                    touched_ssh.insert(name);
+                }
             }
             for (host, cert, rank) in cert_claims {
                 certs.add(host, cert, id.to_string(), rank);
             }
-            affected.insert(Arc::clone(&id));
+            if !fresh {
+                affected.insert(Arc::clone(&id));
+            }
             if object.unit.is_none() {
                 transient.push(Arc::clone(&id));
             }
@@ -508,22 +525,17 @@ impl Builder {
             }
             touched_hosts.insert(host);
         }
+        if fresh {
+            for (host, paths) in http.iter() {
+                table.set_host(host.clone(), winners(host, paths));
+            }
+            touched_ssh.extend(ssh.keys().cloned());
+        }
         for host in touched_hosts {
-            let entries = match http.get(&host) {
-                None => Vec::new(),
-                Some(paths) => paths
-                    .iter()
-                    .filter_map(|(path, list)| {
-                        let winner = list.first()?;
-                        Some(Entry {
-                            host: host.clone(),
-                            path: path.clone(),
-                            route: Arc::clone(&winner.route),
-                            id: winner.id.to_string(),
-                        })
-                    })
-                    .collect(),
-            };
+            let entries = http
+                .get(&host)
+                .map(|paths| winners(&host, paths))
+                .unwrap_or_default();
             table.set_host(host, entries);
         }
         for name in touched_ssh {
@@ -558,13 +570,21 @@ impl Builder {
             }
         }
 
-        for id in affected {
-            let Some(object) = objects.get(&id) else {
-                continue;
-            };
-            let extra = cert_problems.remove(&*id).unwrap_or_default();
-            let report = report(&id, object, http, ssh, extra);
+        let mut make_report = |id: &str, object: &Object| {
+            let extra = cert_problems.remove(id).unwrap_or_default();
+            let report = report(id, object, http, ssh, extra);
             reports.insert(object.key.clone(), Arc::new(report));
+        };
+        if fresh {
+            for (id, object) in objects.iter() {
+                make_report(id, object);
+            }
+        } else {
+            for id in affected {
+                if let Some(object) = objects.get(&id) {
+                    make_report(&id, object);
+                }
+            }
         }
 
         let table = table.clone();
@@ -579,6 +599,22 @@ impl Builder {
             gone_uids,
         }
     }
+}
+
+/// The table entries of `host`: the first claimant of each of its paths.
+fn winners(host: &HostPattern, paths: &BTreeMap<PathMatch, Vec<Claimant>>) -> Vec<Entry<Route>> {
+    paths
+        .iter()
+        .filter_map(|(path, list)| {
+            let winner = list.first()?;
+            Some(Entry {
+                host: host.clone(),
+                path: path.clone(),
+                route: Arc::clone(&winner.route),
+                id: winner.id.to_string(),
+            })
+        })
+        .collect()
 }
 
 /// The report of object `id`, from its contribution and where its claims stand.

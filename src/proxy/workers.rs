@@ -5,10 +5,10 @@
 //!
 //! Started by `app` next to the listeners ([`Workers::start`]); [`super::listener::serve`]
 //! hands each accepted connection to the next worker in turn ([`Workers::next`]). Nothing moves
-//! between workers afterwards, so a request and its upstream connection never wake another
-//! thread — with a work-stealing runtime they often did, and the wake-ups cost more CPU per
-//! request than the proxying. The control plane (controller, embedded API, admin) stays on the
-//! process's main runtime.
+//! between workers afterwards, so a request and its upstream connection stay on one thread,
+//! scheduled by tokio's current-thread scheduler without the work-stealing one's cross-thread
+//! bookkeeping (12–31% less CPU per request in docs/benchmarks.md, "Fourth pass"). The control
+//! plane (controller, embedded API, admin) stays on the process's main runtime.
 //!
 //! A worker stops once every [`Workers`] clone is gone (the listeners have drained or were
 //! dropped): it drops what is left on its runtime (idle pooled connections, WebSocket tunnels)

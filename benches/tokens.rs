@@ -25,6 +25,7 @@ use portcullis::identity::service::{Clock, IdentityConfig, IdentityService};
 use portcullis::identity::token::{CredentialRecord, Credentials, digest};
 use portcullis::metrics::Metrics;
 use portcullis::proxy::listener::{self, ListenerLimits, Transport};
+use portcullis::proxy::workers::Workers;
 use portcullis::proxy::{Proxy, ProxyConfig};
 use portcullis::routing::Scheme;
 use portcullis::routing::live::LiveTable;
@@ -120,8 +121,8 @@ fn criterion_benches(c: &mut Criterion) {
     g.finish();
 }
 
-/// The load run: server on one worker thread, `connections` HTTP/1.1 keep-alive clients on
-/// another runtime, for `seconds`.
+/// The load run: server on one proxy worker (its accept loop on a one-thread runtime),
+/// `connections` HTTP/1.1 keep-alive clients on another runtime, for `seconds`.
 fn live(seconds: u64, connections: usize) {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let server_rt = tokio::runtime::Builder::new_multi_thread()
@@ -138,12 +139,18 @@ fn live(seconds: u64, connections: usize) {
             .unwrap();
         let addr = l.local_addr().unwrap();
         let svc = Arc::new(service(Clock::system()));
-        let proxy = Arc::new(Proxy::new(live.clone(), Some(svc), ProxyConfig::default()));
+        let config = ProxyConfig {
+            workers: 1,
+            ..ProxyConfig::default()
+        };
+        let proxy = Arc::new(Proxy::new(live.clone(), Some(svc), config));
+        let (workers, _) = Workers::start(1).unwrap();
         tokio::spawn(listener::serve(
             "http",
             l,
             Transport::Plain,
             proxy,
+            workers,
             ListenerLimits::default(),
             shutdown,
         ));

@@ -23,6 +23,7 @@ use crate::identity::service::{Clock, DEFAULT_BODY_READ_TIMEOUT, IdentityConfig,
 use crate::metrics::Metrics;
 use crate::proxy::access_log::AccessLog;
 use crate::proxy::listener::{self, ListenerLimits, Transport};
+use crate::proxy::workers::Workers;
 use crate::proxy::{Proxy, ProxyConfig};
 use crate::routing::live::LiveTable;
 use crate::routing::upstream::AddressPolicy;
@@ -65,6 +66,9 @@ pub enum AppError {
     /// The session store could not start.
     #[error("starting the session store")]
     Store(#[from] crate::store::StoreError),
+    /// The proxy's worker threads could not start.
+    #[error("starting the proxy workers")]
+    Workers(#[source] std::io::Error),
 }
 
 /// Options of `portcullis dev` that are not process settings.
@@ -688,6 +692,7 @@ fn proxy_config(
         clock: Clock::system(),
         metrics: Arc::clone(metrics),
         access_log,
+        workers: crate::proxy::workers::count(),
     }
 }
 
@@ -712,8 +717,9 @@ impl Listeners {
         })
     }
 
-    /// Starts serving both over `live`, with `identity` on the authenticate host and, in dev,
-    /// certificates from the development CA for names the table has none for.
+    /// Starts serving both over `live` on `config.workers` proxy workers (shared by both
+    /// listeners), with `identity` on the authenticate host and, in dev, certificates from the
+    /// development CA for names the table has none for.
     #[allow(clippy::too_many_arguments)]
     fn serve(
         self,
@@ -726,6 +732,7 @@ impl Listeners {
         tasks: &mut Vec<tokio::task::JoinHandle<()>>,
     ) -> Result<(), AppError> {
         let client_certificates = config.client_certificates;
+        let workers = config.workers;
         let mut proxy = Proxy::new(live.clone(), identity, config);
         if let Some(people) = people {
             proxy = proxy.with_people(people);
@@ -741,12 +748,14 @@ impl Listeners {
             per_name,
             client_certificates,
         )?;
+        let (workers, workers_stopped) = Workers::start(workers).map_err(AppError::Workers)?;
         let limits = ListenerLimits::default();
         tasks.push(tokio::spawn(listener::serve(
             "http",
             self.http,
             Transport::Plain,
             Arc::clone(&proxy),
+            workers.clone(),
             limits,
             shutdown_rx.clone(),
         )));
@@ -755,9 +764,12 @@ impl Listeners {
             self.https,
             Transport::Tls(tokio_rustls::TlsAcceptor::from(tls)),
             proxy,
+            workers,
             limits,
             shutdown_rx.clone(),
         )));
+        // Shutdown awaits the tasks in order: the workers end after both listeners drained.
+        tasks.push(tokio::spawn(workers_stopped.wait()));
         Ok(())
     }
 }

@@ -33,6 +33,7 @@ use portcullis::identity::token::{
 use portcullis::metrics::{self, Metrics};
 use portcullis::proxy::listener::{self, ListenerLimits, Transport};
 use portcullis::proxy::tls::{certified_key, dev_certificate_names, server_config};
+use portcullis::proxy::workers::{self, Workers};
 use portcullis::proxy::{Proxy, ProxyConfig};
 use portcullis::routing::live::LiveTable;
 use portcullis::routing::route::Table;
@@ -162,6 +163,7 @@ async fn start_with(issuer: Issuer, limits: ListenerLimits) -> Server {
 
     let (shutdown, rx) = watch::channel(false);
     let (_, ready) = watch::channel(true);
+    let (workers, workers_stopped) = Workers::start(workers::count()).unwrap();
     let tasks = vec![
         tokio::spawn(portcullis::admin::serve(
             admin_socket,
@@ -174,6 +176,7 @@ async fn start_with(issuer: Issuer, limits: ListenerLimits) -> Server {
             http_socket,
             Transport::Plain,
             Arc::clone(&proxy),
+            workers.clone(),
             limits,
             rx.clone(),
         )),
@@ -182,9 +185,12 @@ async fn start_with(issuer: Issuer, limits: ListenerLimits) -> Server {
             https_socket,
             Transport::Tls(tokio_rustls::TlsAcceptor::from(tls)),
             proxy,
+            workers,
             limits,
             rx,
         )),
+        // Last: the workers end once both listeners have drained.
+        tokio::spawn(workers_stopped.wait()),
     ];
     Server {
         http,
@@ -1102,7 +1108,8 @@ async fn access_log_lines_name_the_client_and_never_a_secret() {
         .json()
         .with_writer(captured.clone())
         .finish();
-    // The test runtime is single-threaded, so the listeners' tasks log here too.
+    // The listeners' tasks run on the test's thread and the proxy workers log to the subscriber
+    // current where they were started, so everything logs here.
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let server = start(Issuer::DevHttp).await;

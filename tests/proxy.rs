@@ -26,6 +26,7 @@ use portcullis::identity::keys::Algorithm;
 use portcullis::identity::service::{Clock, IdentityConfig, IdentityService};
 use portcullis::metrics::Metrics;
 use portcullis::proxy::listener::{self, ListenerLimits, Transport};
+use portcullis::proxy::workers::{self, Workers};
 use portcullis::proxy::{Proxy, ProxyConfig};
 use portcullis::routing::upstream::AddressPolicy;
 use serde_json::{Value, json};
@@ -92,11 +93,13 @@ impl Harness {
             .await
             .unwrap();
         let proxy_addr = socket.local_addr().unwrap();
+        let (workers, _) = Workers::start(workers::count()).unwrap();
         tokio::spawn(listener::serve(
             "http",
             socket,
             Transport::Plain,
             proxy,
+            workers,
             ListenerLimits::default(),
             stop_rx,
         ));
@@ -621,11 +624,13 @@ async fn downstream_mtls_lets_in_only_certificates_of_the_configured_ca() {
         .unwrap();
     let addr = socket.local_addr().unwrap();
     let (_stop, stop_rx) = watch::channel(false);
+    let (workers, _) = Workers::start(workers::count()).unwrap();
     tokio::spawn(listener::serve(
         "https",
         socket,
         Transport::Tls(tokio_rustls::TlsAcceptor::from(tls)),
         proxy,
+        workers,
         ListenerLimits::default(),
         stop_rx,
     ));

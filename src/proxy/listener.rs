@@ -1,8 +1,11 @@
 //! The plain-HTTP and HTTPS listeners: accept, TLS, hyper, limits, idle connections and drain.
 //!
 //! Started by `app` for `listen.http` and `listen.https` ([`bind`], then [`serve`] until the
-//! shutdown signal). Each connection runs in its own task; each request goes to
-//! [`super::Proxy::handle`].
+//! shutdown signal). The accept loop runs where `serve` is awaited (the main runtime); each
+//! accepted connection is handed, round-robin, to one of the proxy's [`Workers`] and runs there
+//! in its own task to the end (TLS, hyper, every request, the upstream connections it uses); each
+//! request goes to [`super::Proxy::handle`]. One listening socket per listener, bound before
+//! anything serves, so a taken port still fails start-up.
 //!
 //! Protocols: the plain listener speaks HTTP/1.1 only (no cleartext h2, so no `h2c` upgrade or
 //! prior-knowledge surprises); the TLS listener speaks h2 when ALPN chose `h2` and HTTP/1.1
@@ -25,6 +28,8 @@
 //!   idle HTTP/1.1 connection is closed after the shorter of the two timeouts.
 //! * On shutdown the listener stops accepting, asks every connection to finish its requests
 //!   and close (`Connection: close` / `GOAWAY`), and aborts what is left after `drain_timeout`.
+//!   The workers stop once both listeners have drained (see [`super::workers`]).
+//! * A panic while serving a connection ends that connection's task only (logged here).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -43,6 +48,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::framing::StrictHttp1;
+use super::workers::Workers;
 use super::{ConnInfo, Proxy};
 use crate::routing::Scheme;
 
@@ -142,13 +148,16 @@ impl Builders {
     }
 }
 
-/// Serves `listener` with `transport` until `shutdown` turns true (or its sender is dropped),
-/// then drains (see the module documentation). `name` labels log lines (`http`, `https`).
+/// Serves `listener` with `transport` on `workers` until `shutdown` turns true (or its sender is
+/// dropped), then drains (see the module documentation). `name` labels log lines (`http`,
+/// `https`). `proxy` should have been built for as many workers as `workers` runs
+/// ([`super::ProxyConfig::workers`]), so each worker has its own upstream pool.
 pub async fn serve(
     name: &'static str,
     listener: TcpListener,
     transport: Transport,
     proxy: Arc<Proxy>,
+    workers: Workers,
     limits: ListenerLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -158,25 +167,40 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let conn = ConnInfo { listener: name, scheme: transport.scheme(), peer, sni: None };
-                    conns.spawn(connection(
-                        stream,
-                        conn,
-                        transport.clone(),
-                        Arc::clone(&proxy),
-                        Arc::clone(&builders),
-                        limits,
-                        conn_shutdown.clone(),
-                    ));
-                }
+                // Off this runtime's reactor: the worker registers the socket with its own.
+                Ok((stream, peer)) => match stream.into_std() {
+                    Ok(stream) => {
+                        let conn = ConnInfo { listener: name, scheme: transport.scheme(), peer, sni: None };
+                        conns.spawn_on(
+                            connection(
+                                stream,
+                                conn,
+                                transport.clone(),
+                                Arc::clone(&proxy),
+                                Arc::clone(&builders),
+                                limits,
+                                conn_shutdown.clone(),
+                            ),
+                            workers.next(),
+                        );
+                    }
+                    Err(error) => {
+                        tracing::debug!(listener = name, %peer, %error, "handing a connection to a worker failed");
+                    }
+                },
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.
                     tracing::warn!(listener = name, %error, "accepting a connection failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            Some(joined) = conns.join_next(), if !conns.is_empty() => {
+                if let Err(error) = joined
+                    && error.is_panic()
+                {
+                    tracing::error!(listener = name, "serving a connection panicked; the connection was closed");
+                }
+            }
             () = stopped(&mut shutdown) => break,
         }
     }
@@ -204,7 +228,7 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 }
 
 async fn connection(
-    stream: TcpStream,
+    stream: std::net::TcpStream,
     conn: ConnInfo,
     transport: Transport,
     proxy: Arc<Proxy>,
@@ -212,6 +236,13 @@ async fn connection(
     limits: ListenerLimits,
     shutdown: watch::Receiver<bool>,
 ) {
+    let stream = match TcpStream::from_std(stream) {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::debug!(peer = %conn.peer, %error, "registering a connection with its worker failed");
+            return;
+        }
+    };
     let _ = stream.set_nodelay(true);
     let mut conn = conn;
     match transport {

@@ -2,7 +2,8 @@
 //! request.
 //!
 //! ```text
-//! TCP ─► listener.rs (accept, TLS via tls.rs, hyper HTTP/1.1 + h2, limits, idle, drain)
+//! TCP ─► listener.rs (accept; then on one of the workers.rs threads: TLS via tls.rs,
+//!        hyper HTTP/1.1 + h2, limits, idle, drain)
 //!          └─► Proxy::handle: one table generation (LiveTable::load) for the whole request
 //!                ├─ Host = authenticate host ─► identity::service::IdentityService::handle
 //!                └─ any other host ──────────► serve_route (today: 404 route_not_found)
@@ -21,6 +22,7 @@ pub mod listener;
 pub mod respond;
 pub mod tls;
 pub mod upstream;
+pub mod workers;
 
 use std::borrow::Cow;
 use std::error::Error as StdError;
@@ -84,6 +86,9 @@ pub struct ProxyConfig {
     pub metrics: Arc<Metrics>,
     /// Where the access log goes (default: `tracing` events).
     pub access_log: AccessLog,
+    /// How many proxy workers serve its connections, one upstream pool each (default:
+    /// [`workers::count`]).
+    pub workers: usize,
 }
 
 impl Default for ProxyConfig {
@@ -97,12 +102,13 @@ impl Default for ProxyConfig {
             clock: Clock::system(),
             metrics: Arc::new(Metrics::new()),
             access_log: AccessLog::default(),
+            workers: workers::count(),
         }
     }
 }
 
 /// What every listener of a process shares: the live table, the identity endpoints, the token
-/// verifier with its cache, and the pooled upstream clients.
+/// verifier with its cache, and the pooled upstream clients (a pool per worker).
 pub struct Proxy {
     live: LiveTable,
     identity: Option<Arc<IdentityService>>,
@@ -166,7 +172,7 @@ impl Proxy {
                 config.access_token_audience.clone(),
                 config.clock.clone(),
             ),
-            upstreams: Upstreams::new(Arc::clone(&config.address_policy)),
+            upstreams: Upstreams::new(Arc::clone(&config.address_policy), config.workers),
             live,
             identity,
             people: None,

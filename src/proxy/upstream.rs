@@ -6,7 +6,10 @@
 //!   upstreams, prior-knowledge HTTP/2 for `h2c`) over [`Connector`], which resolves names
 //!   itself and refuses every resolved address the [`AddressPolicy`] forbids (link-local,
 //!   metadata, the API server, our own listeners, loopback outside dev), so a Service DNS name
-//!   cannot be pointed at what a URL backend may not name.
+//!   cannot be pointed at what a URL backend may not name. One pool per proxy worker
+//!   ([`super::workers`]): a request uses the pool of the worker it runs on, so its upstream
+//!   connection lives on the same thread (clones of a hyper-util client share one pool, hence
+//!   separate clients); off the workers (tests calling `Proxy::handle`) a shared pool serves.
 //! * [`prepare_request`]: hop-by-hop headers and the headers `Connection` names are dropped
 //!   *before* ours are added, so `Connection:` cannot remove them; client copies of identity
 //!   headers (`X-Portcullis-*`, `X-Pomerium-*`, `X-Forwarded-User`, `Remote-User`, ... in dash
@@ -168,8 +171,15 @@ impl tower_service::Service<Uri> for Connector {
 
 type HttpsConnector = hyper_rustls::HttpsConnector<Connector>;
 
-/// The pooled clients to upstreams, shared by every request of the process.
+/// The pooled clients to upstreams: one pair per proxy worker, and one for requests handled
+/// off the workers.
 pub struct Upstreams {
+    per_worker: Box<[Clients]>,
+    shared: Clients,
+}
+
+/// One pool: the clients of one worker.
+struct Clients {
     http: Client<HttpsConnector, UpstreamBody>,
     h2c: Client<Connector, UpstreamBody>,
 }
@@ -181,9 +191,9 @@ impl std::fmt::Debug for Upstreams {
 }
 
 impl Upstreams {
-    /// Clients that refuse what `policy` refuses and verify `https` upstreams against the
-    /// system's trust roots.
-    pub fn new(policy: Arc<AddressPolicy>) -> Self {
+    /// Clients for `workers` proxy workers (and the shared pair) that refuse what `policy`
+    /// refuses and verify `https` upstreams against the system's trust roots.
+    pub fn new(policy: Arc<AddressPolicy>, workers: usize) -> Self {
         let connector = Connector::new(policy);
         let tls = native_roots_client_config();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -197,20 +207,28 @@ impl Upstreams {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST);
-        let http = builder.build(https);
-        let h2c = builder.clone().http2_only(true).build(connector);
-        Self { http, h2c }
+        let clients = || Clients {
+            http: builder.build(https.clone()),
+            h2c: builder.clone().http2_only(true).build(connector.clone()),
+        };
+        Self {
+            per_worker: (0..workers).map(|_| clients()).collect(),
+            shared: clients(),
+        }
     }
 
-    /// Sends `request` (already prepared) to `scheme`'s client.
+    /// Sends `request` (already prepared) to `scheme`'s client of this thread's pool.
     pub fn send(
         &self,
         scheme: UpstreamScheme,
         request: http::Request<UpstreamBody>,
     ) -> hyper_util::client::legacy::ResponseFuture {
+        let clients = super::workers::current()
+            .and_then(|index| self.per_worker.get(index))
+            .unwrap_or(&self.shared);
         match scheme {
-            UpstreamScheme::H2c => self.h2c.request(request),
-            _ => self.http.request(request),
+            UpstreamScheme::H2c => clients.h2c.request(request),
+            _ => clients.http.request(request),
         }
     }
 }

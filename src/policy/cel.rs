@@ -37,8 +37,8 @@ const MAX_CONCATENATIONS: usize = 64;
 const MAX_REGEX_CALLS: usize = 4;
 /// Deepest claim nesting passed to CEL; deeper claims make the expression fail (closed).
 const MAX_CLAIM_DEPTH: usize = 32;
-/// Stack for the parser thread: the ANTLR parser needs megabytes per bracket level in debug
-/// builds. Only touched pages are committed.
+/// Stack for the parser: the ANTLR parser needs megabytes per bracket level in debug builds.
+/// Only touched pages are committed.
 const PARSER_STACK_BYTES: usize = 64 << 20;
 /// Longest error text kept (parse errors go to status conditions, run-time errors to logs).
 const MAX_ERROR_CHARS: usize = 300;
@@ -111,25 +111,19 @@ pub(crate) fn check_source(src: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses and checks every source (already through [`check_source`]) on one thread with a large
-/// stack. Each result is the program or the problems with it.
+/// Parses and checks every source (already through [`check_source`]) on a large stack. Each
+/// result is the program or the problems with it.
+///
+/// The stack is a fresh segment of this thread's (stacker), not a thread of its own: a compile
+/// parses the expressions of hundreds of policies, and a thread per policy cost more than the
+/// parsing.
 pub(crate) fn parse_all(sources: &[&str]) -> Vec<Result<CelProgram, Vec<String>>> {
     if sources.is_empty() {
         return Vec::new();
     }
-    let outcome = std::thread::scope(|scope| {
-        let handle = std::thread::Builder::new()
-            .name("policy-cel-parse".to_owned())
-            .stack_size(PARSER_STACK_BYTES)
-            .spawn_scoped(scope, || sources.iter().map(|s| parse_one(s)).collect());
-        match handle {
-            Ok(h) => h
-                .join()
-                .map_err(|_| "the CEL parser failed unexpectedly".to_owned()),
-            Err(e) => Err(format!("could not start the CEL parser: {e}")),
-        }
-    });
-    outcome.unwrap_or_else(|e| sources.iter().map(|_| Err(vec![e.clone()])).collect())
+    stacker::grow(PARSER_STACK_BYTES, || {
+        sources.iter().map(|s| parse_one(s)).collect()
+    })
 }
 
 fn parse_one(src: &str) -> Result<CelProgram, Vec<String>> {

@@ -28,6 +28,9 @@ const MAX_LINE: usize = 16 * 1024;
 /// header name [`Head::end_line`] compares (the longest, `transfer-encoding`, and its colon), so
 /// a longer name is never one of them, with or without the rest of the line.
 const KEPT_PREFIX: usize = 32;
+/// The largest line buffer a head hands on to the next request's head on the same connection
+/// (a long `Content-Length` line's buffer is dropped rather than kept for the connection's life).
+const REUSED_LINE_CAPACITY: usize = 256;
 const CONTENT_LENGTH_COLON: &[u8] = b"content-length:";
 
 /// Where in the message the next byte is.
@@ -147,7 +150,13 @@ impl State {
                         return Err(Refusal::BareLf);
                     }
                     head.prev_cr = false;
-                    if let Some(next) = head.end_line()? {
+                    if let Some(mut next) = head.end_line()? {
+                        // The next request's head reuses this one's (cleared) line buffer.
+                        if let State::Head(fresh) = &mut next
+                            && head.line.capacity() <= REUSED_LINE_CAPACITY
+                        {
+                            fresh.line = std::mem::take(&mut head.line);
+                        }
                         *self = next;
                     }
                 } else {

@@ -205,7 +205,8 @@ impl Proxy {
         let table = self.live.load();
         let method = request.method().clone();
         let version = request.version();
-        let path = request.uri().path().to_owned();
+        // For the log line: a clone shares the request's bytes instead of copying the path.
+        let uri = request.uri().clone();
         let host = request_host(&request);
         let outcome = match &host {
             _ if request
@@ -255,7 +256,7 @@ impl Proxy {
             version,
             method: &method,
             host: host.as_deref().unwrap_or("-"),
-            path: &path,
+            path: uri.path(),
             endpoint: outcome.endpoint,
             route: outcome
                 .route

@@ -317,7 +317,7 @@ pub fn prepare_request(parts: &mut request::Parts, fwd: &Forwarding<'_>) {
         .websocket
         .then(|| headers.get(header::UPGRADE).cloned())
         .flatten();
-    let mut drop: Vec<HeaderName> = connection_tokens(headers);
+    let mut drop = connection_tokens(headers);
     for name in headers.keys() {
         let spelled = name.as_str();
         if is_hop_by_hop(spelled)
@@ -417,7 +417,7 @@ pub fn claim_header_value(
 /// `101 Switching Protocols` keeps `Connection` and `Upgrade`, which make the switch.
 pub fn clean_response(headers: &mut HeaderMap, switching: bool) {
     let mut drop = if switching {
-        Vec::new()
+        HeaderNames::new()
     } else {
         connection_tokens(headers)
     };
@@ -434,15 +434,24 @@ pub fn clean_response(headers: &mut HeaderMap, switching: bool) {
 }
 
 /// The header names listed in `Connection` (RFC 9110 §7.6.1), which are hop-by-hop too.
-fn connection_tokens(headers: &HeaderMap) -> Vec<HeaderName> {
+///
+/// Only the names of headers that are present are returned (a token naming no header, such as
+/// `close` or `keep-alive` without a `Keep-Alive` header, has nothing to remove), so the usual
+/// `Connection: keep-alive` costs no allocation.
+fn connection_tokens(headers: &HeaderMap) -> HeaderNames {
     headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|t| headers.contains_key(*t))
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect()
 }
+
+/// Header names to remove; a few fit without an allocation.
+type HeaderNames = smallvec::SmallVec<[HeaderName; 4]>;
 
 fn is_hop_by_hop(name: &str) -> bool {
     matches!(
@@ -828,6 +837,21 @@ mod tests {
         clean_response(&mut switching, true);
         assert!(switching.contains_key("upgrade") && switching.contains_key("connection"));
         assert!(!switching.contains_key("keep-alive"));
+    }
+
+    #[test]
+    fn connection_tokens_match_header_names_in_any_case() {
+        let mut h = HeaderMap::new();
+        h.append(
+            "connection",
+            HeaderValue::from_static("Keep-Alive, X-Internal"),
+        );
+        h.append("connection", HeaderValue::from_static(" X-Other ,close"));
+        h.insert("x-internal", HeaderValue::from_static("1"));
+        h.insert("x-other", HeaderValue::from_static("2"));
+        h.insert("content-type", HeaderValue::from_static("text/plain"));
+        clean_response(&mut h, false);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["content-type"]);
     }
 
     #[tokio::test]

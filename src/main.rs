@@ -268,9 +268,9 @@ async fn login(args: LoginArgs) -> anyhow::Result<()> {
 /// The main runtime: the control plane (controller, embedded API, admin, the listeners' accept
 /// loops). It stays multi-threaded as before, so a burst of embedded-API or controller work
 /// does not hold up `/healthz` or the Lease renewals; the proxy's connections run on their own
-/// current-thread workers
-/// (`portcullis::proxy::workers`). Both are sized by `TOKIO_WORKER_THREADS` (default: the
-/// available parallelism); the main runtime's threads idle while only the proxy is busy.
+/// current-thread workers (`portcullis::proxy::workers`). Both are sized by
+/// `TOKIO_WORKER_THREADS` (default: the available parallelism); the main runtime's threads idle
+/// while only the proxy is busy.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -207,7 +207,7 @@ impl Rules {
             Test::HttpPath(m) => m.matches(input.req.path),
             Test::ServiceAccount(m) => match input.identity.map(|i| &i.kind) {
                 Some(IdentityKind::ServiceAccount { namespace, name }) => {
-                    m.matches(&QualifiedName::new(namespace, name))
+                    m.matches(&format!("{namespace}/{name}"))
                 }
                 _ => false,
             },
@@ -283,43 +283,4 @@ pub(crate) fn trusted_email(identity: Option<&Identity>) -> Option<&str> {
 pub(crate) fn email_domain(email: &str) -> Option<&str> {
     let (local, domain) = email.rsplit_once('@')?;
     (!local.is_empty() && !domain.is_empty()).then_some(domain)
-}
-
-/// `namespace/name` for a match, on the stack when it fits (Kubernetes names always do).
-struct QualifiedName {
-    buf: [u8; 320],
-    len: usize,
-    long: Option<String>,
-}
-
-impl QualifiedName {
-    fn new(namespace: &str, name: &str) -> Self {
-        let len = namespace.len() + 1 + name.len();
-        let mut this = Self {
-            buf: [0; 320],
-            len,
-            long: None,
-        };
-        match this.buf.get_mut(..len) {
-            Some(buf) => {
-                buf[..namespace.len()].copy_from_slice(namespace.as_bytes());
-                buf[namespace.len()] = b'/';
-                buf[namespace.len() + 1..].copy_from_slice(name.as_bytes());
-            }
-            None => this.long = Some(format!("{namespace}/{name}")),
-        }
-        this
-    }
-}
-
-impl std::ops::Deref for QualifiedName {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        match &self.long {
-            Some(long) => long,
-            // Two `str`s and an ASCII `/`: always UTF-8.
-            None => std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default(),
-        }
-    }
 }

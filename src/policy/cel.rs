@@ -39,7 +39,7 @@ const MAX_REGEX_CALLS: usize = 4;
 const MAX_CLAIM_DEPTH: usize = 32;
 /// Stack for the parser: the ANTLR parser needs megabytes per bracket level in debug builds.
 /// Only touched pages are committed.
-const PARSER_STACK_BYTES: usize = 64 << 20;
+pub(crate) const PARSER_STACK_BYTES: usize = 64 << 20;
 /// Longest error text kept (parse errors go to status conditions, run-time errors to logs).
 const MAX_ERROR_CHARS: usize = 300;
 
@@ -114,14 +114,16 @@ pub(crate) fn check_source(src: &str) -> Result<(), String> {
 /// Parses and checks every source (already through [`check_source`]) on a large stack. Each
 /// result is the program or the problems with it.
 ///
-/// The stack is a fresh segment of this thread's (stacker), not a thread of its own: a compile
-/// parses the expressions of hundreds of policies, and a thread per policy cost more than the
-/// parsing.
+/// On a thread with that much stack left (compile's own threads are made so) the parser runs in
+/// place; elsewhere on a fresh segment of this thread's stack (stacker), not a thread of its
+/// own: a compile parses the expressions of hundreds of policies, and a thread per policy cost
+/// more than the parsing. A segment is mapped and unmapped per call, which makes threads
+/// parsing at once wait for each other: compile's threads must not need one.
 pub(crate) fn parse_all(sources: &[&str]) -> Vec<Result<CelProgram, Vec<String>>> {
     if sources.is_empty() {
         return Vec::new();
     }
-    stacker::grow(PARSER_STACK_BYTES, || {
+    stacker::maybe_grow(PARSER_STACK_BYTES, PARSER_STACK_BYTES, || {
         sources.iter().map(|s| parse_one(s)).collect()
     })
 }

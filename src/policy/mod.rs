@@ -38,6 +38,7 @@ mod compile;
 mod eval;
 mod matcher;
 
+pub(crate) use cel::PARSER_STACK_BYTES;
 pub use matcher::{lookup_claim, scalar_text};
 
 #[cfg(test)]

@@ -19,7 +19,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use foldhash::HashMap;
+use foldhash::{HashMap, HashSet, HashSetExt};
 use k8s_openapi::Metadata;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -182,6 +182,43 @@ impl Cache {
         Some((Arc::clone(&memo.spec), memo.unit.clone()))
     }
 
+    /// Checks the specs of the Routes in `routes` that have no entry for their current spec, on
+    /// several threads when there are many (the compile from nothing: every Route), so that
+    /// [`Cache::route`] finds them. Each uid is checked once, for its first Route, as a compile
+    /// without this step would (a later Route with that uid reuses the entry).
+    /// `parallel_from` is the fewest such Routes worth the threads ([`PARALLEL_SPECS`]); below
+    /// it, nothing is done here.
+    pub(super) fn check_specs(&mut self, routes: &[Arc<api::Route>], parallel_from: usize) {
+        let mut uids = HashSet::with_capacity(routes.len());
+        let todo: Vec<(&str, &Arc<api::Route>)> = routes
+            .iter()
+            .filter_map(|r| {
+                let uid = r.metadata.uid.as_deref()?;
+                let current = self
+                    .routes
+                    .get(uid)
+                    .is_some_and(|m| same_spec(&m.object, r));
+                (uids.insert(uid) && !current).then_some((uid, r))
+            })
+            .collect();
+        if todo.len() < parallel_from {
+            // Not worth a thread: the compile checks them as it meets them.
+            return;
+        }
+        let specs = super::parallel_map(&todo, PARALLEL_SPECS / 2, |(_, r)| {
+            Arc::new(Spec::of(&r.spec))
+        });
+        for ((uid, r), spec) in todo.into_iter().zip(specs) {
+            let memo = RouteMemo {
+                object: Arc::clone(r),
+                spec,
+                unit: None,
+                used: self.serial,
+            };
+            self.routes.insert(uid.to_owned(), memo);
+        }
+    }
+
     /// Remembers what a Route compiled to (nothing for an object without a uid).
     pub(super) fn keep_route(&mut self, obj: &Arc<api::Route>, spec: Arc<Spec>, unit: Arc<Unit>) {
         let Some(uid) = obj.metadata.uid.as_deref() else {
@@ -293,6 +330,10 @@ impl Cache {
         }
     }
 }
+
+/// The fewest Routes whose specs [`Cache::check_specs`] checks on several threads: below, the
+/// threads cost more than they save.
+pub(super) const PARALLEL_SPECS: usize = 256;
 
 /// Whether two lists hold the very same objects in the same order.
 fn same_objects<K>(a: &[Arc<K>], b: &[Arc<K>]) -> bool {

@@ -14,7 +14,8 @@
 //! the same table and reports, whatever the order of objects in it. One bad object only ever
 //! affects its own routes. [`compile_with`] also takes the [`Cache`] the previous compile
 //! returned and reuses per-object results of objects that did not change (`cache.rs`); the
-//! result is the same as without it.
+//! result is the same as without it. When many Routes have no cached spec (the compile from
+//! nothing), their specs are checked on several threads first; the rest runs on one.
 
 pub mod backends;
 mod cache;
@@ -212,7 +213,19 @@ pub fn compile(snap: &Snapshot, ctx: &CompileContext) -> Compiled {
 /// [`Compiled::cache`]) for objects that did not change. The result is exactly what [`compile`]
 /// gives; routes of unchanged objects are the same `Arc`s as in the table the cache came with.
 pub fn compile_with(snap: &Snapshot, ctx: &CompileContext, cache: Cache) -> Compiled {
+    compile_inner(snap, ctx, cache, cache::PARALLEL_SPECS)
+}
+
+/// [`compile_with`], checking the specs of uncached Routes on several threads when there are at
+/// least `parallel_specs` of them.
+fn compile_inner(
+    snap: &Snapshot,
+    ctx: &CompileContext,
+    cache: Cache,
+    parallel_specs: usize,
+) -> Compiled {
     let mut cache = cache.begin(ctx, snap);
+    cache.check_specs(&snap.routes, parallel_specs);
     let claims = cache.take_claims();
     let serial = cache.serial();
     let backends_unchanged = cache.backends_unchanged();
@@ -262,6 +275,56 @@ pub fn compile_with(snap: &Snapshot, ctx: &CompileContext, cache: Cache) -> Comp
         reports,
         cache,
     }
+}
+
+/// Most threads [`parallel_map`] uses.
+const MAX_THREADS: usize = 8;
+
+/// Stack of [`parallel_map`]'s threads: the CEL parser's, so that it runs in place
+/// ([`crate::policy::PARSER_STACK_BYTES`]), and room for what calls it. Only touched pages are
+/// committed.
+const THREAD_STACK_BYTES: usize = crate::policy::PARSER_STACK_BYTES + (2 << 20);
+
+/// `f` of every item, in order, on as many threads as the process may run at once (at most
+/// [`MAX_THREADS`]), each with at least `per_thread` items; on this thread when that makes one.
+/// A part whose thread cannot be started runs on this one; a panic in `f` is raised again here.
+fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    per_thread: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(MAX_THREADS)
+        .min(items.len() / per_thread.max(1));
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| {
+                std::thread::Builder::new()
+                    .name("compile".into())
+                    .stack_size(THREAD_STACK_BYTES)
+                    .spawn_scoped(scope, move || part.iter().map(f).collect::<Vec<R>>())
+                    .map_err(|_| part)
+            })
+            .collect();
+        let mut out: Vec<R> = Vec::with_capacity(items.len());
+        for part in parts {
+            match part {
+                Ok(thread) => match thread.join() {
+                    Ok(done) => out.extend(done),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                Err(part) => out.extend(part.iter().map(f)),
+            }
+        }
+        out
+    })
 }
 
 /// Every Route and every Ingress of our class, into `b`, in snapshot order (the result does

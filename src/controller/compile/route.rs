@@ -85,7 +85,7 @@ pub(super) enum Spec {
 }
 
 impl Spec {
-    fn of(spec: &RouteSpec) -> Spec {
+    pub(super) fn of(spec: &RouteSpec) -> Spec {
         let from = match parse_from(&spec.from) {
             Ok(f) => f,
             Err(message) => return Spec::InvalidFrom(message),

@@ -570,19 +570,25 @@ impl Builder {
             }
         }
 
-        let mut make_report = |id: &str, object: &Object| {
-            let extra = cert_problems.remove(id).unwrap_or_default();
-            let report = report(id, object, http, ssh, extra);
-            reports.insert(object.key.clone(), Arc::new(report));
-        };
         if fresh {
-            for (id, object) in objects.iter() {
-                make_report(id, object);
-            }
+            // Every object's report, on several threads when there are many; the map is built
+            // from them at once.
+            let all: Vec<(&Arc<str>, &Object)> = objects.iter().collect();
+            let made = super::parallel_map(&all, REPORTS_PER_THREAD, |(id, object)| {
+                let extra = cert_problems.get(&***id).cloned().unwrap_or_default();
+                Arc::new(report(id, object, http, ssh, extra))
+            });
+            *reports = all
+                .iter()
+                .zip(made)
+                .map(|((_, object), report)| (object.key.clone(), report))
+                .collect();
         } else {
             for id in affected {
                 if let Some(object) = objects.get(&id) {
-                    make_report(&id, object);
+                    let extra = cert_problems.remove(&*id).unwrap_or_default();
+                    let report = report(&id, object, http, ssh, extra);
+                    reports.insert(object.key.clone(), Arc::new(report));
                 }
             }
         }
@@ -600,6 +606,9 @@ impl Builder {
         }
     }
 }
+
+/// The fewest reports worth a thread of their own (each takes a microsecond or two).
+pub(super) const REPORTS_PER_THREAD: usize = 2048;
 
 /// The table entries of `host`: the first claimant of each of its paths.
 fn winners(host: &HostPattern, paths: &BTreeMap<PathMatch, Vec<Claimant>>) -> Vec<Entry<Route>> {

@@ -1377,3 +1377,86 @@ fn every_kind_of_change_compiles_as_from_nothing() {
     snap.routes.reverse();
     step(&snap, &ctx, "the same objects in another order");
 }
+
+/// `copies` copies of [`varied_snapshot`]'s Routes under other names (a third of them on hosts of
+/// their own, the rest conflicting with the first copy's), and a Route sharing the first one's
+/// uid.
+fn many_routes(copies: usize) -> Snapshot {
+    let base = varied_snapshot();
+    let mut snap = Snapshot {
+        routes: Vec::new(),
+        ..base.clone()
+    };
+    for copy in 0..copies {
+        for r in &base.routes {
+            let mut r = (**r).clone();
+            let name = format!("{}-{copy}", r.metadata.name.as_deref().unwrap());
+            r.metadata.uid = Some(format!("uid-{name}"));
+            r.metadata.name = Some(name);
+            if copy % 3 == 0 {
+                r.spec.from = r
+                    .spec
+                    .from
+                    .replace(".example.com", &format!("-{copy}.example.com"));
+            }
+            snap.routes.push(Arc::new(r));
+        }
+    }
+    let mut twin = (*snap.routes[0]).clone();
+    twin.metadata.name = Some("twin".into());
+    twin.spec.from = "https://twin.example.com".into();
+    snap.routes.push(Arc::new(twin));
+    // A second certificate for a host the copies' certificate covers: refused, and reported.
+    snap.secrets.push(mk_tls_secret(
+        "team-a",
+        "other-cert",
+        &["secure.example.com"],
+    ));
+    snap.routes.push(
+        mk_route("team-a", "other-tls", "https://secure.example.com/other")
+            .url("http://10.0.0.3")
+            .tls("other-cert")
+            .created(5000)
+            .build(),
+    );
+    snap
+}
+
+#[test]
+fn specs_checked_on_several_threads_compile_as_on_one() {
+    // Valid and invalid specs and policies, conflicts, SSH, Services, and two objects sharing
+    // one uid (the later reuses the earlier's spec, as one thread would have it).
+    let snap = many_routes(40);
+    assert!(snap.routes.len() > cache::PARALLEL_SPECS);
+    let parallel = compile(&snap, &ctx());
+    let serial = compile_inner(&snap, &ctx(), Cache::default(), usize::MAX);
+    assert_eq!(outcome(&parallel), outcome(&serial));
+    assert!(
+        parallel.table.routes.len() > 50,
+        "{}",
+        parallel.table.routes.len()
+    );
+    // And the cache they leave behaves the same.
+    let warm = compile_with(&snap, &ctx(), parallel.cache);
+    assert_eq!(outcome(&warm), outcome(&serial));
+}
+
+#[test]
+fn reports_made_on_several_threads_are_those_made_one_by_one() {
+    // From nothing, every report is made at once (on several threads when there are this
+    // many); after a compile of one Route, each changed object's report is made on its own.
+    let snap = many_routes(2 * table::REPORTS_PER_THREAD / 9 + 1);
+    assert!(snap.routes.len() > 2 * table::REPORTS_PER_THREAD);
+    let fresh = compile(&snap, &ctx());
+    let small = Snapshot {
+        routes: snap.routes[..1].to_vec(),
+        ..snap.clone()
+    };
+    let one_by_one = compile_with(&snap, &ctx(), compile(&small, &ctx()).cache);
+    assert_eq!(outcome(&fresh), outcome(&one_by_one));
+    assert_eq!(fresh.reports.len(), snap.routes.len() + 1);
+    assert_eq!(
+        reasons(&fresh, &route_key("team-a", "other-tls")),
+        ["CertificateConflict"]
+    );
+}

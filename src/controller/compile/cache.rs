@@ -205,7 +205,7 @@ impl Cache {
             // Not worth a thread: the compile checks them as it meets them.
             return;
         }
-        let specs = super::parallel_map(&todo, PARALLEL_SPECS / 2, |(_, r)| {
+        let specs = super::parallel_map(&todo, parallel_from / 2, |(_, r)| {
             Arc::new(Spec::of(&r.spec))
         });
         for ((uid, r), spec) in todo.into_iter().zip(specs) {

@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use foldhash::HashMap;
+use foldhash::{HashMap, HashSet, HashSetExt};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -216,8 +216,9 @@ pub fn compile_with(snap: &Snapshot, ctx: &CompileContext, cache: Cache) -> Comp
     compile_inner(snap, ctx, cache, cache::PARALLEL_SPECS)
 }
 
-/// [`compile_with`], checking the specs of uncached Routes on several threads when there are at
-/// least `parallel_specs` of them.
+/// [`compile_with`], checking the specs of uncached Routes, and resolving the Service ports
+/// Routes name that have no current resolution, on several threads when there are at least
+/// `parallel_specs` of them.
 fn compile_inner(
     snap: &Snapshot,
     ctx: &CompileContext,
@@ -230,6 +231,7 @@ fn compile_inner(
     let serial = cache.serial();
     let backends_unchanged = cache.backends_unchanged();
     let index = Index::new(snap, cache);
+    index.resolve_ahead(ctx, parallel_specs);
     let b = Builder::new(ctx, claims, serial, false, backends_unchanged);
     let mut b = contribute(snap, &index, ctx, b);
     if b.duplicate || b.has_twins() {
@@ -526,6 +528,63 @@ impl<'a> Index<'a> {
             Arc::clone(&resolution),
         );
         resolution
+    }
+
+    /// Resolves, on several threads, the Service ports Routes name that the memo has no current
+    /// resolution for, when there are at least `parallel_from` of them (the compile from
+    /// nothing, or after many Services changed), so that [`Index::resolve`] finds them.
+    fn resolve_ahead(&self, ctx: &CompileContext, parallel_from: usize) {
+        if self.memo.borrow().backends_unchanged() {
+            // Every resolution in the memo is current, and those it lacks are few.
+            return;
+        }
+        let backends = self.backends.get_or_init(|| Backends::new(self.snap));
+        let mut asked = HashSet::with_capacity(self.snap.routes.len());
+        let mut todo = Vec::new();
+        let mut memo = self.memo.borrow_mut();
+        for r in &self.snap.routes {
+            let namespace = r.metadata.namespace.as_deref().unwrap_or_default();
+            for target in &r.spec.to {
+                let Some(svc) = &target.service else {
+                    continue;
+                };
+                if !asked.insert((namespace, svc.name.as_str(), svc.port)) {
+                    continue;
+                }
+                let port = backends::ServicePort::Number(svc.port);
+                let key = (namespace, svc.name.as_str());
+                let service = backends.services.get(&key).copied();
+                let slices = backends
+                    .slices
+                    .get(&key)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                if memo.service(key.0, key.1, &port, service, slices).is_none() {
+                    todo.push((key, port, service, slices));
+                }
+            }
+        }
+        if todo.len() < parallel_from {
+            return;
+        }
+        let resolved = parallel_map(
+            &todo,
+            parallel_from / 2,
+            |((ns, name), port, service, slices)| {
+                Arc::new(backends::resolve_service(
+                    ns,
+                    name,
+                    port,
+                    service.map(Arc::as_ref),
+                    slices,
+                    &ctx.address_policy,
+                    ctx.allow_external_name,
+                ))
+            },
+        );
+        for (((ns, name), port, service, slices), resolution) in todo.iter().zip(resolved) {
+            memo.keep_service(ns, name, port, *service, slices, resolution);
+        }
     }
 
     /// The certificate in a TLS Secret of `namespace` (never another namespace's).

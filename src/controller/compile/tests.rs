@@ -1379,8 +1379,8 @@ fn every_kind_of_change_compiles_as_from_nothing() {
 }
 
 /// `copies` copies of [`varied_snapshot`]'s Routes under other names (a third of them on hosts of
-/// their own, the rest conflicting with the first copy's), and a Route sharing the first one's
-/// uid.
+/// their own, the rest conflicting with the first copy's; every other one naming Services of
+/// its own, half of which exist), and a Route sharing the first one's uid.
 fn many_routes(copies: usize) -> Snapshot {
     let base = varied_snapshot();
     let mut snap = Snapshot {
@@ -1399,7 +1399,24 @@ fn many_routes(copies: usize) -> Snapshot {
                     .from
                     .replace(".example.com", &format!("-{copy}.example.com"));
             }
+            if copy % 2 == 1 {
+                for service in r.spec.to.iter_mut().filter_map(|t| t.service.as_mut()) {
+                    service.name = format!("{}-{copy}", service.name);
+                }
+            }
             snap.routes.push(Arc::new(r));
+        }
+        if copy % 4 == 1 {
+            let name = format!("billing-{copy}");
+            let address = format!("10.2.{}.{}", copy / 250, copy % 250);
+            snap.services
+                .push(mk_service("team-a", &name, &[("http", 80)]));
+            snap.endpoint_slices.push(mk_slice(
+                "team-a",
+                &name,
+                ("http", 8080),
+                &[(&address, true)],
+            ));
         }
     }
     let mut twin = (*snap.routes[0]).clone();
@@ -1423,14 +1440,23 @@ fn many_routes(copies: usize) -> Snapshot {
 }
 
 #[test]
-fn specs_checked_on_several_threads_compile_as_on_one() {
+fn specs_and_services_done_on_several_threads_compile_as_on_one() {
     // Valid and invalid specs and policies, conflicts, SSH, Services, and two objects sharing
     // one uid (the later reuses the earlier's spec, as one thread would have it).
+    // Services named by Routes are resolved ahead on several threads too.
     let snap = many_routes(40);
     assert!(snap.routes.len() > cache::PARALLEL_SPECS);
-    let parallel = compile(&snap, &ctx());
     let serial = compile_inner(&snap, &ctx(), Cache::default(), usize::MAX);
+    let parallel = compile(&snap, &ctx());
     assert_eq!(outcome(&parallel), outcome(&serial));
+    let every_part_parallel = compile_inner(&snap, &ctx(), Cache::default(), 2);
+    assert_eq!(outcome(&every_part_parallel), outcome(&serial));
+    assert!(
+        serial
+            .reports
+            .values()
+            .any(|r| r.problems.iter().any(|p| p.reason == "BackendNotFound"))
+    );
     assert!(
         parallel.table.routes.len() > 50,
         "{}",

@@ -6,13 +6,14 @@
 //! (which resolves and checks every address against the `AddressPolicy`), and sends on it with
 //! `hyper::client::conn::http1`. The connection goes back to the pool only when its response
 //! body has been read to the end ([`ResponseBody`]); a response dropped half-read, a failed
-//! body or a `101` leave it out, so hyper closes it or hands it to the upgrade. Idle connections
-//! are closed after the idle timeout, and at most `max_idle` are kept per upstream. A request
-//! that a reused connection could not even start sending (the upstream had just closed it) is
-//! sent once more on a new connection, as hyper-util's client does.
+//! body or a `101` leave it out, so hyper closes it or hands it to the upgrade. A connection idle
+//! for the idle timeout is not used again and is closed within half a timeout more; at most
+//! `max_idle` are kept per upstream. A request that a reused connection could not even start
+//! sending (the upstream had just closed it) is sent once more on a new connection, as
+//! hyper-util's client does.
 //!
-//! Each worker's pool is used from its own thread only, so its lock is never contended; it
-//! needs no `Send`-free type tricks and also serves requests handled off the workers.
+//! Each worker's pool is used from its own thread only, so its `Mutex` is never contended; a
+//! `Mutex` rather than a thread-local lets the same type serve requests handled off the workers.
 //!
 //! [`Connector`]: super::upstream::Connector
 

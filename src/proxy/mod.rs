@@ -19,6 +19,7 @@ pub mod access_log;
 pub mod authn;
 pub mod framing;
 pub mod listener;
+pub mod pool;
 pub mod respond;
 pub mod tls;
 pub mod upstream;
@@ -32,7 +33,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body_util::{BodyExt, Either, Empty, Full};
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 
 use crate::identity::access::AccessRejection;
 use crate::identity::endpoints::{RouteEndpoint, route_endpoint};
@@ -50,7 +51,7 @@ use respond::ProxyError;
 use upstream::{BoxError, Forwarding, UpstreamBody, Upstreams};
 
 /// The body of every answer: our own (a complete `Bytes`) or the upstream's, streamed.
-pub type ProxyBody = Either<Full<Bytes>, Incoming>;
+pub type ProxyBody = Either<Full<Bytes>, pool::ResponseBody>;
 
 /// Where a connection came from and which listener took it.
 #[derive(Debug, Clone)]

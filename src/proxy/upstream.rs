@@ -2,14 +2,15 @@
 //! of what is forwarded and what comes back.
 //!
 //! * [`pick`]: a backend by weight, then one of its ready upstreams by weight.
-//! * [`Upstreams`]: hyper-util's pooled keep-alive client (HTTP/1.1 for `http`/`https`
-//!   upstreams, prior-knowledge HTTP/2 for `h2c`) over [`Connector`], which resolves names
-//!   itself and refuses every resolved address the [`AddressPolicy`] forbids (link-local,
-//!   metadata, the API server, our own listeners, loopback outside dev), so a Service DNS name
-//!   cannot be pointed at what a URL backend may not name. One pool per proxy worker
-//!   ([`super::workers`]): a request uses the pool of the worker it runs on, so its upstream
-//!   connection lives on the same thread (clones of a hyper-util client share one pool, hence
-//!   separate clients); off the workers (tests calling `Proxy::handle`) a shared pool serves.
+//! * [`Upstreams`]: the pooled keep-alive connections to upstreams, one pool per proxy worker
+//!   ([`super::workers`]), so a request's upstream connection lives on the thread it runs on;
+//!   off the workers (tests calling `Proxy::handle`) a shared pool serves. HTTP/1.1 to
+//!   `http`/`https` upstreams through [`super::pool`] (`hyper::client::conn::http1` senders),
+//!   prior-knowledge HTTP/2 to `h2c` ones through hyper-util's client. Both connect with
+//!   [`Connector`], which resolves names itself and refuses every resolved address the
+//!   [`AddressPolicy`] forbids (link-local, metadata, the API server, our own listeners,
+//!   loopback outside dev), so a Service DNS name cannot be pointed at what a URL backend may
+//!   not name.
 //! * [`prepare_request`]: hop-by-hop headers and the headers `Connection` names are dropped
 //!   *before* ours are added, so `Connection:` cannot remove them; client copies of identity
 //!   headers (`X-Portcullis-*`, `X-Pomerium-*`, `X-Forwarded-User`, `Remote-User`, ... in dash
@@ -34,6 +35,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::authn::CredentialSource;
+use super::pool::{Pool, ResponseBody, SendError};
 use crate::routing::route::{Backend, Route};
 use crate::routing::upstream::{AddressPolicy, Forbidden, Upstream, UpstreamScheme};
 
@@ -171,16 +173,19 @@ impl tower_service::Service<Uri> for Connector {
 
 type HttpsConnector = hyper_rustls::HttpsConnector<Connector>;
 
-/// The pooled clients to upstreams: one pair per proxy worker, and one for requests handled
+/// The pooled clients to upstreams: one pool per proxy worker, and one for requests handled
 /// off the workers.
 pub struct Upstreams {
+    /// Opens `http` and `https` connections (TLS with the system's roots, HTTP/1.1).
+    https: HttpsConnector,
     per_worker: Box<[Clients]>,
     shared: Clients,
 }
 
-/// One pool: the clients of one worker.
+/// One worker's pools: HTTP/1.1 connections of `http`/`https` upstreams, and hyper-util's
+/// client for prior-knowledge HTTP/2 (`h2c`) upstreams, which multiplexes one connection.
 struct Clients {
-    http: Client<HttpsConnector, UpstreamBody>,
+    http: Pool,
     h2c: Client<Connector, UpstreamBody>,
 }
 
@@ -206,29 +211,37 @@ impl Upstreams {
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST);
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+            .http2_only(true);
         let clients = || Clients {
-            http: builder.build(https.clone()),
-            h2c: builder.clone().http2_only(true).build(connector.clone()),
+            http: Pool::new(POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST),
+            h2c: builder.build(connector.clone()),
         };
         Self {
+            https,
             per_worker: (0..workers).map(|_| clients()).collect(),
             shared: clients(),
         }
     }
 
-    /// Sends `request` (already prepared) to `scheme`'s client of this thread's pool.
-    pub fn send(
+    /// Sends `request` (already prepared, absolute URI) to the upstream with this thread's
+    /// pool.
+    pub async fn send(
         &self,
         scheme: UpstreamScheme,
         request: http::Request<UpstreamBody>,
-    ) -> hyper_util::client::legacy::ResponseFuture {
+    ) -> Result<http::Response<ResponseBody>, SendError> {
         let clients = super::workers::current()
             .and_then(|index| self.per_worker.get(index))
             .unwrap_or(&self.shared);
         match scheme {
-            UpstreamScheme::H2c => clients.h2c.request(request),
-            _ => clients.http.request(request),
+            UpstreamScheme::H2c => clients
+                .h2c
+                .request(request)
+                .await
+                .map(|response| response.map(ResponseBody::unpooled))
+                .map_err(SendError::Http2),
+            _ => clients.http.send(&self.https, request).await,
         }
     }
 }

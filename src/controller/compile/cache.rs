@@ -188,7 +188,12 @@ impl Cache {
     /// without this step would (a later Route with that uid reuses the entry).
     /// `parallel_from` is the fewest such Routes worth the threads ([`PARALLEL_SPECS`]); below
     /// it, nothing is done here.
-    pub(super) fn check_specs(&mut self, routes: &[Arc<api::Route>], parallel_from: usize) {
+    /// Returns whether it did (many Routes are new to the cache).
+    pub(super) fn check_specs(&mut self, routes: &[Arc<api::Route>], parallel_from: usize) -> bool {
+        if routes.len().saturating_sub(self.routes.len()) < parallel_from {
+            // Most Routes have an entry (a compile after a change): not worth a look at each.
+            return false;
+        }
         let mut uids = HashSet::with_capacity(routes.len());
         let todo: Vec<(&str, &Arc<api::Route>)> = routes
             .iter()
@@ -203,7 +208,7 @@ impl Cache {
             .collect();
         if todo.len() < parallel_from {
             // Not worth a thread: the compile checks them as it meets them.
-            return;
+            return false;
         }
         let specs = super::parallel_map(&todo, parallel_from / 2, |(_, r)| {
             Arc::new(Spec::of(&r.spec))
@@ -217,6 +222,7 @@ impl Cache {
             };
             self.routes.insert(uid.to_owned(), memo);
         }
+        true
     }
 
     /// Remembers what a Route compiled to (nothing for an object without a uid).

@@ -216,7 +216,7 @@ pub fn compile_with(snap: &Snapshot, ctx: &CompileContext, cache: Cache) -> Comp
     compile_inner(snap, ctx, cache, cache::PARALLEL_SPECS)
 }
 
-/// [`compile_with`], checking the specs of uncached Routes, and resolving the Service ports
+/// [`compile_with`], checking the specs of uncached Routes, then resolving the Service ports
 /// Routes name that have no current resolution, on several threads when there are at least
 /// `parallel_specs` of them.
 fn compile_inner(
@@ -226,12 +226,15 @@ fn compile_inner(
     parallel_specs: usize,
 ) -> Compiled {
     let mut cache = cache.begin(ctx, snap);
-    cache.check_specs(&snap.routes, parallel_specs);
+    let many_new = cache.check_specs(&snap.routes, parallel_specs);
     let claims = cache.take_claims();
     let serial = cache.serial();
     let backends_unchanged = cache.backends_unchanged();
     let index = Index::new(snap, cache);
-    index.resolve_ahead(ctx, parallel_specs);
+    if many_new {
+        // Their units need the Services they name.
+        index.resolve_ahead(ctx, parallel_specs);
+    }
     let b = Builder::new(ctx, claims, serial, false, backends_unchanged);
     let mut b = contribute(snap, &index, ctx, b);
     if b.duplicate || b.has_twins() {
@@ -531,8 +534,9 @@ impl<'a> Index<'a> {
     }
 
     /// Resolves, on several threads, the Service ports Routes name that the memo has no current
-    /// resolution for, when there are at least `parallel_from` of them (the compile from
-    /// nothing, or after many Services changed), so that [`Index::resolve`] finds them.
+    /// resolution for, when there are at least `parallel_from` of them, so that
+    /// [`Index::resolve`] finds them. Called when many Routes are new to the cache (the compile
+    /// from nothing); otherwise the compile resolves as it goes.
     fn resolve_ahead(&self, ctx: &CompileContext, parallel_from: usize) {
         if self.memo.borrow().backends_unchanged() {
             // Every resolution in the memo is current, and those it lacks are few.

@@ -444,6 +444,41 @@ impl<'a> Backends<'a> {
             slices: backends::slices_by_service(&snap.endpoint_slices),
         }
     }
+
+    /// The Service `namespace/name` and its EndpointSlices.
+    fn of<'s>(
+        &'s self,
+        namespace: &'s str,
+        name: &'s str,
+    ) -> (Option<&'s Arc<Service>>, &'s [&'s Arc<EndpointSlice>]) {
+        let service = self.services.get(&(namespace, name)).copied();
+        let slices = self
+            .slices
+            .get(&(namespace, name))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        (service, slices)
+    }
+}
+
+/// [`backends::resolve_service`] under the context's address policy and setting.
+fn resolve_now(
+    namespace: &str,
+    name: &str,
+    port: &backends::ServicePort,
+    service: Option<&Arc<Service>>,
+    slices: &[&Arc<EndpointSlice>],
+    ctx: &CompileContext,
+) -> Arc<Resolution> {
+    Arc::new(backends::resolve_service(
+        namespace,
+        name,
+        port,
+        service.map(Arc::as_ref),
+        slices,
+        &ctx.address_policy,
+        ctx.allow_external_name,
+    ))
 }
 
 /// Why a TLS Secret cannot be used.
@@ -500,12 +535,7 @@ impl<'a> Index<'a> {
             return hit;
         }
         let backends = self.backends.get_or_init(|| Backends::new(self.snap));
-        let service = backends.services.get(&(namespace, name)).copied();
-        let slices = backends
-            .slices
-            .get(&(namespace, name))
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        let (service, slices) = backends.of(namespace, name);
         let cached = self
             .memo
             .borrow_mut()
@@ -513,15 +543,7 @@ impl<'a> Index<'a> {
         if let Some(hit) = cached {
             return hit;
         }
-        let resolution = Arc::new(backends::resolve_service(
-            namespace,
-            name,
-            port,
-            service.map(Arc::as_ref),
-            slices,
-            &ctx.address_policy,
-            ctx.allow_external_name,
-        ));
+        let resolution = resolve_now(namespace, name, port, service, slices, ctx);
         self.memo.borrow_mut().keep_service(
             namespace,
             name,
@@ -557,12 +579,7 @@ impl<'a> Index<'a> {
                 }
                 let port = backends::ServicePort::Number(svc.port);
                 let key = (namespace, svc.name.as_str());
-                let service = backends.services.get(&key).copied();
-                let slices = backends
-                    .slices
-                    .get(&key)
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
+                let (service, slices) = backends.of(key.0, key.1);
                 if memo.service(key.0, key.1, &port, service, slices).is_none() {
                     todo.push((key, port, service, slices));
                 }
@@ -575,15 +592,7 @@ impl<'a> Index<'a> {
             &todo,
             parallel_from / 2,
             |((ns, name), port, service, slices)| {
-                Arc::new(backends::resolve_service(
-                    ns,
-                    name,
-                    port,
-                    service.map(Arc::as_ref),
-                    slices,
-                    &ctx.address_policy,
-                    ctx.allow_external_name,
-                ))
+                resolve_now(ns, name, port, *service, slices, ctx)
             },
         );
         for (((ns, name), port, service, slices), resolution) in todo.iter().zip(resolved) {

@@ -186,9 +186,9 @@ impl Cache {
     /// several threads when there are many (the compile from nothing: every Route), so that
     /// [`Cache::route`] finds them. Each uid is checked once, for its first Route, as a compile
     /// without this step would (a later Route with that uid reuses the entry).
-    /// `parallel_from` is the fewest such Routes worth the threads ([`PARALLEL_SPECS`]); below
-    /// it, nothing is done here.
-    /// Returns whether it did (many Routes are new to the cache).
+    ///
+    /// `parallel_from` is the fewest such Routes worth the threads ([`PARALLEL_SPECS`]); with
+    /// fewer, nothing is done here. Returns whether it was done (many Routes are new).
     pub(super) fn check_specs(&mut self, routes: &[Arc<api::Route>], parallel_from: usize) -> bool {
         if routes.len().saturating_sub(self.routes.len()) < parallel_from {
             // Most Routes have an entry (a compile after a change): not worth a look at each.

@@ -188,11 +188,15 @@ impl Cache {
     /// without this step would (a later Route with that uid reuses the entry).
     ///
     /// `parallel_from` is the fewest such Routes worth the threads ([`PARALLEL_SPECS`]); with
-    /// fewer, nothing is done here. Returns whether it was done (many Routes are new).
-    pub(super) fn check_specs(&mut self, routes: &[Arc<api::Route>], parallel_from: usize) -> bool {
+    /// fewer, nothing is done here. Returns the Routes checked, with their specs.
+    pub(super) fn check_specs(
+        &mut self,
+        routes: &[Arc<api::Route>],
+        parallel_from: usize,
+    ) -> Vec<(Arc<api::Route>, Arc<Spec>)> {
         if routes.len().saturating_sub(self.routes.len()) < parallel_from {
             // Most Routes have an entry (a compile after a change): not worth a look at each.
-            return false;
+            return Vec::new();
         }
         let mut uids = HashSet::with_capacity(routes.len());
         let todo: Vec<(&str, &Arc<api::Route>)> = routes
@@ -208,21 +212,23 @@ impl Cache {
             .collect();
         if todo.len() < parallel_from {
             // Not worth a thread: the compile checks them as it meets them.
-            return false;
+            return Vec::new();
         }
         let specs = super::parallel_map(&todo, parallel_from / 2, |(_, r)| {
             Arc::new(Spec::of(&r.spec))
         });
+        let mut checked = Vec::with_capacity(todo.len());
         for ((uid, r), spec) in todo.into_iter().zip(specs) {
             let memo = RouteMemo {
                 object: Arc::clone(r),
-                spec,
+                spec: Arc::clone(&spec),
                 unit: None,
                 used: self.serial,
             };
             self.routes.insert(uid.to_owned(), memo);
+            checked.push((Arc::clone(r), spec));
         }
-        true
+        checked
     }
 
     /// Remembers what a Route compiled to (nothing for an object without a uid).

@@ -15,8 +15,9 @@
 //! affects its own routes. [`compile_with`] also takes the [`Cache`] the previous compile
 //! returned and reuses per-object results of objects that did not change (`cache.rs`); the
 //! result is the same as without it. When many Routes have no cached spec (the compile from
-//! nothing), their specs are checked and the Services they name resolved on several threads
-//! first, and reports made afresh are made on several threads; the rest runs on one.
+//! nothing), their specs are checked, the Services they name resolved and their units compiled
+//! on several threads first, and reports made afresh are made on several threads; the rest
+//! runs on one.
 
 pub mod backends;
 mod cache;
@@ -34,7 +35,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use foldhash::{HashMap, HashSet, HashSetExt};
+use foldhash::{HashMap, HashMapExt};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -217,8 +218,8 @@ pub fn compile_with(snap: &Snapshot, ctx: &CompileContext, cache: Cache) -> Comp
     compile_inner(snap, ctx, cache, cache::PARALLEL_SPECS)
 }
 
-/// [`compile_with`], checking the specs of uncached Routes, then resolving the Service ports
-/// Routes name that have no current resolution, on several threads when there are at least
+/// [`compile_with`], checking the specs of uncached Routes, resolving the Service ports Routes
+/// name and compiling those Routes' units on several threads when there are at least
 /// `parallel_specs` of them.
 fn compile_inner(
     snap: &Snapshot,
@@ -227,14 +228,13 @@ fn compile_inner(
     parallel_specs: usize,
 ) -> Compiled {
     let mut cache = cache.begin(ctx, snap);
-    let many_new = cache.check_specs(&snap.routes, parallel_specs);
+    let checked = cache.check_specs(&snap.routes, parallel_specs);
     let claims = cache.take_claims();
     let serial = cache.serial();
     let backends_unchanged = cache.backends_unchanged();
     let index = Index::new(snap, cache);
-    if many_new {
-        // Their units need the Services they name.
-        index.resolve_ahead(ctx, parallel_specs);
+    if !checked.is_empty() {
+        index.units_ahead(&checked, ctx, parallel_specs);
     }
     let b = Builder::new(ctx, claims, serial, false, backends_unchanged);
     let mut b = contribute(snap, &index, ctx, b);
@@ -556,17 +556,47 @@ impl<'a> Index<'a> {
         resolution
     }
 
-    /// Resolves, on several threads, the Service ports Routes name that the memo has no current
-    /// resolution for, when there are at least `parallel_from` of them, so that
-    /// [`Index::resolve`] finds them. Called when many Routes are new to the cache (the compile
-    /// from nothing); otherwise the compile resolves as it goes.
-    fn resolve_ahead(&self, ctx: &CompileContext, parallel_from: usize) {
-        if self.memo.borrow().backends_unchanged() {
-            // Every resolution in the memo is current, and those it lacks are few.
-            return;
-        }
+    /// Compiles the units of `routes` (just checked, [`Cache::check_specs`]) on several threads
+    /// when there are at least `parallel_from` of them, so that the compile finds them in the
+    /// memo. The Service ports Routes name are resolved first, those without a current
+    /// resolution on several threads too, and kept in the memo as [`Index::resolve`] would.
+    fn units_ahead(
+        &self,
+        routes: &[(Arc<crate::api::Route>, Arc<route::Spec>)],
+        ctx: &CompileContext,
+        parallel_from: usize,
+    ) {
+        let resolved = self.resolve_ahead(ctx, parallel_from);
         let backends = self.backends.get_or_init(|| Backends::new(self.snap));
-        let mut asked = HashSet::with_capacity(self.snap.routes.len());
+        let resolve = |ns: &str, name: &str, port: &backends::ServicePort| {
+            let known = match port {
+                backends::ServicePort::Number(n) => resolved.get(&(ns, name, *n)).cloned(),
+                backends::ServicePort::Name(_) => None,
+            };
+            known.unwrap_or_else(|| {
+                let (service, slices) = backends.of(ns, name);
+                resolve_now(ns, name, port, service, slices, ctx)
+            })
+        };
+        let units = parallel_map(routes, parallel_from / 2, |(obj, spec)| {
+            Arc::new(route::unit_with(obj, spec, &resolve, ctx))
+        });
+        let mut memo = self.memo.borrow_mut();
+        for ((obj, spec), unit) in routes.iter().zip(units) {
+            memo.keep_route(obj, Arc::clone(spec), unit);
+        }
+    }
+
+    /// Every Service port a Route names, resolved: from the memo when current there, else
+    /// afresh (on several threads when at least `parallel_from` are) and kept in the memo.
+    fn resolve_ahead(
+        &self,
+        ctx: &CompileContext,
+        parallel_from: usize,
+    ) -> HashMap<(&'a str, &'a str, i32), Arc<Resolution>> {
+        let unchanged = self.memo.borrow().backends_unchanged();
+        let backends = self.backends.get_or_init(|| Backends::new(self.snap));
+        let mut resolved = HashMap::with_capacity(self.snap.routes.len());
         let mut todo = Vec::new();
         let mut memo = self.memo.borrow_mut();
         for r in &self.snap.routes {
@@ -575,30 +605,44 @@ impl<'a> Index<'a> {
                 let Some(svc) = &target.service else {
                     continue;
                 };
-                if !asked.insert((namespace, svc.name.as_str(), svc.port)) {
+                let key = (namespace, svc.name.as_str(), svc.port);
+                if resolved.contains_key(&key) {
                     continue;
                 }
                 let port = backends::ServicePort::Number(svc.port);
-                let key = (namespace, svc.name.as_str());
                 let (service, slices) = backends.of(key.0, key.1);
-                if memo.service(key.0, key.1, &port, service, slices).is_none() {
-                    todo.push((key, port, service, slices));
+                let hit = if unchanged {
+                    memo.unchanged_service(key.0, key.1, &port)
+                } else {
+                    memo.service(key.0, key.1, &port, service, slices)
+                };
+                match hit {
+                    Some(hit) => {
+                        resolved.insert(key, hit);
+                    }
+                    None => todo.push((key, port, service, slices)),
                 }
             }
         }
-        if todo.len() < parallel_from {
-            return;
-        }
-        let resolved = parallel_map(
+        let fresh = parallel_map(
             &todo,
             parallel_from / 2,
-            |((ns, name), port, service, slices)| {
+            |((ns, name, _), port, service, slices)| {
                 resolve_now(ns, name, port, *service, slices, ctx)
             },
         );
-        for (((ns, name), port, service, slices), resolution) in todo.iter().zip(resolved) {
-            memo.keep_service(ns, name, port, *service, slices, resolution);
+        for ((key, port, service, slices), resolution) in todo.iter().zip(fresh) {
+            memo.keep_service(
+                key.0,
+                key.1,
+                port,
+                *service,
+                slices,
+                Arc::clone(&resolution),
+            );
+            resolved.insert(*key, resolution);
         }
+        resolved
     }
 
     /// The certificate in a TLS Secret of `namespace` (never another namespace's).

@@ -165,12 +165,9 @@ pub(super) fn compile(
         // `route` above already marked the memo used.
         Some(unit) => unit,
         None => {
-            let key = ObjectKey {
-                kind: Kind::Route,
-                namespace: namespace.into(),
-                name: meta.name.as_deref().unwrap_or_default().into(),
-            };
-            let unit = Arc::new(unit_of(obj, &spec, Who::new(key, meta), index, ctx));
+            let resolve =
+                |ns: &str, name: &str, port: &ServicePort| index.resolve(ns, name, port, ctx);
+            let unit = Arc::new(unit_with(obj, &spec, &resolve, ctx));
             index
                 .memo
                 .borrow_mut()
@@ -226,12 +223,31 @@ pub(super) fn compile(
     }
 }
 
-/// Compiles one Route on its own: [`Unit`].
+/// How a unit learns a Service port's resolution: through the [`Index`] (and its memo), or from
+/// resolutions made ahead on several threads.
+pub(super) type Resolve<'r> = dyn Fn(&str, &str, &ServicePort) -> Arc<Resolution> + 'r;
+
+/// Compiles one Route on its own, with its checked `spec`: [`Unit`].
+pub(super) fn unit_with(
+    obj: &api::Route,
+    spec: &Spec,
+    resolve: &Resolve<'_>,
+    ctx: &CompileContext,
+) -> Unit {
+    let meta = &obj.metadata;
+    let key = ObjectKey {
+        kind: Kind::Route,
+        namespace: meta.namespace.as_deref().unwrap_or_default().into(),
+        name: meta.name.as_deref().unwrap_or_default().into(),
+    };
+    unit_of(obj, spec, Who::new(key, meta), resolve, ctx)
+}
+
 fn unit_of(
     obj: &api::Route,
     spec: &Spec,
     who: Who,
-    index: &Index<'_>,
+    resolve: &Resolve<'_>,
     ctx: &CompileContext,
 ) -> Unit {
     let (from, compiled) = match spec {
@@ -257,7 +273,7 @@ fn unit_of(
     let mut unit = Unit::refused(who, Vec::new());
     let ssh = matches!(from, From::Ssh(_));
     let namespace = unit.who.key.namespace.clone();
-    let Some(backends) = backends(&obj.spec, &namespace, ssh, index, ctx, &mut unit) else {
+    let Some(backends) = backends(&obj.spec, &namespace, ssh, resolve, ctx, &mut unit) else {
         return unit;
     };
     let (protocol, url, place) = match from {
@@ -331,7 +347,7 @@ fn backends(
     spec: &RouteSpec,
     namespace: &str,
     ssh: bool,
-    index: &Index<'_>,
+    resolve: &Resolve<'_>,
     ctx: &CompileContext,
     unit: &mut Unit,
 ) -> Option<Vec<crate::routing::route::Backend>> {
@@ -348,7 +364,7 @@ fn backends(
             }
             Some(api::Backend::Service(svc)) => {
                 let port = ServicePort::Number(svc.port);
-                let resolution = index.resolve(namespace, &svc.name, &port, ctx);
+                let resolution = resolve(namespace, &svc.name, &port);
                 match service_backend(&resolution, weight, ssh) {
                     Ok((backend, dropped)) => {
                         for d in dropped {

@@ -190,6 +190,9 @@ impl Inner {
         if sender.is_closed() {
             return;
         }
+        // Off a runtime (a body dropped elsewhere) no sweeper can start; the next check-in on
+        // one starts it.
+        let runtime = tokio::runtime::Handle::try_current().ok();
         let start_sweeper = {
             let mut idles = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
             let list = idles.by_key.entry(key).or_default();
@@ -200,10 +203,10 @@ impl Inner {
                 sender,
                 since: Instant::now(),
             });
-            !std::mem::replace(&mut idles.sweeping, true)
+            runtime.is_some() && !std::mem::replace(&mut idles.sweeping, true)
         };
-        if start_sweeper && tokio::runtime::Handle::try_current().is_ok() {
-            tokio::spawn(sweep(Arc::downgrade(self)));
+        if let Some(runtime) = runtime.filter(|_| start_sweeper) {
+            runtime.spawn(sweep(Arc::downgrade(self)));
         }
     }
 
@@ -497,6 +500,32 @@ mod tests {
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 4);
         assert_eq!(idle_count(&pool), 2);
+    }
+
+    #[test]
+    fn a_connection_returned_off_the_runtime_is_swept_once_one_returns_on_it() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (addr, accepted) = rt.block_on(upstream(true));
+        let pool = Pool::new(Duration::from_secs(90), 8);
+        let sweeping = |pool: &Pool| pool.inner.idle.lock().unwrap().sweeping;
+
+        // Read to the end on the runtime, dropped off it: pooled, but no sweeper.
+        let mut body = rt
+            .block_on(pool.send(&To(addr), get(addr, "/")))
+            .unwrap()
+            .into_body();
+        while rt.block_on(body.frame()).is_some() {}
+        drop(body);
+        assert_eq!(idle_count(&pool), 1);
+        assert!(!sweeping(&pool));
+
+        // The next connection returned on the runtime starts it.
+        assert_eq!(rt.block_on(read(&pool, addr)), "hello");
+        assert!(sweeping(&pool));
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
 
     #[test]

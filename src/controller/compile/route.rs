@@ -240,16 +240,7 @@ pub(super) fn unit_with(
         namespace: meta.namespace.as_deref().unwrap_or_default().into(),
         name: meta.name.as_deref().unwrap_or_default().into(),
     };
-    unit_of(obj, spec, Who::new(key, meta), resolve, ctx)
-}
-
-fn unit_of(
-    obj: &api::Route,
-    spec: &Spec,
-    who: Who,
-    resolve: &Resolve<'_>,
-    ctx: &CompileContext,
-) -> Unit {
+    let who = Who::new(key, meta);
     let (from, compiled) = match spec {
         Spec::InvalidFrom(message) => {
             return Unit::refused(who, vec![Problem::accepted("InvalidFrom", message.clone())]);

@@ -33,7 +33,7 @@ pub(crate) struct Claims {
     /// the cache is dropped when those change). `None` before the first compile.
     table: Option<RouteTable<Route>>,
     /// Claimants by host, then path, in the order conflicts settle them: the first one wins.
-    http: HashMap<HostPattern, BTreeMap<PathMatch, Vec<Claimant>>>,
+    http: HashMap<HostPattern, Paths>,
     /// Claimants by SSH name, likewise.
     ssh: BTreeMap<String, Vec<Claimant>>,
     /// The SSH winners.
@@ -95,6 +95,71 @@ impl Claimant {
 
     fn is(&self, id: &str, seq: u32) -> bool {
         *self.id == *id && self.seq == seq
+    }
+}
+
+/// The claimants of one host's paths, by path. A sorted list rather than a map: most hosts have
+/// one path, and a `BTreeMap` node holds room for eleven (~650 bytes a host).
+#[derive(Default)]
+struct Paths(Vec<(PathMatch, Vec<Claimant>)>);
+
+impl Paths {
+    fn find(&self, path: &PathMatch) -> Result<usize, usize> {
+        self.0.binary_search_by(|(p, _)| p.cmp(path))
+    }
+
+    fn get(&self, path: &PathMatch) -> Option<&Vec<Claimant>> {
+        self.find(path).ok().map(|i| &self.0[i].1)
+    }
+
+    /// Removes the claimants `keep` refuses from `path`'s list, and the path once none is left.
+    fn retain(&mut self, path: &PathMatch, keep: impl FnMut(&Claimant) -> bool) {
+        if let Ok(i) = self.find(path) {
+            self.0[i].1.retain(keep);
+            if self.0[i].1.is_empty() {
+                self.0.remove(i);
+            }
+        }
+    }
+
+    /// Adds a claimant in conflict order.
+    fn insert(&mut self, path: &PathMatch, claimant: Claimant) {
+        let list = match self.find(path) {
+            Ok(i) => &mut self.0[i].1,
+            Err(i) => {
+                self.0.insert(i, (path.clone(), Vec::with_capacity(1)));
+                &mut self.0[i].1
+            }
+        };
+        let at = list.partition_point(|c| c.order() <= claimant.order());
+        list.insert(at, claimant);
+    }
+
+    /// Adds a claimant anywhere: [`Paths::settle`] must follow before any other call. Claims
+    /// from nothing go this way, so a host with many paths is sorted once, not kept sorted.
+    fn push(&mut self, path: &PathMatch, claimant: Claimant) {
+        self.0.push((path.clone(), vec![claimant]));
+    }
+
+    /// Sorts what [`Paths::push`] added: paths in order, one list per path, claimants in
+    /// conflict order.
+    fn settle(&mut self) {
+        self.0.sort_by(|(a, _), (b, _)| a.cmp(b));
+        self.0.dedup_by(|(path, later), (kept_path, kept)| {
+            let same = path == kept_path;
+            if same {
+                kept.append(later);
+            }
+            same
+        });
+        for (_, list) in &mut self.0 {
+            list.sort_by(|a, b| a.order().cmp(&b.order()));
+        }
+        self.0.shrink_to_fit();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -421,12 +486,7 @@ impl Builder {
             };
             for (host, path, _) in old.http {
                 if let Some(paths) = http.get_mut(&host) {
-                    if let Some(list) = paths.get_mut(&path) {
-                        list.retain(|c| c.id != id);
-                        if list.is_empty() {
-                            paths.remove(&path);
-                        }
-                    }
+                    paths.retain(&path, |c| c.id != id);
                     if paths.is_empty() {
                         http.remove(&host);
                     }
@@ -462,6 +522,7 @@ impl Builder {
             } = c;
             if !entries.is_empty() {
                 entered.insert(Arc::clone(&id));
+                object.http.reserve_exact(entries.len());
             }
             for (seq, (entry, rank)) in (0u32..).zip(entries) {
                 match table.reserved().admit(entry) {
@@ -472,13 +533,12 @@ impl Builder {
                             seq,
                             route: entry.route,
                         };
-                        let list = http
-                            .entry(entry.host.clone())
-                            .or_default()
-                            .entry(entry.path.clone())
-                            .or_default();
-                        let at = list.partition_point(|c| c.order() <= claimant.order());
-                        list.insert(at, claimant);
+                        let paths = http.entry(entry.host.clone()).or_default();
+                        if fresh {
+                            paths.push(&entry.path, claimant);
+                        } else {
+                            paths.insert(&entry.path, claimant);
+                        }
                         object
                             .http
                             .push((entry.host.clone(), entry.path.clone(), seq));
@@ -526,7 +586,8 @@ impl Builder {
             touched_hosts.insert(host);
         }
         if fresh {
-            for (host, paths) in http.iter() {
+            for (host, paths) in http.iter_mut() {
+                paths.settle();
                 table.set_host(host.clone(), winners(host, paths));
             }
             touched_ssh.extend(ssh.keys().cloned());
@@ -611,26 +672,25 @@ impl Builder {
 pub(super) const REPORTS_PER_THREAD: usize = 2048;
 
 /// The table entries of `host`: the first claimant of each of its paths.
-fn winners(host: &HostPattern, paths: &BTreeMap<PathMatch, Vec<Claimant>>) -> Vec<Entry<Route>> {
-    paths
-        .iter()
-        .filter_map(|(path, list)| {
-            let winner = list.first()?;
-            Some(Entry {
-                host: host.clone(),
-                path: path.clone(),
-                route: Arc::clone(&winner.route),
-                id: winner.id.to_string(),
-            })
+fn winners(host: &HostPattern, paths: &Paths) -> Vec<Entry<Route>> {
+    let mut entries = Vec::with_capacity(paths.0.len());
+    entries.extend(paths.0.iter().filter_map(|(path, list)| {
+        let winner = list.first()?;
+        Some(Entry {
+            host: host.clone(),
+            path: path.clone(),
+            route: Arc::clone(&winner.route),
+            id: winner.id.to_string(),
         })
-        .collect()
+    }));
+    entries
 }
 
 /// The report of object `id`, from its contribution and where its claims stand.
 fn report(
     id: &str,
     object: &Object,
-    http: &HashMap<HostPattern, BTreeMap<PathMatch, Vec<Claimant>>>,
+    http: &HashMap<HostPattern, Paths>,
     ssh: &BTreeMap<String, Vec<Claimant>>,
     extra: Vec<Problem>,
 ) -> Report {

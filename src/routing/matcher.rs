@@ -67,7 +67,12 @@ impl<R> Clone for RouteTable<R> {
     }
 }
 
-/// The routes of one host pattern: its entries in path order, and their indexes by path.
+/// Hosts with at most this many paths are looked up by a scan of their entries, without maps:
+/// nearly every host has one or two, and each map costs two allocations.
+const SCAN_AT_MOST: usize = 4;
+
+/// The routes of one host pattern: its entries in path order, and (past [`SCAN_AT_MOST`]
+/// entries) their indexes by path.
 #[derive(Debug)]
 pub struct HostRoutes<R> {
     host: HostPattern,
@@ -80,7 +85,14 @@ pub struct HostRoutes<R> {
 
 impl<R> HostRoutes<R> {
     /// Indexes the entries of `host` (canonical, one per path).
-    fn new(host: HostPattern, mut entries: Vec<Entry<R>>) -> Self {
+    fn new(host: HostPattern, entries: Vec<Entry<R>>) -> Self {
+        let maps = entries.len() > SCAN_AT_MOST;
+        Self::build(host, entries, maps)
+    }
+
+    /// With `maps`, the path maps are built (and used by [`HostRoutes::lookup`]) whatever the
+    /// number of entries.
+    fn build(host: HostPattern, mut entries: Vec<Entry<R>>, maps: bool) -> Self {
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         let mut routes = HostRoutes {
             host,
@@ -89,6 +101,11 @@ impl<R> HostRoutes<R> {
             prefix_lens: Vec::new(),
             entries: Vec::new(),
         };
+        entries.shrink_to_fit();
+        if !maps {
+            routes.entries = entries;
+            return routes;
+        }
         for (index, entry) in entries.iter().enumerate() {
             match &entry.path {
                 PathMatch::Exact(p) => {
@@ -110,22 +127,46 @@ impl<R> HostRoutes<R> {
     /// segment boundary. An exact match is never shorter than a matching prefix, so checking it
     /// first is what makes `Exact` beat `Prefix` for the same path.
     fn lookup(&self, path: &str) -> Option<&Entry<R>> {
+        if self.exact.is_empty() && self.prefix.is_empty() {
+            return self.scan(path);
+        }
         if let Some(&i) = self.exact.get(path) {
             return self.entries.get(i);
         }
         let i = self.prefix_lens.iter().find_map(|&len| {
-            let candidate = path.get(..len)?;
-            let boundary = match path.as_bytes().get(len) {
-                None | Some(b'/') => true,
-                Some(_) => candidate == "/",
-            };
-            if boundary {
-                self.prefix.get(candidate).copied()
-            } else {
-                None
-            }
+            let candidate = cut(path, len)?;
+            self.prefix.get(candidate).copied()
         })?;
         self.entries.get(i)
+    }
+
+    /// [`HostRoutes::lookup`] by looking at every entry: the same answer, for few entries.
+    fn scan(&self, path: &str) -> Option<&Entry<R>> {
+        let mut best: Option<&Entry<R>> = None;
+        for entry in &self.entries {
+            match &entry.path {
+                PathMatch::Exact(p) if p.as_str() == path => return Some(entry),
+                PathMatch::Prefix(p)
+                    if cut(path, p.len()) == Some(p.as_str())
+                        && best.is_none_or(|b| b.path.as_str().len() < p.len()) =>
+                {
+                    best = Some(entry);
+                }
+                _ => {}
+            }
+        }
+        best
+    }
+}
+
+/// The first `len` bytes of `path` when they end on a segment boundary (the path ends there or
+/// a `/` follows, or they are the root `/`): the key a prefix of that length must equal.
+fn cut(path: &str, len: usize) -> Option<&str> {
+    let candidate = path.get(..len)?;
+    match path.as_bytes().get(len) {
+        None | Some(b'/') => Some(candidate),
+        Some(_) if candidate == "/" => Some(candidate),
+        Some(_) => None,
     }
 }
 
@@ -491,6 +532,38 @@ mod tests {
             b.add(mk_entry(host, path.clone(), id), rank(i as i64, id));
         }
         b.build()
+    }
+
+    /// A host's few paths are found by a scan instead of the maps: over every set of these
+    /// paths (exact and prefix), both ways give every request path the same entry.
+    #[test]
+    fn scanning_a_few_entries_finds_what_the_maps_find() {
+        const PATHS: &[&str] = &["/", "/a", "/a/b", "/ab", "/a/b/c", "/b"];
+        const REQUESTS: &[&str] = &[
+            "/", "/a", "/a/", "/a/b", "/a/bc", "/ab", "/abc", "/a/b/c", "/a/b/c/d", "/b", "/b/",
+            "/ba", "/c", "/a//b",
+        ];
+        let specs: Vec<PathMatch> = PATHS.iter().flat_map(|p| [exact(p), prefix(p)]).collect();
+        let mut compared = 0;
+        for set in 0u32..(1 << specs.len()) {
+            let entries: Vec<Entry<String>> = (0..specs.len())
+                .filter(|i| set & (1 << i) != 0)
+                .map(|i| mk_entry("a.example", specs[i].clone(), &format!("e{i}")))
+                .collect();
+            let host = HostPattern::parse("a.example");
+            let scanned = HostRoutes::build(host.clone(), entries.clone(), false);
+            let mapped = HostRoutes::build(host, entries, true);
+            for request in REQUESTS {
+                assert_eq!(
+                    scanned.lookup(request).map(|e| &e.id),
+                    mapped.lookup(request).map(|e| &e.id),
+                    "{request} in {:?}",
+                    mapped.entries.iter().map(|e| &e.path).collect::<Vec<_>>()
+                );
+                compared += usize::from(mapped.lookup(request).is_some());
+            }
+        }
+        assert!(compared > 10_000, "most lookups find an entry: {compared}");
     }
 
     #[track_caller]

@@ -236,24 +236,25 @@ fn stamped(mut m: ObjectMeta, i: usize) -> ObjectMeta {
 }
 
 fn snapshot(mix: &Mix) -> Snapshot {
-    fn arcs<T: Clone>(v: &[T], stamp: impl Fn(&mut T, usize)) -> Vec<Arc<T>> {
+    /// Stamped copies, in the form the stores keep them (Services and slices as records).
+    fn arcs<T: Clone, S: From<T>>(v: &[T], stamp: impl Fn(&mut T, usize)) -> Vec<Arc<S>> {
         v.iter()
             .enumerate()
             .map(|(i, o)| {
                 let mut o = o.clone();
                 stamp(&mut o, i);
-                Arc::new(o)
+                Arc::new(S::from(o))
             })
             .collect()
     }
     Snapshot {
-        routes: arcs(&mix.routes, |r, i| {
+        routes: arcs(&mix.routes, |r: &mut Route, i| {
             r.metadata = stamped(r.metadata.clone(), i)
         }),
-        services: arcs(&mix.services, |s, i| {
+        services: arcs(&mix.services, |s: &mut Service, i| {
             s.metadata = stamped(s.metadata.clone(), i)
         }),
-        endpoint_slices: arcs(&mix.slices, |s, i| {
+        endpoint_slices: arcs(&mix.slices, |s: &mut EndpointSlice, i| {
             s.metadata = stamped(s.metadata.clone(), i)
         }),
         ..Snapshot::default()

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
+use super::compile::backends::{ServiceRecord, SliceRecord};
 use crate::api::{Route, ServiceAccountCredential};
 
 /// The watched objects at one moment, in no particular order (compile sorts what it needs).
@@ -22,10 +22,10 @@ pub struct Snapshot {
     pub ingress_classes: Vec<Arc<IngressClass>>,
     /// TLS Secrets and Portcullis's own Secrets.
     pub secrets: Vec<Arc<Secret>>,
-    /// Services.
-    pub services: Vec<Arc<Service>>,
-    /// EndpointSlices.
-    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
+    /// Services, as far as backends read them (`ServiceRecord::from` a `Service`).
+    pub services: Vec<Arc<ServiceRecord>>,
+    /// EndpointSlices, likewise (`SliceRecord::from` an `EndpointSlice`).
+    pub endpoint_slices: Vec<Arc<SliceRecord>>,
 }
 
 // Secrets hold key material: never print them, only count.

@@ -28,7 +28,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use super::compile::LEGACY_CLASS_ANNOTATION;
-use super::compile::backends::{slim_service, slim_slice};
+use super::compile::backends::{ServiceRecord, SliceRecord};
 use super::compile::options::ANNOTATION_PREFIX;
 use super::snapshot::Snapshot;
 use crate::api::{Route, ServiceAccountCredential};
@@ -37,10 +37,26 @@ use crate::api::{Route, ServiceAccountCredential};
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// What a store keeps of an object of this kind: what compile, status and credentials read.
-pub trait Project {
-    /// Trims the object in place. Every kind loses `managedFields` and kubectl's last-applied
-    /// annotation.
-    fn project(&mut self);
+pub trait Project: Sized {
+    /// The form the store keeps: the object itself, trimmed, or a record of what compile reads.
+    type Stored: Send + Sync + 'static;
+
+    /// The object as the store keeps it. Every kind loses `managedFields` and kubectl's
+    /// last-applied annotation.
+    fn project(self) -> Self::Stored;
+
+    /// Whether `new` replacing `old` leaves everything compile reads as it was. Only the kinds
+    /// whose status Portcullis writes tell (their own status writes come back as updates):
+    /// a change to anything but `status` (uid, generation, labels, annotations, deletion)
+    /// matters, and so does every change of an object without a `generation`.
+    fn same_for_compile(_old: &Self::Stored, _new: &Self::Stored) -> bool {
+        false
+    }
+}
+
+/// [`Project::same_for_compile`] of a kind with a spec/status split.
+fn same_but_status(old: &kube::api::ObjectMeta, new: &kube::api::ObjectMeta) -> bool {
+    new.generation.is_some() && fingerprint(old) == fingerprint(new)
 }
 
 fn drop_bulky_meta(meta: &mut kube::api::ObjectMeta) {
@@ -67,64 +83,86 @@ fn keep_our_annotations(meta: &mut kube::api::ObjectMeta, also: &[&str]) {
     drop_if_empty(&mut meta.annotations);
 }
 
+// Decoding grows lists as it goes (to 4 entries for 1 to 3) and trimming keeps their
+// allocation: the stored objects keep only the room they use.
 impl Project for Route {
-    fn project(&mut self) {
+    type Stored = Route;
+
+    fn project(mut self) -> Route {
         keep_our_annotations(&mut self.metadata, &[]);
         self.spec.to.shrink_to_fit();
         if let Some(c) = self.status.as_mut().and_then(|s| s.conditions.as_mut()) {
             c.shrink_to_fit();
         }
+        self
+    }
+
+    fn same_for_compile(old: &Route, new: &Route) -> bool {
+        same_but_status(&old.metadata, &new.metadata)
     }
 }
 
 impl Project for Ingress {
-    fn project(&mut self) {
+    type Stored = Ingress;
+
+    fn project(mut self) -> Ingress {
         keep_our_annotations(&mut self.metadata, &[LEGACY_CLASS_ANNOTATION]);
+        self
+    }
+
+    fn same_for_compile(old: &Ingress, new: &Ingress) -> bool {
+        same_but_status(&old.metadata, &new.metadata)
     }
 }
 
-// Decoding grows lists as it goes (to 4 entries for 1 to 3) and trimming keeps their
-// allocation: the stored objects keep only the room they use.
+// Services and EndpointSlices are most of what a cluster holds: only what resolving a backend
+// reads is kept.
 impl Project for Service {
-    fn project(&mut self) {
-        slim_service(self);
-        drop_if_empty(&mut self.metadata.labels);
-        if let Some(ports) = self.spec.as_mut().and_then(|s| s.ports.as_mut()) {
-            ports.shrink_to_fit();
-        }
+    type Stored = ServiceRecord;
+
+    fn project(self) -> ServiceRecord {
+        self.into()
     }
 }
 
 impl Project for EndpointSlice {
-    fn project(&mut self) {
-        slim_slice(self);
-        self.endpoints.shrink_to_fit();
-        for e in &mut self.endpoints {
-            e.addresses.shrink_to_fit();
-        }
-        if let Some(ports) = self.ports.as_mut() {
-            ports.shrink_to_fit();
-        }
+    type Stored = SliceRecord;
+
+    fn project(self) -> SliceRecord {
+        self.into()
     }
 }
 
 // Secrets (their labels and annotations drive credentials), IngressClasses (the default-class
 // annotation) and credentials are few; they only lose the bulky metadata.
 impl Project for Secret {
-    fn project(&mut self) {
+    type Stored = Secret;
+
+    fn project(mut self) -> Secret {
         drop_bulky_meta(&mut self.metadata);
+        self
     }
 }
 
 impl Project for IngressClass {
-    fn project(&mut self) {
+    type Stored = IngressClass;
+
+    fn project(mut self) -> IngressClass {
         drop_bulky_meta(&mut self.metadata);
+        self
     }
 }
 
 impl Project for ServiceAccountCredential {
-    fn project(&mut self) {
+    type Stored = ServiceAccountCredential;
+
+    fn project(mut self) -> ServiceAccountCredential {
         drop_bulky_meta(&mut self.metadata);
+        self
+    }
+
+    fn same_for_compile(old: &Self, new: &Self) -> bool {
+        same_but_status(&old.metadata, &new.metadata)
     }
 }
 
@@ -196,17 +234,15 @@ fn store_key(namespace: Option<&str>, name: &str) -> String {
 
 /// Applies watch events to a [`Store`]: a list (or relist) fills a new map that replaces the
 /// store's when it is complete, as kube-runtime's reflector does.
-struct StoreWriter<K> {
-    objects: Arc<RwLock<HashMap<String, Arc<K>>>>,
+struct StoreWriter<K: Project> {
+    objects: Arc<RwLock<HashMap<String, Arc<K::Stored>>>>,
     ready: watch::Sender<bool>,
     /// The objects of a list in progress.
-    listing: Option<HashMap<String, Arc<K>>>,
-    /// For [`STATUS_KINDS`]: skip updates that only change `status` (our own status writes).
-    skip_status_only: bool,
+    listing: Option<HashMap<String, Arc<K::Stored>>>,
 }
 
 impl<K: Resource + Project> StoreWriter<K> {
-    fn new(skip_status_only: bool) -> (Store<K>, StoreWriter<K>) {
+    fn new() -> (Store<K::Stored>, StoreWriter<K>) {
         let objects = Arc::new(RwLock::new(HashMap::new()));
         let (ready, ready_rx) = watch::channel(false);
         let store = Store {
@@ -217,27 +253,24 @@ impl<K: Resource + Project> StoreWriter<K> {
             objects,
             ready,
             listing: None,
-            skip_status_only,
         };
         (store, writer)
     }
 
-    /// Applies one event (trimming the object first) and says whether compile can care: a
-    /// change to anything but `status` of a kind in [`STATUS_KINDS`] (uid, generation, labels,
-    /// annotations, deletion), any change of another kind (a Secret or an EndpointSlice has no
-    /// spec/status split), every delete and every step of a list.
+    /// Applies one event (trimming the object first) and says whether compile can care: every
+    /// change but those [`Project::same_for_compile`] tells apart, every delete and every step
+    /// of a list.
     fn apply(&mut self, event: watcher::Event<K>) -> bool {
         match event {
             watcher::Event::Init => {
                 self.listing = Some(HashMap::new());
                 true
             }
-            watcher::Event::InitApply(mut obj) => {
-                obj.project();
+            watcher::Event::InitApply(obj) => {
                 let key = key_of(&obj);
                 self.listing
                     .get_or_insert_with(HashMap::new)
-                    .insert(key, Arc::new(obj));
+                    .insert(key, Arc::new(obj.project()));
                 true
             }
             watcher::Event::InitDone => {
@@ -246,15 +279,13 @@ impl<K: Resource + Project> StoreWriter<K> {
                 self.ready.send_replace(true);
                 true
             }
-            watcher::Event::Apply(mut obj) => {
-                obj.project();
+            watcher::Event::Apply(obj) => {
                 let key = key_of(&obj);
+                let obj = obj.project();
                 let mut objects = self.objects.write().unwrap_or_else(PoisonError::into_inner);
-                let matters = !self.skip_status_only
-                    || obj.meta().generation.is_none()
-                    || objects
-                        .get(&key)
-                        .is_none_or(|was| fingerprint(was.meta()) != fingerprint(obj.meta()));
+                let matters = objects
+                    .get(&key)
+                    .is_none_or(|was| !K::same_for_compile(was, &obj));
                 objects.insert(key, Arc::new(obj));
                 matters
             }
@@ -314,8 +345,8 @@ pub struct Watchers {
     ingress_classes: Stores<IngressClass>,
     tls_secrets: Stores<Secret>,
     own_secrets: Stores<Secret>,
-    services: Stores<Service>,
-    endpoint_slices: Stores<EndpointSlice>,
+    services: Stores<ServiceRecord>,
+    endpoint_slices: Stores<SliceRecord>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -351,14 +382,17 @@ impl Watchers {
         // would hold every session twice and wake the publisher on every sign-in.
         own_secrets.stores.push(
             ctx.one(
-                Api::namespaced(client.clone(), own_namespace),
+                Api::<Secret>::namespaced(client.clone(), own_namespace),
                 watcher::Config::default()
                     .fields("type!=kubernetes.io/tls")
                     .labels(&format!("!{}", crate::store::kubernetes::STORE_LABEL)),
             ),
         );
         let ingress_classes = Stores {
-            stores: vec![ctx.one(Api::all(client.clone()), watcher::Config::default())],
+            stores: vec![ctx.one(
+                Api::<IngressClass>::all(client.clone()),
+                watcher::Config::default(),
+            )],
         };
         Watchers {
             routes,
@@ -433,10 +467,6 @@ impl Watchers {
     }
 }
 
-/// Kinds whose status Portcullis writes and whose `generation` moves with every change compile
-/// reads (their spec).
-const STATUS_KINDS: &[&str] = &["Route", "Ingress", "ServiceAccountCredential"];
-
 fn fingerprint(meta: &kube::api::ObjectMeta) -> u64 {
     use std::hash::Hasher;
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -461,7 +491,7 @@ struct Spawner<'a> {
 
 impl Spawner<'_> {
     /// One reflector per watched namespace (or one over all namespaces).
-    fn kind<K>(&mut self, cfg: watcher::Config) -> Stores<K>
+    fn kind<K>(&mut self, cfg: watcher::Config) -> Stores<K::Stored>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
             + Project
@@ -487,7 +517,7 @@ impl Spawner<'_> {
         Stores { stores }
     }
 
-    fn one<K>(&mut self, api: Api<K>, cfg: watcher::Config) -> Store<K>
+    fn one<K>(&mut self, api: Api<K>, cfg: watcher::Config) -> Store<K::Stored>
     where
         K: Resource + Project + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
         K::DynamicType: Default + Hash + Eq + Clone,
@@ -495,7 +525,7 @@ impl Spawner<'_> {
         let changed = Arc::clone(self.changed);
         let mut shutdown = self.shutdown.clone();
         let kind = K::kind(&K::DynamicType::default()).into_owned();
-        let (reader, mut writer) = StoreWriter::new(STATUS_KINDS.contains(&kind.as_str()));
+        let (reader, mut writer) = StoreWriter::<K>::new();
         let stream = watcher(api, cfg).default_backoff();
         self.tasks.push(tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
@@ -527,8 +557,11 @@ mod tests {
     use serde_json::{Value, json};
 
     impl Project for ConfigMap {
-        fn project(&mut self) {
+        type Stored = ConfigMap;
+
+        fn project(mut self) -> ConfigMap {
             drop_bulky_meta(&mut self.metadata);
+            self
         }
     }
 
@@ -555,7 +588,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_list_replaces_the_store_when_it_is_complete() {
-        let (store, mut w) = StoreWriter::<Route>::new(true);
+        let (store, mut w) = StoreWriter::<Route>::new();
         let p = json!({"allow": {"or": [{"email": {"is": "a@example.com"}}]}});
         assert!(w.apply(watcher::Event::Init));
         assert!(w.apply(watcher::Event::InitApply(route("a", 1, p.clone()))));
@@ -581,7 +614,7 @@ mod tests {
     #[test]
     fn status_only_changes_of_status_kinds_do_not_matter() {
         let p = json!({"allow": {"or": [{"email": {"is": "a@example.com"}}]}});
-        let (store, mut w) = StoreWriter::<Route>::new(true);
+        let (store, mut w) = StoreWriter::<Route>::new();
         assert!(w.apply(watcher::Event::Apply(route("a", 1, p.clone()))));
         let mut written = route("a", 1, p.clone());
         written.status = Some(crate::api::RouteStatus {
@@ -612,7 +645,7 @@ mod tests {
         assert!(w.apply(watcher::Event::Apply(route("a", 2, p))));
 
         // Kinds without a spec/status split: every change matters.
-        let (_, mut w) = StoreWriter::<ConfigMap>::new(false);
+        let (_, mut w) = StoreWriter::<ConfigMap>::new();
         let cm = ConfigMap {
             metadata: kube::api::ObjectMeta {
                 name: Some("c".into()),
@@ -639,29 +672,28 @@ mod tests {
             "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
         }))
         .unwrap();
-        let mut slim = slice.clone();
-        slim.project();
+        // Services and slices are kept as records of what resolving reads (see
+        // `backends::records_keep_what_resolving_reads`).
+        let slim = slice.project();
         assert_eq!(slim.endpoints.len(), 3);
-        assert_eq!(slim.endpoints.capacity(), 3);
-        assert_eq!(slim.endpoints[0].addresses, ["10.0.0.1"]);
-        assert_eq!(slim.endpoints[0].addresses.capacity(), 1);
-        assert_eq!(slim.ports.as_ref().unwrap().capacity(), 1);
+        assert_eq!(slim.service.as_deref(), Some("s"));
+        assert_eq!(slim.ports.len(), 1);
 
-        let mut service: Service = serde_json::from_value(json!({
+        let service: Service = serde_json::from_value(json!({
             "metadata": {"name": "s", "namespace": "ns", "labels": {"app": "x"},
                 "annotations": {LAST_APPLIED: "{}"}},
             "spec": {"ports": [{"name": "http", "port": 80}], "selector": {"app": "x"}},
         }))
         .unwrap();
-        service.project();
-        assert_eq!(service.metadata.labels, None);
-        assert_eq!(service.metadata.annotations, None);
-        let ports = service.spec.as_ref().unwrap().ports.as_ref().unwrap();
-        assert_eq!((ports.len(), ports.capacity()), (1, 1));
+        let service = service.project();
+        assert_eq!((&*service.id.namespace, &*service.id.name), ("ns", "s"));
+        assert_eq!(service.ports.len(), 1);
 
         let mut r = route("a", 1, json!({}));
         r.metadata.annotations = Some([(LAST_APPLIED.to_owned(), "{}".to_owned())].into());
-        r.project();
+        r.spec.to.reserve(8);
+        let r = r.project();
         assert_eq!(r.metadata.annotations, None);
+        assert_eq!(r.spec.to.capacity(), r.spec.to.len());
     }
 }

@@ -22,7 +22,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use foldhash::{HashMap, HashMapExt};
-use k8s_openapi::api::core::v1::{Service, ServicePort as SpecPort, ServiceSpec};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use k8s_openapi::api::networking::v1::ServiceBackendPort;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -58,6 +58,159 @@ impl fmt::Display for ServicePort {
         match self {
             ServicePort::Number(n) => write!(f, "{n}"),
             ServicePort::Name(name) => write!(f, "{name:?}"),
+        }
+    }
+}
+
+/// An object's namespace, name, uid and `resourceVersion`: what a stored Service or
+/// EndpointSlice is known by, and what the compile cache tells its versions apart by.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// Empty only in hand-made objects (the API server always sets it).
+    pub namespace: Box<str>,
+    pub name: Box<str>,
+    pub uid: Option<Box<str>>,
+    pub resource_version: Option<Box<str>>,
+}
+
+impl From<ObjectMeta> for Identity {
+    fn from(meta: ObjectMeta) -> Self {
+        Identity {
+            namespace: meta.namespace.unwrap_or_default().into(),
+            name: meta.name.unwrap_or_default().into(),
+            uid: meta.uid.map(Into::into),
+            resource_version: meta.resource_version.map(Into::into),
+        }
+    }
+}
+
+/// What the controller keeps of a Service: exactly what [`resolve_service`] reads. The watch
+/// turns each Service it decodes into one; a k8s-openapi `Service` is 824 bytes before any of
+/// its strings, nearly all of it fields compile never reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceRecord {
+    pub id: Identity,
+    /// `Some` for a Service of type `ExternalName`: its `externalName` (empty when unset).
+    pub external_name: Option<Box<str>>,
+    /// Its TCP ports (`protocol` unset or `TCP`), in `spec.ports` order; other protocols are
+    /// never a backend.
+    pub ports: Box<[ServicePortRecord]>,
+}
+
+/// A TCP port of a Service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServicePortRecord {
+    /// Empty when unset (the API treats both alike).
+    pub name: Box<str>,
+    pub port: i32,
+    pub app_protocol: Option<Box<str>>,
+}
+
+impl From<Service> for ServiceRecord {
+    fn from(service: Service) -> Self {
+        let spec = service.spec.unwrap_or_default();
+        let ports = spec
+            .ports
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| is_tcp(p.protocol.as_deref()))
+            .map(|p| ServicePortRecord {
+                name: p.name.unwrap_or_default().into(),
+                port: p.port,
+                app_protocol: p.app_protocol.map(Into::into),
+            })
+            .collect();
+        let external_name = (spec.type_.as_deref() == Some("ExternalName"))
+            .then(|| spec.external_name.unwrap_or_default().into());
+        ServiceRecord {
+            id: service.metadata.into(),
+            external_name,
+            ports,
+        }
+    }
+}
+
+impl AsRef<Identity> for ServiceRecord {
+    fn as_ref(&self) -> &Identity {
+        &self.id
+    }
+}
+
+/// What the controller keeps of an EndpointSlice: exactly what [`resolve_service`] reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SliceRecord {
+    pub id: Identity,
+    /// Its [`SERVICE_NAME_LABEL`].
+    pub service: Option<Box<str>>,
+    /// `None` for `IPv4` and `IPv6`; any other `addressType` (`FQDN`), for the note that
+    /// leaves the slice out.
+    pub unsupported_address_type: Option<Box<str>>,
+    pub endpoints: Box<[EndpointRecord]>,
+    /// Its TCP ports: name (empty when unset) and number.
+    pub ports: Box<[(Box<str>, Option<i32>)]>,
+}
+
+impl AsRef<Identity> for SliceRecord {
+    fn as_ref(&self) -> &Identity {
+        &self.id
+    }
+}
+
+/// One endpoint of an EndpointSlice, its conditions with the API's defaults for unset ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointRecord {
+    /// Its first address (an endpoint's addresses are fungible; kube-proxy uses the first),
+    /// parsed; one that is not an IP address is kept for the note that drops it.
+    pub address: Option<Result<IpAddr, Box<str>>>,
+    /// `ready` (unset: true).
+    pub ready: bool,
+    /// `serving` (unset: true).
+    pub serving: bool,
+    /// `terminating` (unset: false).
+    pub terminating: bool,
+}
+
+impl From<Endpoint> for EndpointRecord {
+    fn from(endpoint: Endpoint) -> Self {
+        let c = endpoint.conditions.unwrap_or_default();
+        EndpointRecord {
+            address: endpoint
+                .addresses
+                .into_iter()
+                .next()
+                .map(|raw| raw.parse::<IpAddr>().map_err(|_| raw.into_boxed_str())),
+            ready: c.ready.unwrap_or(true),
+            serving: c.serving.unwrap_or(true),
+            terminating: c.terminating.unwrap_or(false),
+        }
+    }
+}
+
+impl From<EndpointSlice> for SliceRecord {
+    fn from(slice: EndpointSlice) -> Self {
+        let EndpointSlice {
+            mut metadata,
+            address_type,
+            endpoints,
+            ports,
+        } = slice;
+        let service = metadata
+            .labels
+            .take()
+            .and_then(|mut labels| labels.remove(SERVICE_NAME_LABEL))
+            .map(Into::into);
+        SliceRecord {
+            id: metadata.into(),
+            service,
+            unsupported_address_type: (!matches!(address_type.as_str(), "IPv4" | "IPv6"))
+                .then(|| address_type.into()),
+            endpoints: endpoints.into_iter().map(EndpointRecord::from).collect(),
+            ports: ports
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| is_tcp(p.protocol.as_deref()))
+                .map(|p| (p.name.unwrap_or_default().into(), p.port))
+                .collect(),
         }
     }
 }
@@ -141,34 +294,24 @@ fn port_list(available: &[String]) -> String {
 /// Resolve the Service `namespace/name` (the caller has checked the namespace is the route's)
 /// and its `port` into upstream targets. `service` is the Service if it exists; `slices` its
 /// EndpointSlices (others are ignored). See the module documentation for the rules.
-pub fn resolve_service<S: Borrow<EndpointSlice>>(
+pub fn resolve_service<S: Borrow<SliceRecord>>(
     namespace: &str,
     name: &str,
     port: &ServicePort,
-    service: Option<&Service>,
+    service: Option<&ServiceRecord>,
     slices: &[&S],
     policy: &AddressPolicy,
     allow_external_name: bool,
 ) -> Result<ResolvedService, BackendError> {
     let service = service
-        .filter(|s| {
-            s.metadata.namespace.as_deref() == Some(namespace)
-                && s.metadata.name.as_deref() == Some(name)
-        })
+        .filter(|s| *s.id.namespace == *namespace && *s.id.name == *name)
         .ok_or_else(|| BackendError::ServiceNotFound {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
         })?;
-    let spec = service.spec.as_ref();
-    let tcp_ports = || {
-        spec.and_then(|s| s.ports.as_deref())
-            .unwrap_or_default()
-            .iter()
-            .filter(|p| is_tcp(p.protocol.as_deref()))
-    };
-    let spec_port = tcp_ports().find(|p| match port {
+    let spec_port = service.ports.iter().find(|p| match port {
         ServicePort::Number(n) => p.port == *n,
-        ServicePort::Name(want) => p.name.as_deref().unwrap_or("") == want,
+        ServicePort::Name(want) => *p.name == **want,
     });
     // A DNS name (the Service's own or its externalName) the address policy must allow.
     let named_target = |host: &str, port: u16| {
@@ -185,13 +328,13 @@ pub fn resolve_service<S: Borrow<EndpointSlice>>(
         namespace: namespace.to_owned(),
         name: name.to_owned(),
         port: port.clone(),
-        available: tcp_ports().map(describe_port).collect(),
+        available: service.ports.iter().map(describe_port).collect(),
     };
     let scheme_hint = spec_port
         .and_then(|p| p.app_protocol.as_deref())
         .and_then(scheme_from_app_protocol);
 
-    if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
+    if let Some(external_name) = service.external_name.as_deref() {
         if !allow_external_name {
             return Err(BackendError::ExternalNameNotAllowed {
                 namespace: namespace.to_owned(),
@@ -205,9 +348,6 @@ pub fn resolve_service<S: Borrow<EndpointSlice>>(
             (None, ServicePort::Name(_)) => None,
         }
         .ok_or_else(port_not_found)?;
-        let external_name = spec
-            .and_then(|s| s.external_name.as_deref())
-            .unwrap_or_default();
         let target = named_target(external_name, number)?;
         return Ok(ResolvedService {
             targets: vec![target],
@@ -219,11 +359,11 @@ pub fn resolve_service<S: Borrow<EndpointSlice>>(
 
     let spec_port = spec_port.ok_or_else(port_not_found)?;
     let number = valid_port(spec_port.port).ok_or_else(port_not_found)?;
-    let port_name = spec_port.name.as_deref().unwrap_or("");
+    let port_name = &*spec_port.name;
 
     let mut picked = Picked::default();
     for slice in slices {
-        let slice: &EndpointSlice = (*slice).borrow();
+        let slice: &SliceRecord = (*slice).borrow();
         if belongs_to(slice, namespace, name) {
             picked.add_slice(slice, port_name, policy);
         }
@@ -283,12 +423,11 @@ impl Picked {
             .collect()
     }
 
-    fn add_slice(&mut self, slice: &EndpointSlice, port_name: &str, policy: &AddressPolicy) {
-        if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
+    fn add_slice(&mut self, slice: &SliceRecord, port_name: &str, policy: &AddressPolicy) {
+        if let Some(address_type) = &slice.unsupported_address_type {
             self.dropped.insert(format!(
-                "EndpointSlice {:?} has addressType {:?}, which is not supported",
-                slice.metadata.name.as_deref().unwrap_or_default(),
-                slice.address_type
+                "EndpointSlice {:?} has addressType {address_type:?}, which is not supported",
+                slice.id.name,
             ));
             return;
         }
@@ -299,14 +438,14 @@ impl Picked {
         };
         self.carrying = true;
         for endpoint in &slice.endpoints {
-            // The addresses of one endpoint are fungible; kube-proxy uses the first.
-            let Some(raw) = endpoint.addresses.first() else {
-                continue;
-            };
-            let Ok(ip) = raw.parse::<IpAddr>() else {
-                self.dropped
-                    .insert(format!("endpoint address {raw:?} is not an IP address"));
-                continue;
+            let ip = match &endpoint.address {
+                None => continue,
+                Some(Ok(ip)) => *ip,
+                Some(Err(raw)) => {
+                    self.dropped
+                        .insert(format!("endpoint address {raw:?} is not an IP address"));
+                    continue;
+                }
             };
             let addr = SocketAddr::new(ip, target_port);
             if let Err(reason) = policy.check_addr(addr) {
@@ -314,48 +453,26 @@ impl Picked {
                     .insert(format!("endpoint {addr} is refused: {reason}"));
                 continue;
             }
-            let (ready, serving, terminating) = conditions(endpoint);
-            if ready {
+            if endpoint.ready {
                 self.ready.push(addr);
-            } else if serving && terminating {
+            } else if endpoint.serving && endpoint.terminating {
                 self.terminating.push(addr);
             }
         }
     }
 }
 
-/// `(ready, serving, terminating)` with the API's defaults for unset conditions.
-fn conditions(endpoint: &Endpoint) -> (bool, bool, bool) {
-    let c = endpoint.conditions.as_ref();
-    (
-        c.and_then(|c| c.ready).unwrap_or(true),
-        c.and_then(|c| c.serving).unwrap_or(true),
-        c.and_then(|c| c.terminating).unwrap_or(false),
-    )
-}
-
 /// The target port of the slice's TCP port named `port_name`.
-fn slice_port(slice: &EndpointSlice, port_name: &str) -> Option<u16> {
+fn slice_port(slice: &SliceRecord, port_name: &str) -> Option<u16> {
     slice
         .ports
-        .as_deref()
-        .unwrap_or_default()
         .iter()
-        .filter(|p| is_tcp(p.protocol.as_deref()) && p.name.as_deref().unwrap_or("") == port_name)
-        .find_map(|p| p.port.and_then(valid_port))
+        .filter(|(name, _)| **name == *port_name)
+        .find_map(|(_, port)| port.and_then(valid_port))
 }
 
-fn belongs_to(slice: &EndpointSlice, namespace: &str, name: &str) -> bool {
-    slice.metadata.namespace.as_deref() == Some(namespace) && service_label(slice) == Some(name)
-}
-
-fn service_label(slice: &EndpointSlice) -> Option<&str> {
-    slice
-        .metadata
-        .labels
-        .as_ref()?
-        .get(SERVICE_NAME_LABEL)
-        .map(String::as_str)
+fn belongs_to(slice: &SliceRecord, namespace: &str, name: &str) -> bool {
+    *slice.id.namespace == *namespace && slice.service.as_deref() == Some(name)
 }
 
 fn is_tcp(protocol: Option<&str>) -> bool {
@@ -366,10 +483,10 @@ fn valid_port(n: i32) -> Option<u16> {
     u16::try_from(n).ok().filter(|&p| p != 0)
 }
 
-fn describe_port(p: &SpecPort) -> String {
-    match p.name.as_deref() {
-        Some(name) if !name.is_empty() => format!("{} ({name})", p.port),
-        _ => p.port.to_string(),
+fn describe_port(p: &ServicePortRecord) -> String {
+    match &*p.name {
+        "" => p.port.to_string(),
+        name => format!("{} ({name})", p.port),
     }
 }
 
@@ -382,71 +499,10 @@ fn scheme_from_app_protocol(app_protocol: &str) -> Option<UpstreamScheme> {
     }
 }
 
-/// Reduces a Service to what [`resolve_service`] reads (its names, uid and `resourceVersion`;
-/// `type`, `externalName` and the ports' name, number, protocol and `appProtocol`), so the
-/// controller's stores keep no more: it resolves exactly as the whole object does.
-pub fn slim_service(service: &mut Service) {
-    slim_meta(&mut service.metadata, |_| false);
-    service.status = None;
-    if let Some(spec) = service.spec.as_mut() {
-        let ports = spec.ports.take().map(|ports| {
-            ports
-                .into_iter()
-                .map(|p| SpecPort {
-                    name: p.name,
-                    port: p.port,
-                    protocol: p.protocol,
-                    app_protocol: p.app_protocol,
-                    ..SpecPort::default()
-                })
-                .collect()
-        });
-        *spec = ServiceSpec {
-            ports,
-            type_: spec.type_.take(),
-            external_name: spec.external_name.take(),
-            ..ServiceSpec::default()
-        };
-    }
-}
-
-/// Reduces an EndpointSlice to what [`resolve_service`] reads (names, uid, `resourceVersion`,
-/// the Service label, `addressType`, each endpoint's first address and conditions, the ports'
-/// name, number and protocol): it resolves exactly as the whole object does.
-pub fn slim_slice(slice: &mut EndpointSlice) {
-    slim_meta(&mut slice.metadata, |label| label == SERVICE_NAME_LABEL);
-    for endpoint in &mut slice.endpoints {
-        endpoint.addresses.truncate(1);
-        *endpoint = Endpoint {
-            addresses: std::mem::take(&mut endpoint.addresses),
-            conditions: endpoint.conditions.take(),
-            ..Endpoint::default()
-        };
-    }
-    if let Some(ports) = slice.ports.as_mut() {
-        for p in ports {
-            p.app_protocol = None;
-        }
-    }
-}
-
-/// Keeps the identity of an object (names, uid, `resourceVersion`, creation time) and the
-/// labels `keep` picks; drops every annotation, owner and finalizer.
-fn slim_meta(meta: &mut ObjectMeta, keep: impl Fn(&str) -> bool) {
-    if let Some(labels) = meta.labels.as_mut() {
-        labels.retain(|k, _| keep(k));
-    }
-    meta.annotations = None;
-    meta.owner_references = None;
-    meta.finalizers = None;
-    meta.managed_fields = None;
-}
-
-/// EndpointSlices (or anything that borrows as one, such as `Arc<EndpointSlice>`) grouped by
+/// EndpointSlices (or anything that borrows as one, such as `Arc<SliceRecord>`) grouped by
 /// `(namespace, Service name)` from their [`SERVICE_NAME_LABEL`], borrowed from the slices; each
-/// group sorted by slice name. Slices without a namespace or the label belong to no Service and
-/// are left out.
-pub fn slices_by_service<'a, S: Borrow<EndpointSlice>>(
+/// group sorted by slice name. Slices without the label belong to no Service and are left out.
+pub fn slices_by_service<'a, S: Borrow<SliceRecord>>(
     slices: impl IntoIterator<Item = &'a S>,
 ) -> HashMap<(&'a str, &'a str), Vec<&'a S>> {
     let slices = slices.into_iter();
@@ -454,17 +510,18 @@ pub fn slices_by_service<'a, S: Borrow<EndpointSlice>>(
     let mut out: HashMap<(&'a str, &'a str), Vec<&'a S>> =
         HashMap::with_capacity(slices.size_hint().0);
     for slice in slices {
-        let s: &'a EndpointSlice = slice.borrow();
-        let (Some(namespace), Some(service)) = (s.metadata.namespace.as_deref(), service_label(s))
-        else {
+        let s: &'a SliceRecord = slice.borrow();
+        let Some(service) = s.service.as_deref() else {
             continue;
         };
-        out.entry((namespace, service)).or_default().push(slice);
+        out.entry((&*s.id.namespace, service))
+            .or_default()
+            .push(slice);
     }
     for group in out.values_mut() {
         group.sort_by(|a, b| {
-            let (a, b): (&EndpointSlice, &EndpointSlice) = ((*a).borrow(), (*b).borrow());
-            a.metadata.name.cmp(&b.metadata.name)
+            let (a, b): (&SliceRecord, &SliceRecord) = ((*a).borrow(), (*b).borrow());
+            a.id.name.cmp(&b.id.name)
         });
     }
     out
@@ -474,9 +531,19 @@ pub fn slices_by_service<'a, S: Borrow<EndpointSlice>>(
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::ObjectReference;
+    use k8s_openapi::api::core::v1::{ServicePort as SpecPort, ServiceSpec};
     use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointPort};
 
-    const NO_SLICES: &[&EndpointSlice] = &[];
+    const NO_SLICES: &[&SliceRecord] = &[];
+
+    /// What the store keeps of `service`.
+    fn rec(service: &Service) -> ServiceRecord {
+        service.clone().into()
+    }
+
+    fn recs(slices: &[&EndpointSlice]) -> Vec<SliceRecord> {
+        slices.iter().map(|s| (*s).clone().into()).collect()
+    }
 
     fn meta(namespace: &str, name: &str) -> ObjectMeta {
         ObjectMeta {
@@ -580,12 +647,13 @@ mod tests {
         slices: &[&EndpointSlice],
     ) -> Result<ResolvedService, BackendError> {
         let name = service.metadata.name.as_deref().unwrap();
+        let slices = recs(slices);
         resolve_service(
             "team-a",
             name,
             &port,
-            Some(service),
-            slices,
+            Some(&rec(service)),
+            &slices.iter().collect::<Vec<_>>(),
             &policy(),
             false,
         )
@@ -742,7 +810,7 @@ mod tests {
             "team-a",
             "billing",
             &ServicePort::Number(80),
-            Some(&other),
+            Some(&rec(&other)),
             NO_SLICES,
             &policy(),
             true,
@@ -810,7 +878,7 @@ mod tests {
             "default",
             "kubernetes",
             &ServicePort::Number(443),
-            Some(&svc),
+            Some(&rec(&svc)),
             NO_SLICES,
             &policy(),
             false,
@@ -908,7 +976,7 @@ mod tests {
             "team-a",
             "db",
             &port,
-            Some(&svc),
+            Some(&rec(&svc)),
             NO_SLICES,
             &policy(),
             false,
@@ -922,7 +990,7 @@ mod tests {
             "team-a",
             "db",
             &port,
-            Some(&svc),
+            Some(&rec(&svc)),
             NO_SLICES,
             &policy(),
             true,
@@ -942,7 +1010,7 @@ mod tests {
             "team-a",
             "db",
             &port,
-            Some(&bare),
+            Some(&rec(&bare)),
             NO_SLICES,
             &policy(),
             true,
@@ -953,7 +1021,7 @@ mod tests {
             "team-a",
             "db",
             &ServicePort::Name("pg".into()),
-            Some(&bare),
+            Some(&rec(&bare)),
             NO_SLICES,
             &policy(),
             true,
@@ -974,8 +1042,8 @@ mod tests {
             ("kubernetes.default.svc.cluster.local", Forbidden::ApiServer),
         ] {
             let svc = mk_external("x", external, &[(80, "", "")]);
-            let e =
-                resolve_service("team-a", "x", &port, Some(&svc), NO_SLICES, &p, true).unwrap_err();
+            let e = resolve_service("team-a", "x", &port, Some(&rec(&svc)), NO_SLICES, &p, true)
+                .unwrap_err();
             match e {
                 BackendError::Forbidden { reason, .. } => {
                     assert_eq!(reason, want, "{external}")
@@ -984,13 +1052,15 @@ mod tests {
             }
         }
         let svc = mk_external("x", "", &[(80, "", "")]);
-        let e = resolve_service("team-a", "x", &port, Some(&svc), NO_SLICES, &p, true).unwrap_err();
+        let e = resolve_service("team-a", "x", &port, Some(&rec(&svc)), NO_SLICES, &p, true)
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             "Service team-a/x: upstream \"\" is refused: empty host"
         );
         let svc = mk_external("x", "10.0.0.5", &[(80, "", "")]);
-        let r = resolve_service("team-a", "x", &port, Some(&svc), NO_SLICES, &p, true).unwrap();
+        let r =
+            resolve_service("team-a", "x", &port, Some(&rec(&svc)), NO_SLICES, &p, true).unwrap();
         assert_eq!(r.targets, [Target::Addr("10.0.0.5:80".parse().unwrap())]);
     }
 
@@ -1019,13 +1089,17 @@ mod tests {
         );
         assert_eq!(one.dropped.len(), 2);
 
+        let [a, b] = [a, b].map(SliceRecord::from);
         let grouped = slices_by_service([&b, &a]);
         let regrouped = slices_by_service([&a, &b]);
         assert_eq!(grouped, regrouped);
         let group = &grouped[&("team-a", "web")];
-        let names: Vec<_> = group.iter().map(|s| s.metadata.name.as_deref()).collect();
-        assert_eq!(names, [Some("web-a"), Some("web-b")]);
-        let three = resolve(ServicePort::Number(80), &svc, group).unwrap();
+        let names: Vec<_> = group.iter().map(|s| &*s.id.name).collect();
+        assert_eq!(names, ["web-a", "web-b"]);
+        let port = ServicePort::Number(80);
+        let svc = rec(&svc);
+        let three =
+            resolve_service("team-a", "web", &port, Some(&svc), group, &policy(), false).unwrap();
         assert_eq!(three, one);
     }
 
@@ -1037,6 +1111,7 @@ mod tests {
         let c = mk_slice("api", "api-a", &[], &[]);
         let mut unlabeled = mk_slice("web", "stray", &[], &[]);
         unlabeled.metadata.labels = None;
+        let [a, b, c, unlabeled] = [a, b, c, unlabeled].map(SliceRecord::from);
         let grouped = slices_by_service([&a, &b, &c, &unlabeled]);
         let mut keys: Vec<_> = grouped.keys().cloned().collect();
         keys.sort();
@@ -1073,15 +1148,52 @@ mod tests {
         assert_eq!(ServicePort::Number(80).to_string(), "80");
     }
 
+    /// A Service and an EndpointSlice keep only what resolving reads: TCP ports, each
+    /// endpoint's first address (parsed) and its conditions with their defaults, the Service
+    /// label.
     #[test]
-    fn slim_objects_resolve_like_whole_ones() {
+    fn records_keep_what_resolving_reads() {
         let mut web = mk_service("web", &[(80, "http", "kubernetes.io/h2c"), (81, "", "")]);
         web.metadata.annotations = Some([("a".to_owned(), "b".to_owned())].into());
-        web.metadata.labels = Some([("app".to_owned(), "web".to_owned())].into());
+        web.metadata.uid = Some("u-1".into());
+        web.metadata.resource_version = Some("7".into());
         if let Some(spec) = web.spec.as_mut() {
             spec.selector = Some([("app".to_owned(), "web".to_owned())].into());
             spec.cluster_ip = Some("10.96.0.10".into());
+            spec.ports.get_or_insert_default().push(SpecPort {
+                port: 53,
+                protocol: Some("UDP".into()),
+                ..SpecPort::default()
+            });
         }
+        assert_eq!(
+            rec(&web),
+            ServiceRecord {
+                id: Identity {
+                    namespace: "team-a".into(),
+                    name: "web".into(),
+                    uid: Some("u-1".into()),
+                    resource_version: Some("7".into()),
+                },
+                external_name: None,
+                ports: [
+                    ServicePortRecord {
+                        name: "http".into(),
+                        port: 80,
+                        app_protocol: Some("kubernetes.io/h2c".into()),
+                    },
+                    ServicePortRecord {
+                        name: "".into(),
+                        port: 81,
+                        app_protocol: None,
+                    },
+                ]
+                .into(),
+            }
+        );
+        let external = rec(&mk_external("ext", "db.example.com", &[]));
+        assert_eq!(external.external_name.as_deref(), Some("db.example.com"));
+
         let mut slice = mk_slice(
             "web",
             "web-a",
@@ -1089,7 +1201,7 @@ mod tests {
             &[
                 ready("10.0.0.1"),
                 terminating("10.0.0.2"),
-                ready("127.0.0.1"),
+                ("not-an-ip", None, None, None),
             ],
         );
         slice.endpoints[0].addresses.push("10.0.0.9".into());
@@ -1098,60 +1210,41 @@ mod tests {
             name: Some("web-7d9f".into()),
             ..ObjectReference::default()
         });
+        slice.endpoints.push(Endpoint::default());
         if let Some(labels) = slice.metadata.labels.as_mut() {
             labels.insert("endpointslice.kubernetes.io/managed-by".into(), "x".into());
         }
-        let external = mk_external("ext", "db.example.com", &[(5432, "pg", "")]);
-        let dns = mk_service("lonely", &[(80, "http", "")]);
-
-        let cases = [(&web, vec![&slice]), (&external, vec![]), (&dns, vec![])];
-        for (service, slices) in cases {
-            let (mut slim_svc, mut slim_slices) = (service.clone(), Vec::new());
-            slim_service(&mut slim_svc);
-            for s in &slices {
-                let mut s = (*s).clone();
-                slim_slice(&mut s);
-                slim_slices.push(s);
-            }
-            let slim_refs: Vec<&EndpointSlice> = slim_slices.iter().collect();
-            for port in [
-                ServicePort::Number(80),
-                ServicePort::Number(81),
-                ServicePort::Number(5432),
-                ServicePort::Name("http".into()),
-                ServicePort::Name("pg".into()),
-            ] {
-                let name = service.metadata.name.as_deref().unwrap();
-                let whole = resolve_service(
-                    "team-a",
-                    name,
-                    &port,
-                    Some(service),
-                    &slices,
-                    &policy(),
-                    true,
-                );
-                let slim = resolve_service(
-                    "team-a",
-                    name,
-                    &port,
-                    Some(&slim_svc),
-                    &slim_refs,
-                    &policy(),
-                    true,
-                );
-                assert_eq!(whole, slim, "{name} {port}");
-            }
-            assert_eq!(slim_svc.metadata.annotations, None);
-            assert!(slim_svc.spec.as_ref().unwrap().selector.is_none());
-        }
-        let mut s = slice.clone();
-        slim_slice(&mut s);
-        assert_eq!(s.endpoints[0].addresses, ["10.0.0.1"]);
-        assert_eq!(s.endpoints[0].target_ref, None);
+        slice.ports.get_or_insert_default().push(EndpointPort {
+            name: Some("dns".into()),
+            port: Some(53),
+            protocol: Some("UDP".into()),
+            ..EndpointPort::default()
+        });
+        let r = SliceRecord::from(slice.clone());
+        assert_eq!(r.id.name.as_ref(), "web-a");
+        assert_eq!(r.service.as_deref(), Some("web"));
+        assert_eq!(r.unsupported_address_type, None);
         assert_eq!(
-            s.metadata.labels.unwrap().keys().collect::<Vec<_>>(),
-            [SERVICE_NAME_LABEL]
+            r.ports.as_ref(),
+            [("http".into(), Some(8080)), ("".into(), Some(8081))]
         );
+        let endpoint = |address, ready, serving, terminating| EndpointRecord {
+            address,
+            ready,
+            serving,
+            terminating,
+        };
+        assert_eq!(
+            r.endpoints.as_ref(),
+            [
+                endpoint(Some(Ok("10.0.0.1".parse().unwrap())), true, true, false),
+                endpoint(Some(Ok("10.0.0.2".parse().unwrap())), false, true, true),
+                endpoint(Some(Err("not-an-ip".into())), true, true, false),
+                endpoint(None, true, true, false),
+            ]
+        );
+        slice.address_type = "FQDN".into();
+        let fqdn = SliceRecord::from(slice);
+        assert_eq!(fqdn.unsupported_address_type.as_deref(), Some("FQDN"));
     }
 }

@@ -20,13 +20,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use foldhash::{HashMap, HashSet, HashSetExt};
-use k8s_openapi::Metadata;
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::CompileContext;
-use super::backends::{BackendError, ResolvedService, ServicePort};
+use super::backends::{
+    BackendError, Identity, ResolvedService, ServicePort, ServiceRecord, SliceRecord,
+};
 use super::route::{Spec, Unit};
 use super::table::Claims;
 use crate::api;
@@ -53,7 +51,7 @@ pub struct Cache {
     /// By namespace, then Service name; one entry per port asked for.
     services: HashMap<String, HashMap<String, Vec<ServiceMemo>>>,
     /// The Services and EndpointSlices of the last snapshot, in its order.
-    backends: (Vec<Arc<Service>>, Vec<Arc<EndpointSlice>>),
+    backends: (Vec<Arc<ServiceRecord>>, Vec<Arc<SliceRecord>>),
     /// Whether this compile's Services and EndpointSlices are exactly those: then every
     /// Service entry is current without looking at the objects.
     backends_unchanged: bool,
@@ -83,8 +81,8 @@ struct RouteMemo {
 
 struct ServiceMemo {
     port: ServicePort,
-    service: Option<Arc<Service>>,
-    slices: Vec<Arc<EndpointSlice>>,
+    service: Option<Arc<ServiceRecord>>,
+    slices: Vec<Arc<SliceRecord>>,
     resolution: Arc<Resolution>,
     used: u64,
 }
@@ -279,8 +277,8 @@ impl Cache {
         namespace: &str,
         name: &str,
         port: &ServicePort,
-        service: Option<&Arc<Service>>,
-        slices: &[&Arc<EndpointSlice>],
+        service: Option<&Arc<ServiceRecord>>,
+        slices: &[&Arc<SliceRecord>],
     ) -> Option<Arc<Resolution>> {
         let serial = self.serial;
         let memo = self
@@ -317,8 +315,8 @@ impl Cache {
         namespace: &str,
         name: &str,
         port: &ServicePort,
-        service: Option<&Arc<Service>>,
-        slices: &[&Arc<EndpointSlice>],
+        service: Option<&Arc<ServiceRecord>>,
+        slices: &[&Arc<SliceRecord>],
         resolution: Arc<Resolution>,
     ) {
         let memo = ServiceMemo {
@@ -363,9 +361,9 @@ fn same_spec(a: &Arc<api::Route>, b: &Arc<api::Route>) -> bool {
 
 /// Whether two versions of an object are the same: the same `Arc`, or the same uid and
 /// `resourceVersion` (which the API server moves on every change).
-fn same_version<K: Metadata<Ty = ObjectMeta>>(a: &Arc<K>, b: &Arc<K>) -> bool {
+fn same_version<K: AsRef<Identity>>(a: &Arc<K>, b: &Arc<K>) -> bool {
     Arc::ptr_eq(a, b) || {
-        let (a, b) = (a.metadata(), b.metadata());
+        let (a, b): (&Identity, &Identity) = ((**a).as_ref(), (**b).as_ref());
         a.uid.is_some()
             && a.uid == b.uid
             && a.resource_version.is_some()

@@ -36,10 +36,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use foldhash::{HashMap, HashMapExt};
-use k8s_openapi::api::core::v1::{Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use self::backends::{ServiceRecord, SliceRecord};
 pub use self::cache::Cache;
 use self::cache::Resolution;
 use self::table::Builder;
@@ -430,8 +430,8 @@ pub(crate) struct Index<'a> {
 }
 
 struct Backends<'a> {
-    services: HashMap<(&'a str, &'a str), &'a Arc<Service>>,
-    slices: HashMap<(&'a str, &'a str), Vec<&'a Arc<EndpointSlice>>>,
+    services: HashMap<(&'a str, &'a str), &'a Arc<ServiceRecord>>,
+    slices: HashMap<(&'a str, &'a str), Vec<&'a Arc<SliceRecord>>>,
 }
 
 impl<'a> Backends<'a> {
@@ -440,7 +440,7 @@ impl<'a> Backends<'a> {
             services: snap
                 .services
                 .iter()
-                .map(|s| (key_of(&s.metadata), s))
+                .map(|s| ((&*s.id.namespace, &*s.id.name), s))
                 .collect(),
             slices: backends::slices_by_service(&snap.endpoint_slices),
         }
@@ -451,7 +451,7 @@ impl<'a> Backends<'a> {
         &'s self,
         namespace: &'s str,
         name: &'s str,
-    ) -> (Option<&'s Arc<Service>>, &'s [&'s Arc<EndpointSlice>]) {
+    ) -> (Option<&'s Arc<ServiceRecord>>, &'s [&'s Arc<SliceRecord>]) {
         let service = self.services.get(&(namespace, name)).copied();
         let slices = self
             .slices
@@ -467,8 +467,8 @@ fn resolve_now(
     namespace: &str,
     name: &str,
     port: &backends::ServicePort,
-    service: Option<&Arc<Service>>,
-    slices: &[&Arc<EndpointSlice>],
+    service: Option<&Arc<ServiceRecord>>,
+    slices: &[&Arc<SliceRecord>],
     ctx: &CompileContext,
 ) -> Arc<Resolution> {
     Arc::new(backends::resolve_service(

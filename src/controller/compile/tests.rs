@@ -87,8 +87,8 @@ impl RouteB {
     }
 }
 
-fn mk_service(ns: &str, name: &str, ports: &[(&str, i32)]) -> Arc<Service> {
-    Arc::new(Service {
+fn mk_service(ns: &str, name: &str, ports: &[(&str, i32)]) -> Arc<ServiceRecord> {
+    Arc::new(ServiceRecord::from(Service {
         metadata: meta(ns, name, 1),
         spec: Some(ServiceSpec {
             ports: Some(
@@ -104,7 +104,7 @@ fn mk_service(ns: &str, name: &str, ports: &[(&str, i32)]) -> Arc<Service> {
             ..ServiceSpec::default()
         }),
         ..Service::default()
-    })
+    }))
 }
 
 /// An EndpointSlice of Service `svc` with one named port and (address, ready) endpoints.
@@ -113,13 +113,13 @@ fn mk_slice(
     svc: &str,
     port: (&str, i32),
     endpoints: &[(&str, bool)],
-) -> Arc<EndpointSlice> {
+) -> Arc<SliceRecord> {
     let mut m = meta(ns, &format!("{svc}-abc"), 1);
     m.labels = Some(BTreeMap::from([(
         "kubernetes.io/service-name".to_owned(),
         svc.to_owned(),
     )]));
-    Arc::new(EndpointSlice {
+    Arc::new(SliceRecord::from(EndpointSlice {
         metadata: m,
         address_type: "IPv4".into(),
         endpoints: endpoints
@@ -138,7 +138,7 @@ fn mk_slice(
             port: Some(port.1),
             ..EndpointPort::default()
         }]),
-    })
+    }))
 }
 
 /// A self-signed certificate for `hosts` as a `kubernetes.io/tls` Secret.

@@ -969,6 +969,8 @@ async fn controller_only_rss(bin: &str, kubeconfig: &str) -> (u64, u64) {
         .env("PORTCULLIS_LISTEN_HTTP", "127.0.0.1:0")
         .env("PORTCULLIS_LISTEN_HTTPS", "127.0.0.1:0")
         .env("PORTCULLIS_LISTEN_SSH", "127.0.0.1:0")
+        // As the Helm chart's Deployment runs it (see `templates/deployment.yaml`).
+        .env("MALLOC_ARENA_MAX", "2")
         .env("PORTCULLIS_LOG_LEVEL", "info")
         .env("PORTCULLIS_LOG_FORMAT", "json")
         .stdout(Stdio::null())

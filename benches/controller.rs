@@ -48,7 +48,7 @@ use portcullis::api::{Route, RoutePolicy, RouteSpec, RouteTarget, ServiceTarget}
 use portcullis::config::Settings;
 use portcullis::controller::compile::{CompileContext, Compiled, compile, compile_with};
 use portcullis::controller::leader::Leadership;
-use portcullis::controller::snapshot::Snapshot;
+use portcullis::controller::snapshot::{Snapshot, StoredRoute};
 use portcullis::controller::{Controller, compile_context};
 use portcullis::devapi::store::StoreOptions;
 use portcullis::devapi::{DevApi, DevApiConfig};
@@ -248,7 +248,7 @@ fn snapshot(mix: &Mix) -> Snapshot {
             .collect()
     }
     Snapshot {
-        routes: arcs(&mix.routes, |r: &mut Route, i| {
+        routes: arcs::<Route, StoredRoute>(&mix.routes, |r, i| {
             r.metadata = stamped(r.metadata.clone(), i)
         }),
         services: arcs(&mix.services, |s: &mut Service, i| {
@@ -333,7 +333,7 @@ fn compile_bench(c: &mut Criterion) {
         let mut plus_one = snap.clone();
         let mut extra = mix_route(n);
         extra.metadata = stamped(extra.metadata, n);
-        plus_one.routes.push(Arc::new(extra));
+        plus_one.routes.push(Arc::new(extra.into()));
         let warm = compile_with(&plus_one, &ctx, compile(&snap, &ctx).cache);
         assert_eq!(
             format!("{:?}", warm.reports),

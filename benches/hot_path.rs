@@ -23,7 +23,6 @@ use portcullis::proxy::access_log::{AccessLog, Entry, LineFormat};
 use portcullis::proxy::authn::CredentialSource;
 use portcullis::proxy::authn::{Authenticator, presented_credential};
 use portcullis::proxy::upstream::{Forwarding, prepare_request, upstream_uri};
-use portcullis::routing::options::RouteOptions;
 use portcullis::routing::route::{Backend, Protocol, Route, RouteId, SourceKind, Table};
 use portcullis::routing::upstream::{AddressPolicy, parse_url_upstream};
 use serde_json::json;
@@ -211,7 +210,7 @@ fn upstream_request(c: &mut Criterion) {
             upstreams: vec![upstream.clone()],
         }],
         policy: Policy::deny_all(),
-        options: RouteOptions::default(),
+        options: Default::default(),
     };
     let assertion = HeaderValue::from_static("eyJhbGciOiJFUzI1NiJ9.e30.c2ln");
     let mut g = c.benchmark_group("hot_path");

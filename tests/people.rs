@@ -39,7 +39,6 @@ use portcullis::identity::service::{Clock, IdentityConfig, IdentityService};
 use portcullis::identity::session::{self, LOGIN_COOKIE, LoginState, SESSION_COOKIE};
 use portcullis::policy::Policy;
 use portcullis::proxy::authn::{Authenticator, AuthnError};
-use portcullis::routing::options::RouteOptions;
 use portcullis::routing::route::{Protocol, Route, RouteId, SourceKind, Table};
 use portcullis::routing::{Entry, HostPattern, PathMatch, RouteTable};
 use portcullis::store::memory::MemoryStore;
@@ -722,7 +721,7 @@ fn table(keys: Arc<KeySet>) -> Table {
         protocol: Protocol::Https,
         backends: Vec::new(),
         policy: Policy::deny_all(),
-        options: RouteOptions::default(),
+        options: Default::default(),
     };
     let mut builder = RouteTable::<Route>::builder();
     builder.add(

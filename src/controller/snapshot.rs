@@ -7,13 +7,39 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
 use super::compile::backends::{ServiceRecord, SliceRecord};
+use super::status::SeenStatus;
 use crate::api::{Route, ServiceAccountCredential};
+
+/// A Route as the stores keep it: the object without its `status`, which compile never reads,
+/// and of the status only what the status writer compares ([`SeenStatus`]). Reads as the Route
+/// it holds.
+#[derive(Debug, Clone)]
+pub struct StoredRoute {
+    route: Route,
+    /// What the status writer needs of `status`; `None` when the Route has none.
+    pub seen: Option<SeenStatus>,
+}
+
+impl From<Route> for StoredRoute {
+    fn from(mut route: Route) -> Self {
+        let seen = route.status.take().map(|s| SeenStatus::of(&s));
+        StoredRoute { route, seen }
+    }
+}
+
+impl std::ops::Deref for StoredRoute {
+    type Target = Route;
+
+    fn deref(&self) -> &Route {
+        &self.route
+    }
+}
 
 /// The watched objects at one moment, in no particular order (compile sorts what it needs).
 #[derive(Clone, Default)]
 pub struct Snapshot {
-    /// `portcullis.dev` Routes.
-    pub routes: Vec<Arc<Route>>,
+    /// `portcullis.dev` Routes (`StoredRoute::from` a `Route`).
+    pub routes: Vec<Arc<StoredRoute>>,
     /// `portcullis.dev` ServiceAccountCredentials.
     pub credentials: Vec<Arc<ServiceAccountCredential>>,
     /// All Ingresses in the watched namespaces (compile picks ours by class).

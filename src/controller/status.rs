@@ -22,8 +22,9 @@ use k8s_openapi::api::networking::v1::{
 use super::compile::{Condition, Kind, ObjectKey, Problem, Report};
 use super::leader::Leadership;
 use super::publisher::Published;
+use super::snapshot::StoredRoute;
 use super::watch::Watchers;
-use crate::api::{Route, RouteStatus};
+use crate::api::RouteStatus;
 use crate::metrics::{self, Metrics};
 
 /// The field manager and Event reporter name of the controller.
@@ -32,20 +33,96 @@ pub const MANAGER: &str = "portcullis-controller";
 /// How many status writes run at once.
 const WRITE_CONCURRENCY: usize = 16;
 
+/// What the status writer needs of a Route's current status, as the store keeps it: whether a
+/// new status differs from it ([`status_differs`]) and since when each condition has had its
+/// status. The whole status (three conditions, their messages) was ~1 KB a Route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenStatus {
+    /// A hash of what [`status_differs`] compares.
+    digest: u64,
+    /// Each condition's `(type, status)` hash and `lastTransitionTime`.
+    transitions: Box<[(u64, Time)]>,
+}
+
+impl SeenStatus {
+    /// What the status writer needs of `status`.
+    pub fn of(status: &RouteStatus) -> SeenStatus {
+        SeenStatus {
+            digest: digest(status),
+            transitions: status
+                .conditions
+                .iter()
+                .flatten()
+                .map(|c| {
+                    (
+                        condition_id(&c.type_, &c.status),
+                        c.last_transition_time.clone(),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A fixed hasher (not randomly keyed): a digest is compared with digests made by the same
+/// process only.
+fn hasher() -> std::hash::DefaultHasher {
+    std::hash::DefaultHasher::new()
+}
+
+fn condition_id(type_: &str, status: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = hasher();
+    (type_, status).hash(&mut h);
+    h.finish()
+}
+
+/// The hash of a status without its condition timestamps.
+fn digest(status: &RouteStatus) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = hasher();
+    status.url.hash(&mut h);
+    status.observed_generation.hash(&mut h);
+    conditions_key(status.conditions.as_ref()).hash(&mut h);
+    h.finish()
+}
+
+/// The conditions a new one takes its `lastTransitionTime` from, when its type and status are
+/// the same: a status's conditions, or what [`SeenStatus`] kept of them.
+pub trait PriorConditions {
+    /// When the condition of `type_` last turned `status`, if it has it now.
+    fn transitioned(&self, type_: &str, status: &str) -> Option<Time>;
+}
+
+impl PriorConditions for [K8sCondition] {
+    fn transitioned(&self, type_: &str, status: &str) -> Option<Time> {
+        self.iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map(|c| c.last_transition_time.clone())
+    }
+}
+
+impl<T: PriorConditions + ?Sized> PriorConditions for Option<&T> {
+    fn transitioned(&self, type_: &str, status: &str) -> Option<Time> {
+        self.and_then(|p| p.transitioned(type_, status))
+    }
+}
+
+impl PriorConditions for SeenStatus {
+    fn transitioned(&self, type_: &str, status: &str) -> Option<Time> {
+        let id = condition_id(type_, status);
+        self.transitions
+            .iter()
+            .find(|(c, _)| *c == id)
+            .map(|(_, t)| t.clone())
+    }
+}
+
 /// The status a Route should have for `report`. Conditions keep their `lastTransitionTime` from
 /// `prior` when their status did not change; `now` stamps the ones that did.
-pub fn desired_status(report: &Report, prior: Option<&RouteStatus>, now: &Time) -> RouteStatus {
-    let prior_conditions = prior.and_then(|s| s.conditions.as_deref()).unwrap_or(&[]);
+pub fn desired_status(report: &Report, prior: Option<&SeenStatus>, now: &Time) -> RouteStatus {
     let condition = |type_: &str, ok: bool, reason: &str, message: String| {
-        condition(
-            prior_conditions,
-            type_,
-            ok,
-            reason,
-            message,
-            report.generation,
-            now,
-        )
+        condition(&prior, type_, ok, reason, message, report.generation, now)
     };
     let verdict = |c: Condition, ok_reason: &'static str, ok_message: &str| {
         let problems: Vec<&Problem> = report
@@ -108,7 +185,7 @@ pub fn desired_status(report: &Report, prior: Option<&RouteStatus>, now: &Time) 
 /// A condition of `type_`, keeping its `lastTransitionTime` from `prior` when its status did
 /// not change and stamping `now` when it did.
 pub fn condition(
-    prior: &[K8sCondition],
+    prior: &(impl PriorConditions + ?Sized),
     type_: &str,
     ok: bool,
     reason: &str,
@@ -118,9 +195,8 @@ pub fn condition(
 ) -> K8sCondition {
     let status = if ok { "True" } else { "False" };
     let last = prior
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+        .transitioned(type_, status)
+        .unwrap_or_else(|| now.clone());
     K8sCondition {
         type_: type_.to_owned(),
         status: status.to_owned(),
@@ -150,17 +226,9 @@ pub fn conditions_key(
         .collect()
 }
 
-/// Whether two statuses differ in anything but condition timestamps.
-pub fn status_differs(a: Option<&RouteStatus>, b: &RouteStatus) -> bool {
-    let Some(a) = a else { return true };
-    let strip = |s: &RouteStatus| {
-        (
-            s.url.clone(),
-            s.observed_generation,
-            conditions_key(s.conditions.as_ref()),
-        )
-    };
-    strip(a) != strip(b)
+/// Whether a new status differs from the one seen in anything but condition timestamps.
+pub fn status_differs(seen: Option<&SeenStatus>, new: &RouteStatus) -> bool {
+    seen.is_none_or(|seen| seen.digest != digest(new))
 }
 
 /// Runs until `shutdown`: after each published table (and on gaining leadership), bring status
@@ -232,7 +300,7 @@ struct EventMemory {
 
 /// An object as the store held it.
 enum Stored {
-    Route(Arc<Route>),
+    Route(Arc<StoredRoute>),
     Ingress(Arc<Ingress>),
 }
 
@@ -335,8 +403,8 @@ async fn sync(ctx: &SyncContext<'_>, published: &Arc<Published>, sent: &mut Even
                     settled.insert(key, Stored::Route(was));
                     continue;
                 }
-                let desired = desired_status(report, obj.status.as_ref(), &now);
-                if status_differs(obj.status.as_ref(), &desired) {
+                let desired = desired_status(report, obj.seen.as_ref(), &now);
+                if status_differs(obj.seen.as_ref(), &desired) {
                     writes.push((report.key.clone(), serde_json::json!({ "status": desired })));
                 }
                 (obj.object_ref(&()), Stored::Route(obj))
@@ -397,7 +465,7 @@ async fn sync(ctx: &SyncContext<'_>, published: &Arc<Published>, sent: &mut Even
             ..PatchParams::default()
         };
         let written = match key.kind {
-            Kind::Route => Api::<Route>::namespaced(client.clone(), &key.namespace)
+            Kind::Route => Api::<crate::api::Route>::namespaced(client.clone(), &key.namespace)
                 .patch_status(&key.name, &params, &patch)
                 .await
                 .map(drop),
@@ -526,17 +594,52 @@ mod tests {
     #[test]
     fn unchanged_conditions_keep_their_transition_time_and_need_no_write() {
         let first = desired_status(&report(vec![], 1), None, &at(100));
-        let again = desired_status(&report(vec![], 1), Some(&first), &at(200));
+        let seen = SeenStatus::of(&first);
+        let again = desired_status(&report(vec![], 1), Some(&seen), &at(200));
         assert_eq!(cond(&again, "Ready").last_transition_time, at(100));
-        assert!(!status_differs(Some(&first), &again));
+        assert!(!status_differs(Some(&seen), &again));
 
         let mut degraded = report(vec![], 1);
         degraded.no_endpoints = true;
-        let next = desired_status(&degraded, Some(&first), &at(300));
-        assert!(status_differs(Some(&first), &next));
+        let next = desired_status(&degraded, Some(&seen), &at(300));
+        assert!(status_differs(Some(&seen), &next));
         assert_eq!(cond(&next, "Ready").reason, "NoReadyEndpoints");
         assert_eq!(cond(&next, "Ready").last_transition_time, at(300));
         assert_eq!(cond(&next, "Accepted").last_transition_time, at(100));
         assert!(status_differs(None, &next));
+    }
+
+    /// What the store keeps of a status tells every change but the condition timestamps.
+    #[test]
+    fn a_seen_status_tells_changes_but_not_timestamps() {
+        let first = desired_status(&report(vec![], 1), None, &at(100));
+        let seen = SeenStatus::of(&first);
+        let mut later = first.clone();
+        for c in later.conditions.iter_mut().flatten() {
+            c.last_transition_time = at(500);
+        }
+        assert!(!status_differs(Some(&seen), &later));
+        let changes: [fn(&mut RouteStatus); 5] = [
+            |s| s.url = None,
+            |s| s.observed_generation = Some(4),
+            |s| s.conditions.as_mut().unwrap()[1].message.push('.'),
+            |s| s.conditions.as_mut().unwrap()[2].reason = "Other".into(),
+            |s| {
+                s.conditions
+                    .as_mut()
+                    .unwrap()
+                    .pop()
+                    .map(drop)
+                    .unwrap_or_default()
+            },
+        ];
+        for (i, change) in changes.into_iter().enumerate() {
+            let mut changed = first.clone();
+            change(&mut changed);
+            assert!(status_differs(Some(&seen), &changed), "change {i}");
+        }
+        assert_eq!(seen.transitioned("Ready", "True"), Some(at(100)));
+        assert_eq!(seen.transitioned("Ready", "False"), None);
+        assert_eq!(seen.transitioned("Other", "True"), None);
     }
 }

@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use super::compile::LEGACY_CLASS_ANNOTATION;
 use super::compile::backends::{ServiceRecord, SliceRecord};
 use super::compile::options::ANNOTATION_PREFIX;
-use super::snapshot::Snapshot;
+use super::snapshot::{Snapshot, StoredRoute};
 use crate::api::{Route, ServiceAccountCredential};
 
 /// The annotation `kubectl apply` keeps a full copy of the object in; compile never reads it.
@@ -86,18 +86,15 @@ fn keep_our_annotations(meta: &mut kube::api::ObjectMeta, also: &[&str]) {
 // Decoding grows lists as it goes (to 4 entries for 1 to 3) and trimming keeps their
 // allocation: the stored objects keep only the room they use.
 impl Project for Route {
-    type Stored = Route;
+    type Stored = StoredRoute;
 
-    fn project(mut self) -> Route {
+    fn project(mut self) -> StoredRoute {
         keep_our_annotations(&mut self.metadata, &[]);
         self.spec.to.shrink_to_fit();
-        if let Some(c) = self.status.as_mut().and_then(|s| s.conditions.as_mut()) {
-            c.shrink_to_fit();
-        }
-        self
+        self.into()
     }
 
-    fn same_for_compile(old: &Route, new: &Route) -> bool {
+    fn same_for_compile(old: &StoredRoute, new: &StoredRoute) -> bool {
         same_but_status(&old.metadata, &new.metadata)
     }
 }
@@ -339,7 +336,7 @@ impl<K> Stores<K> {
 
 /// Every store compile reads, and the tasks that fill them.
 pub struct Watchers {
-    routes: Stores<Route>,
+    routes: Stores<StoredRoute>,
     credentials: Stores<ServiceAccountCredential>,
     ingresses: Stores<Ingress>,
     ingress_classes: Stores<IngressClass>,
@@ -435,7 +432,7 @@ impl Watchers {
     }
 
     /// The current Route object, as the store has it (for status diffs).
-    pub fn route(&self, namespace: &str, name: &str) -> Option<Arc<Route>> {
+    pub fn route(&self, namespace: &str, name: &str) -> Option<Arc<StoredRoute>> {
         self.routes.get(namespace, name)
     }
 
@@ -580,8 +577,8 @@ mod tests {
         r
     }
 
-    fn names<K: Resource>(s: &Store<K>) -> Vec<String> {
-        let mut v: Vec<_> = s.state().iter().map(|o| key_of(&**o)).collect();
+    fn names(s: &Store<StoredRoute>) -> Vec<String> {
+        let mut v: Vec<_> = s.state().iter().map(|o| key_of(&***o)).collect();
         v.sort();
         v
     }
@@ -623,7 +620,7 @@ mod tests {
         });
         assert!(!w.apply(watcher::Event::Apply(written)));
         // The store holds the newest version all the same (the status writer compares it).
-        assert!(store.get("ns", "a").unwrap().status.is_some());
+        assert!(store.get("ns", "a").unwrap().seen.is_some());
         assert!(w.apply(watcher::Event::Apply(route("a", 2, p.clone()))));
         let mut annotated = route("a", 2, p.clone());
         annotated.metadata.annotations =

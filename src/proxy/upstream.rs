@@ -553,6 +553,7 @@ mod tests {
     use crate::routing::upstream::Target;
 
     fn route(options: RouteOptions, backends: Vec<Backend>) -> Route {
+        let options = options.into();
         Route {
             id: RouteId {
                 kind: SourceKind::Route,

@@ -76,8 +76,9 @@ pub struct Route {
     pub backends: Vec<Backend>,
     /// The compiled authorization policy.
     pub policy: Policy,
-    /// Everything else from the spec (or the Ingress annotations).
-    pub options: RouteOptions,
+    /// Everything else from the spec (or the Ingress annotations); shared with the compile
+    /// cache's copy.
+    pub options: Arc<RouteOptions>,
 }
 
 /// One weighted backend: a Service's endpoints, or one URL.

@@ -27,8 +27,7 @@ use super::backends::{
 };
 use super::route::{Spec, Unit};
 use super::table::Claims;
-use crate::api;
-use crate::controller::snapshot::Snapshot;
+use crate::controller::snapshot::{Snapshot, StoredRoute};
 use crate::routing::upstream::AddressPolicy;
 
 /// A Service port resolved into targets, or why it cannot be.
@@ -73,7 +72,7 @@ impl fmt::Debug for Cache {
 
 struct RouteMemo {
     /// The version the entry was made from (or a later one of the same generation).
-    object: Arc<api::Route>,
+    object: Arc<StoredRoute>,
     spec: Arc<Spec>,
     unit: Option<Arc<Unit>>,
     used: u64,
@@ -168,7 +167,7 @@ impl Cache {
     /// The spec results and unit of a Route, when its spec is the one they were made from.
     pub(super) fn route(
         &mut self,
-        obj: &Arc<api::Route>,
+        obj: &Arc<StoredRoute>,
     ) -> Option<(Arc<Spec>, Option<Arc<Unit>>)> {
         let uid = obj.metadata.uid.as_deref()?;
         let memo = self.routes.get_mut(uid)?;
@@ -189,15 +188,15 @@ impl Cache {
     /// fewer, nothing is done here. Returns the Routes checked, with their specs.
     pub(super) fn check_specs(
         &mut self,
-        routes: &[Arc<api::Route>],
+        routes: &[Arc<StoredRoute>],
         parallel_from: usize,
-    ) -> Vec<(Arc<api::Route>, Arc<Spec>)> {
+    ) -> Vec<(Arc<StoredRoute>, Arc<Spec>)> {
         if routes.len().saturating_sub(self.routes.len()) < parallel_from {
             // Most Routes have an entry (a compile after a change): not worth a look at each.
             return Vec::new();
         }
         let mut uids = HashSet::with_capacity(routes.len());
-        let todo: Vec<(&str, &Arc<api::Route>)> = routes
+        let todo: Vec<(&str, &Arc<StoredRoute>)> = routes
             .iter()
             .filter_map(|r| {
                 let uid = r.metadata.uid.as_deref()?;
@@ -230,7 +229,7 @@ impl Cache {
     }
 
     /// Remembers what a Route compiled to (nothing for an object without a uid).
-    pub(super) fn keep_route(&mut self, obj: &Arc<api::Route>, spec: Arc<Spec>, unit: Arc<Unit>) {
+    pub(super) fn keep_route(&mut self, obj: &Arc<StoredRoute>, spec: Arc<Spec>, unit: Arc<Unit>) {
         let Some(uid) = obj.metadata.uid.as_deref() else {
             return;
         };
@@ -352,7 +351,7 @@ fn same_objects<K>(a: &[Arc<K>], b: &[Arc<K>]) -> bool {
 
 /// Whether two Route versions have the same spec: the same object, or the same uid and
 /// `generation` (which the API server moves on every spec change).
-fn same_spec(a: &Arc<api::Route>, b: &Arc<api::Route>) -> bool {
+fn same_spec(a: &Arc<StoredRoute>, b: &Arc<StoredRoute>) -> bool {
     Arc::ptr_eq(a, b) || {
         let (a, b) = (&a.metadata, &b.metadata);
         a.uid.is_some() && a.uid == b.uid && a.generation.is_some() && a.generation == b.generation

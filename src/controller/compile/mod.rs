@@ -43,7 +43,7 @@ use self::backends::{ServiceRecord, SliceRecord};
 pub use self::cache::Cache;
 use self::cache::Resolution;
 use self::table::Builder;
-use super::snapshot::Snapshot;
+use super::snapshot::{Snapshot, StoredRoute};
 use crate::routing::HostPattern;
 use crate::routing::certs::{Certificate, parse_pem_pair};
 use crate::routing::client_ca::{ClientAuth, ClientCaError};
@@ -562,7 +562,7 @@ impl<'a> Index<'a> {
     /// resolution on several threads too, and kept in the memo as [`Index::resolve`] would.
     fn units_ahead(
         &self,
-        routes: &[(Arc<crate::api::Route>, Arc<route::Spec>)],
+        routes: &[(Arc<StoredRoute>, Arc<route::Spec>)],
         ctx: &CompileContext,
         parallel_from: usize,
     ) {

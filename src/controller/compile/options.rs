@@ -25,7 +25,7 @@
 //! list (the login API intersects them).
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
@@ -97,8 +97,8 @@ pub struct OptionProblem {
 /// The validated options of one route and its compiled policy.
 #[derive(Debug, Clone)]
 pub struct CompiledOptions {
-    /// What the proxy reads besides the policy.
-    pub options: RouteOptions,
+    /// What the proxy reads besides the policy (the compiled route shares it).
+    pub options: Arc<RouteOptions>,
     /// The compiled `policy`; [`Policy::deny_all`] when none is given. With
     /// `allowAnyAuthenticatedUser` or `allowPublicUnauthenticatedAccess` the proxy lets
     /// callers in before consulting it.
@@ -319,7 +319,10 @@ fn compile(input: Input<'_>, mut p: Problems) -> Result<CompiledOptions, Vec<Opt
         cors_allow_preflight: input.cors_allow_preflight.unwrap_or(false),
     };
     options.sort_headers();
-    Ok(CompiledOptions { options, policy })
+    Ok(CompiledOptions {
+        options: Arc::new(options),
+        policy,
+    })
 }
 
 // ---- the fields and how problems name them ----
@@ -977,7 +980,7 @@ mod tests {
 
     fn options(result: Result<CompiledOptions, Vec<OptionProblem>>) -> RouteOptions {
         match result {
-            Ok(c) => c.options,
+            Ok(c) => RouteOptions::clone(&c.options),
             Err(problems) => panic!("unexpected problems: {problems:#?}"),
         }
     }
@@ -1026,7 +1029,7 @@ mod tests {
     #[test]
     fn nothing_set_gives_the_defaults_and_a_policy_that_denies() {
         let route = route_options(&spec(json!({}))).unwrap();
-        assert_eq!(route.options, RouteOptions::default());
+        assert_eq!(*route.options, RouteOptions::default());
         assert!(route.policy.is_empty());
         assert_eq!(
             decide(&route.policy, "alice@example.com"),
@@ -1040,7 +1043,7 @@ mod tests {
             ("kubectl.kubernetes.io/last-applied-configuration", "{}"),
         ]);
         let ingress = ingress_options(&foreign).unwrap();
-        assert_eq!(ingress.options, RouteOptions::default());
+        assert_eq!(*ingress.options, RouteOptions::default());
         assert!(ingress.policy.is_empty());
     }
 
@@ -1092,7 +1095,7 @@ mod tests {
             "corsAllowPreflight": true,
         })))
         .unwrap();
-        assert_eq!(compiled.options, full_options());
+        assert_eq!(*compiled.options, full_options());
         assert_eq!(
             decide(&compiled.policy, "alice@example.com"),
             Decision::Allow
@@ -1129,7 +1132,7 @@ mod tests {
             ("cors-allow-preflight", "true"),
         ])
         .unwrap();
-        assert_eq!(compiled.options, full_options());
+        assert_eq!(*compiled.options, full_options());
         assert_eq!(
             decide(&compiled.policy, "alice@example.com"),
             Decision::Allow

@@ -11,6 +11,7 @@ use super::{
     service_backend, url_backend,
 };
 use crate::api::{self, RouteSpec};
+use crate::controller::snapshot::StoredRoute;
 use crate::routing::options::BearerTokenFormat;
 use crate::routing::route::{Protocol, Route, RouteId, SourceKind};
 use crate::routing::{Entry, HostPattern, PathMatch};
@@ -74,10 +75,6 @@ pub(super) fn parse_from(from: &str) -> Result<From, String> {
 
 /// What a Route's spec alone gives: `from` parsed, options and policy checked. Memoized by
 /// uid and generation ([`super::cache`]).
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one per Route, always behind an Arc"
-)]
 pub(super) enum Spec {
     InvalidFrom(String),
     Invalid(Vec<OptionProblem>),
@@ -148,7 +145,7 @@ impl Unit {
 }
 
 pub(super) fn compile(
-    obj: &Arc<api::Route>,
+    obj: &Arc<StoredRoute>,
     index: &Index<'_>,
     ctx: &CompileContext,
     b: &mut Builder,
@@ -343,6 +340,8 @@ fn backends(
     unit: &mut Unit,
 ) -> Option<Vec<crate::routing::route::Backend>> {
     let mut out = Vec::with_capacity(spec.to.len());
+    unit.deps
+        .reserve_exact(spec.to.iter().filter(|t| t.service.is_some()).count());
     for (i, target) in spec.to.iter().enumerate() {
         let weight = target.weight_or_default();
         match target.backend() {

@@ -21,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::route::Unit;
 use super::{CompileContext, ObjectKey, Problem, RESERVED_PREFIXES, Rank, Report};
-use crate::api;
+use crate::controller::snapshot::StoredRoute;
 use crate::routing::certs::{CertStore, CertStoreBuilder, Certificate};
 use crate::routing::route::Route;
 use crate::routing::{Entry, HostPattern, PathMatch, RefuseReason, Refused, RouteTable};
@@ -44,8 +44,11 @@ pub(crate) struct Claims {
     /// The Route objects of the last snapshot by address (holding them keeps the address
     /// theirs), with the compile that last saw each: an object seen before compiles as it did
     /// while the Services and EndpointSlices are unchanged, and one not seen again is gone.
-    routes:
-        std::collections::HashMap<usize, (Arc<api::Route>, u64), BuildHasherDefault<AddressHasher>>,
+    routes: std::collections::HashMap<
+        usize,
+        (Arc<StoredRoute>, u64),
+        BuildHasherDefault<AddressHasher>,
+    >,
     /// Objects contributed without a unit (Ingresses, Routes with TLS): contributed again by
     /// every compile they are still in.
     transient: Vec<Arc<str>>,
@@ -274,7 +277,7 @@ impl Builder {
     /// Whether the Route `r` is the very object of the last snapshot and compiles as it did:
     /// then it contributes what it did last time and needs no look at all. Every Route of the
     /// snapshot passes here first.
-    pub(super) fn skip(&mut self, r: &Arc<api::Route>) -> bool {
+    pub(super) fn skip(&mut self, r: &Arc<StoredRoute>) -> bool {
         let serial = self.serial;
         match self.claims.routes.entry(Arc::as_ptr(r) as usize) {
             MapEntry::Occupied(mut seen) => {
@@ -299,7 +302,7 @@ impl Builder {
 
     /// Keeps what the Route with `id` contributed last time, when it was made from `unit`:
     /// true when kept (then nothing else is to be contributed for it).
-    pub(super) fn keep(&mut self, id: &str, unit: &Arc<Unit>, source: &Arc<api::Route>) -> bool {
+    pub(super) fn keep(&mut self, id: &str, unit: &Arc<Unit>, source: &Arc<StoredRoute>) -> bool {
         if self.full {
             return false;
         }
@@ -393,7 +396,7 @@ impl Builder {
     pub(super) fn set_source(
         &mut self,
         obj: Obj,
-        source: &Arc<api::Route>,
+        source: &Arc<StoredRoute>,
         unit: Option<Arc<Unit>>,
     ) {
         let source = Arc::as_ptr(source) as usize;

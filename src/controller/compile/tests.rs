@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::*;
 use crate::api::{self, RouteSpec, RouteTarget, RouteTls, ServiceTarget};
-use crate::controller::snapshot::Snapshot;
+use crate::controller::snapshot::{Snapshot, StoredRoute};
 use crate::routing::route::Protocol;
 use crate::routing::upstream::Target;
 
@@ -82,8 +82,8 @@ impl RouteB {
         self.0.spec.policy = Some(serde_json::from_value(v).unwrap());
         self
     }
-    fn build(self) -> Arc<api::Route> {
-        Arc::new(self.0)
+    fn build(self) -> Arc<StoredRoute> {
+        Arc::new(self.0.into())
     }
 }
 
@@ -1000,12 +1000,12 @@ fn a_changed_object_is_compiled_again() {
     let billing = route_at(&first, "billing.example.com", "/api");
 
     // A status write: a new object with the same generation. Nothing to compile again.
-    let mut with_status = (*snap.routes[0]).clone();
+    let mut with_status = api::Route::clone(&snap.routes[0]);
     with_status.status = Some(api::RouteStatus {
         url: Some("https://billing.example.com/api".into()),
         ..api::RouteStatus::default()
     });
-    snap.routes[0] = Arc::new(with_status);
+    snap.routes[0] = Arc::new(with_status.into());
     let second = compile_with(&snap, &ctx(), first.cache);
     assert!(Arc::ptr_eq(
         &billing,
@@ -1013,10 +1013,10 @@ fn a_changed_object_is_compiled_again() {
     ));
 
     // A spec change moves the generation: compiled again.
-    let mut changed = (*snap.routes[0]).clone();
+    let mut changed = api::Route::clone(&snap.routes[0]);
     changed.spec.to.truncate(1);
     changed.metadata.generation = Some(2);
-    snap.routes[0] = Arc::new(changed);
+    snap.routes[0] = Arc::new(changed.into());
     let third = compile_with(&snap, &ctx(), second.cache);
     assert_eq!(outcome(&third), outcome(&compile(&snap, &ctx())));
     assert_eq!(
@@ -1076,9 +1076,9 @@ fn a_cached_route_still_takes_its_rank_from_the_object() {
         .iter()
         .position(|r| r.metadata.name.as_deref() == Some("old"))
         .unwrap();
-    let mut younger = (*snap.routes[i]).clone();
+    let mut younger = api::Route::clone(&snap.routes[i]);
     younger.metadata.creation_timestamp = Some(Time(jiff::Timestamp::from_second(5000).unwrap()));
-    snap.routes[i] = Arc::new(younger);
+    snap.routes[i] = Arc::new(younger.into());
     let second = compile_with(&snap, &ctx(), first.cache);
     assert_eq!(outcome(&second), outcome(&compile(&snap, &ctx())));
     assert_eq!(
@@ -1092,10 +1092,9 @@ fn routes_reading_the_providers_tokens_say_when_no_idp_is_configured() {
     let with_format = |name: &str, format: api::BearerTokenFormat| {
         let mut r = mk_route("a", name, &format!("https://{name}.example.com"))
             .url("http://10.0.0.1")
-            .policy(json!({"allow": {"or": [{"claim/sub": {"is": "ci-bot"}}]}}))
-            .build();
-        Arc::make_mut(&mut r).spec.bearer_token_format = Some(format);
-        r
+            .policy(json!({"allow": {"or": [{"claim/sub": {"is": "ci-bot"}}]}}));
+        r.0.spec.bearer_token_format = Some(format);
+        r.build()
     };
     let snap = Snapshot {
         routes: vec![
@@ -1139,9 +1138,9 @@ fn warm_step(cache: &mut Cache, snap: &Snapshot, ctx: &CompileContext, what: &st
 }
 
 /// Replaces (or adds) the Route of the same name, as a new generation of it.
-fn put_route(snap: &mut Snapshot, route: Arc<api::Route>) {
+fn put_route(snap: &mut Snapshot, route: Arc<StoredRoute>) {
     let name = route.metadata.name.clone();
-    let mut route = (*route).clone();
+    let mut route = api::Route::clone(&route);
     let old = snap
         .routes
         .iter()
@@ -1149,9 +1148,9 @@ fn put_route(snap: &mut Snapshot, route: Arc<api::Route>) {
     match old {
         Some(i) => {
             route.metadata.generation = snap.routes[i].metadata.generation.map(|g| g + 1);
-            snap.routes[i] = Arc::new(route);
+            snap.routes[i] = Arc::new(route.into());
         }
-        None => snap.routes.push(Arc::new(route)),
+        None => snap.routes.push(Arc::new(route.into())),
     }
 }
 
@@ -1351,18 +1350,18 @@ fn every_kind_of_change_compiles_as_from_nothing() {
     // again under its name (another uid) between two compiles.
     for r in &mut snap.routes {
         if r.metadata.name.as_deref() == Some("young") {
-            let mut written = (**r).clone();
+            let mut written = api::Route::clone(r);
             written.status = Some(api::RouteStatus::default());
-            *r = Arc::new(written);
+            *r = Arc::new(written.into());
         }
     }
     step(&snap, &ctx, "a status written");
     for r in &mut snap.routes {
         if r.metadata.name.as_deref() == Some("billing") {
-            let mut again = (**r).clone();
+            let mut again = api::Route::clone(r);
             again.metadata.uid = Some("uid-again".into());
             again.spec.from = "https://billing.example.com/again".into();
-            *r = Arc::new(again);
+            *r = Arc::new(again.into());
         }
     }
     step(&snap, &ctx, "a Route created again");
@@ -1389,7 +1388,7 @@ fn many_routes(copies: usize) -> Snapshot {
     };
     for copy in 0..copies {
         for r in &base.routes {
-            let mut r = (**r).clone();
+            let mut r = api::Route::clone(r);
             let name = format!("{}-{copy}", r.metadata.name.as_deref().unwrap());
             r.metadata.uid = Some(format!("uid-{name}"));
             r.metadata.name = Some(name);
@@ -1404,7 +1403,7 @@ fn many_routes(copies: usize) -> Snapshot {
                     service.name = format!("{}-{copy}", service.name);
                 }
             }
-            snap.routes.push(Arc::new(r));
+            snap.routes.push(Arc::new(r.into()));
         }
         if copy % 4 == 1 {
             let name = format!("billing-{copy}");
@@ -1419,10 +1418,10 @@ fn many_routes(copies: usize) -> Snapshot {
             ));
         }
     }
-    let mut twin = (*snap.routes[0]).clone();
+    let mut twin = api::Route::clone(&snap.routes[0]);
     twin.metadata.name = Some("twin".into());
     twin.spec.from = "https://twin.example.com".into();
-    snap.routes.push(Arc::new(twin));
+    snap.routes.push(Arc::new(twin.into()));
     // A second certificate for a host the copies' certificate covers: refused, and reported.
     snap.secrets.push(mk_tls_secret(
         "team-a",

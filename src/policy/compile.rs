@@ -103,6 +103,11 @@ pub(crate) fn compile(doc: Doc<'_>) -> Result<Rules, Vec<Problem>> {
     }
     rules.programs = programs;
     rules.paths = c.kept;
+    // Kept for as long as the route is: without the room the pushes left (a list grown to four
+    // nodes for one, a path buffer doubled as it filled).
+    rules.allow.shrink_to_fit();
+    rules.deny.shrink_to_fit();
+    rules.paths.shrink_to_fit();
     Ok(rules)
 }
 

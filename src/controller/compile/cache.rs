@@ -331,7 +331,10 @@ impl Cache {
         };
         let ports = match by_name.get_mut(name) {
             Some(p) => p,
-            None => by_name.entry(name.to_owned()).or_default(),
+            // Nearly every Service is asked for one port.
+            None => by_name
+                .entry(name.to_owned())
+                .or_insert_with(|| Vec::with_capacity(1)),
         };
         match ports.iter_mut().find(|m| m.port == *port) {
             Some(m) => *m = memo,

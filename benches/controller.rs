@@ -971,6 +971,7 @@ async fn controller_only_rss(bin: &str, kubeconfig: &str) -> (u64, u64) {
         .env("PORTCULLIS_LISTEN_SSH", "127.0.0.1:0")
         // As the Helm chart's Deployment runs it (see `templates/deployment.yaml`).
         .env("MALLOC_ARENA_MAX", "2")
+        .env("MALLOC_MMAP_THRESHOLD_", "131072")
         .env("PORTCULLIS_LOG_LEVEL", "info")
         .env("PORTCULLIS_LOG_FORMAT", "json")
         .stdout(Stdio::null())

@@ -127,6 +127,7 @@ def test_chart_pod_is_locked_down(helm_bin, tmp_path, values):
     assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["MALLOC_ARENA_MAX"]["value"] == "2"
+    assert env["MALLOC_MMAP_THRESHOLD_"]["value"] == "131072"
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
@@ -310,10 +311,11 @@ def test_chart_settings_run_against_the_embedded_api(dev, helm_bin, portcullis_b
     config = tmp_path / "config.yaml"
     config.write_text(dev.get_json("configmap", "portcullis", "-n", "portcullis")["data"]["config.yaml"])
     env_spec = dev.get_json("deployment", "portcullis", "-n", "portcullis")["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert [e["name"] for e in env_spec] == ["POD_NAME", "POD_NAMESPACE", "MALLOC_ARENA_MAX"]
+    assert [e["name"] for e in env_spec] == [
+        "POD_NAME", "POD_NAMESPACE", "MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_"]
     admin = free_port()
     env = {"PATH": "/usr/bin:/bin", "POD_NAME": "portcullis-7d9c-abcde", "POD_NAMESPACE": "portcullis",
-           "MALLOC_ARENA_MAX": "2",
+           "MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "131072",
            "PORTCULLIS_LISTEN_HTTP": f"127.0.0.1:{free_port()}", "PORTCULLIS_LISTEN_HTTPS": f"127.0.0.1:{free_port()}",
            "PORTCULLIS_LISTEN_SSH": f"127.0.0.1:{free_port()}", "PORTCULLIS_LISTEN_ADMIN": f"127.0.0.1:{admin}"}
     log = open(tmp_path / "run.log", "wb")

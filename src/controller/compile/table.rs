@@ -39,7 +39,8 @@ pub(crate) struct Claims {
     /// The SSH winners.
     ssh_table: BTreeMap<String, Arc<Route>>,
     /// Every object's contribution, by id (`Route team-a/web`).
-    objects: HashMap<Arc<str>, Object>,
+    /// Boxed: the map keeps room for up to twice as many entries as it holds.
+    objects: HashMap<Arc<str>, Box<Object>>,
     reports: BTreeMap<ObjectKey, Arc<Report>>,
     /// The Route objects of the last snapshot by address (holding them keeps the address
     /// theirs), with the compile that last saw each: an object seen before compiles as it did
@@ -576,7 +577,7 @@ impl Builder {
             if object.unit.is_none() {
                 transient.push(Arc::clone(&id));
             }
-            objects.insert(id, object);
+            objects.insert(id, Box::new(object));
         }
 
         // Rebuild the hosts and SSH names whose claimants changed; everyone claiming them may
@@ -637,7 +638,7 @@ impl Builder {
         if fresh {
             // Every object's report, on several threads when there are many; the map is built
             // from them at once.
-            let all: Vec<(&Arc<str>, &Object)> = objects.iter().collect();
+            let all: Vec<(&Arc<str>, &Object)> = objects.iter().map(|(id, o)| (id, &**o)).collect();
             let made = super::parallel_map(&all, REPORTS_PER_THREAD, |(id, object)| {
                 let extra = cert_problems.get(&***id).cloned().unwrap_or_default();
                 Arc::new(report(id, object, http, ssh, extra))

@@ -548,7 +548,7 @@ impl Fixture {
         }
         loop {
             let snap = self.controller.watchers.snapshot();
-            let pending = snap.routes.iter().filter(|r| r.status.is_none()).count();
+            let pending = snap.routes.iter().filter(|r| r.seen.is_none()).count();
             if pending == 0 {
                 break;
             }

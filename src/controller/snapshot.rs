@@ -12,7 +12,8 @@ use crate::api::{Route, ServiceAccountCredential};
 
 /// A Route as the stores keep it: the object without its `status`, which compile never reads,
 /// and of the status only what the status writer compares ([`SeenStatus`]). Reads as the Route
-/// it holds.
+/// it holds, whose `status` is therefore always `None`: what is known of the status is
+/// [`StoredRoute::seen`].
 #[derive(Debug, Clone)]
 pub struct StoredRoute {
     route: Route,

@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# The Portcullis container image: the release binary on distroless/cc (glibc, libgcc, CA
-# certificates, no shell, no package manager), running as the non-root user 65532.
+# The Portcullis container image: the release binary (profile `dist` of Cargo.toml) on
+# distroless/cc (glibc, libgcc, CA certificates, no shell, no package manager), running as the
+# non-root user 65532.
 #
 #   docker build -t ghcr.io/portcullis-dev/portcullis:0.1.0 .
 #
@@ -24,8 +25,8 @@ COPY src ./src
 COPY benches ./benches
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin portcullis \
- && install -D -m 0755 target/release/portcullis /out/portcullis
+    cargo build --profile dist --locked --bin portcullis \
+ && install -D -m 0755 target/dist/portcullis /out/portcullis
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/portcullis /usr/local/bin/portcullis

@@ -77,13 +77,25 @@ fn condition_id(type_: &str, status: &str) -> u64 {
     h.finish()
 }
 
-/// The hash of a status without its condition timestamps.
+/// The hash of a status without its condition timestamps: what [`conditions_key`] keeps of each
+/// condition, hashed in place (every watch event of a Route makes one).
 fn digest(status: &RouteStatus) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = hasher();
     status.url.hash(&mut h);
     status.observed_generation.hash(&mut h);
-    conditions_key(status.conditions.as_ref()).hash(&mut h);
+    let conditions = status.conditions.as_deref().unwrap_or_default();
+    conditions.len().hash(&mut h);
+    for c in conditions {
+        (
+            &c.type_,
+            &c.status,
+            &c.reason,
+            &c.message,
+            c.observed_generation,
+        )
+            .hash(&mut h);
+    }
     h.finish()
 }
 

@@ -731,7 +731,7 @@ fn table(keys: Arc<KeySet>) -> Table {
             route: Arc::new(route),
             id: "Route team-a/app".into(),
         },
-        (0, "team-a/app".to_owned()),
+        (0, "team-a/app".into()),
     );
     let (routes, refused) = builder.build();
     assert!(refused.is_empty(), "{refused:?}");

@@ -340,7 +340,7 @@ impl Proxy {
                 table,
                 host,
                 &path,
-                &matched.matched_prefix,
+                matched.matched_prefix,
                 &route,
                 request,
                 conn,

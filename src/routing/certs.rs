@@ -181,7 +181,7 @@ impl Certificate {
     /// wildcard one label above it. `host` is compared case-insensitively, a trailing dot ignored;
     /// a host with no canonical form is covered by nothing.
     pub fn covers(&self, host: &str) -> bool {
-        let Ok(HostPattern::Exact(name)) = HostPattern::Exact(host.to_owned()).canonical() else {
+        let Ok(HostPattern::Exact(name)) = HostPattern::Exact(host.into()).canonical() else {
             return false;
         };
         self.names.iter().any(|n| n.matches(&name))
@@ -529,7 +529,7 @@ impl<K: Ord> CertStoreBuilder<K> {
                 HostPattern::Wildcard(suffix) => (&mut store.wildcard, suffix),
                 HostPattern::Any => continue,
             };
-            map.insert(key.into_boxed_str(), winner.cert);
+            map.insert((*key).into(), winner.cert);
         }
         refused.sort();
         (store, refused)
@@ -601,7 +601,7 @@ mod tests {
     }
 
     fn rank(t: i64, name: &str) -> Rank {
-        (t, name.to_owned())
+        (t, name.into())
     }
 
     fn pattern(s: &str) -> HostPattern {

@@ -39,7 +39,7 @@ use super::path::{canonical_path, is_canonical_path, prefix_matches, trim_prefix
 use super::{Entry, HostPattern, Match, PathMatch, RefuseReason, Refused};
 
 /// The default conflict rank: (creation time in Unix seconds, `namespace/name`). Lower wins.
-pub type Rank = (i64, String);
+pub type Rank = (i64, Arc<str>);
 
 /// The routing table over route payloads `R`. Immutable once published; `Send + Sync` when `R`
 /// is. Cloning it copies the host maps and shares every host's routes.
@@ -109,10 +109,10 @@ impl<R> HostRoutes<R> {
         for (index, entry) in entries.iter().enumerate() {
             match &entry.path {
                 PathMatch::Exact(p) => {
-                    routes.exact.insert(p.as_str().into(), index);
+                    routes.exact.insert((**p).into(), index);
                 }
                 PathMatch::Prefix(p) => {
-                    routes.prefix.insert(p.as_str().into(), index);
+                    routes.prefix.insert((**p).into(), index);
                     routes.prefix_lens.push(p.len());
                 }
             }
@@ -145,9 +145,9 @@ impl<R> HostRoutes<R> {
         let mut best: Option<&Entry<R>> = None;
         for entry in &self.entries {
             match &entry.path {
-                PathMatch::Exact(p) if p.as_str() == path => return Some(entry),
+                PathMatch::Exact(p) if **p == *path => return Some(entry),
                 PathMatch::Prefix(p)
-                    if cut(path, p.len()) == Some(p.as_str())
+                    if cut(path, p.len()) == Some(&**p)
                         && best.is_none_or(|b| b.path.as_str().len() < p.len()) =>
                 {
                     best = Some(entry);
@@ -189,8 +189,8 @@ impl Reserved {
             route,
             id,
         } = entry;
-        let refuse = |id: String, host: HostPattern, path: PathMatch, reason| Refused {
-            id,
+        let refuse = |id: Arc<str>, host: HostPattern, path: PathMatch, reason| Refused {
+            id: id.to_string(),
             host,
             path,
             reason,
@@ -212,7 +212,7 @@ impl Reserved {
             }
         };
         if let HostPattern::Exact(name) = &host
-            && self.hosts.contains(name)
+            && self.hosts.contains(&**name)
         {
             return Err(refuse(id, host, path, RefuseReason::ReservedHost));
         }
@@ -252,7 +252,7 @@ impl<R> RouteTable<R> {
     /// the output of [`super::canonical_path`]. A path that is not canonical, an invalid or
     /// reserved host, finds nothing. Exact hosts beat wildcards; among paths the longest prefix on
     /// a segment boundary wins and `Exact` beats `Prefix` for the same path.
-    pub fn find(&self, host: &str, path: &str) -> Option<(Match, &Arc<R>)> {
+    pub fn find(&self, host: &str, path: &str) -> Option<(Match<'_>, &Arc<R>)> {
         let name = host_name(host).ok()?;
         let name = name.as_ref();
         if self.reserved.hosts.contains(name) || !is_canonical_path(path) {
@@ -267,8 +267,8 @@ impl<R> RouteTable<R> {
         };
         let entry = routes.lookup(path)?;
         let matched = Match {
-            entry_id: entry.id.clone(),
-            matched_prefix: trim_prefix(entry.path.as_str()).to_owned(),
+            entry_id: &entry.id,
+            matched_prefix: trim_prefix(entry.path.as_str()),
         };
         Some((matched, &entry.route))
     }
@@ -367,14 +367,14 @@ impl<R> RouteTable<R> {
 /// Puts `part` at `key` (removes the key for `None`), returning what was there.
 fn set<R>(
     map: &mut HashMap<Arc<str>, Arc<HostRoutes<R>>>,
-    key: &str,
+    key: &Arc<str>,
     part: Option<Arc<HostRoutes<R>>>,
 ) -> Option<Arc<HostRoutes<R>>> {
     match part {
         None => map.remove(key),
         Some(part) => match map.get_mut(key) {
             Some(slot) => Some(std::mem::replace(slot, part)),
-            None => map.insert(key.into(), part),
+            None => map.insert(Arc::clone(key), part),
         },
     }
 }
@@ -474,11 +474,11 @@ impl<R, K: Ord> TableBuilder<R, K> {
                     if (&winner.host, &winner.path) == (&claimant.host, &claimant.path) =>
                 {
                     refused.push(Refused {
-                        id: claimant.id,
+                        id: claimant.id.to_string(),
                         host: claimant.host,
                         path: claimant.path,
                         reason: RefuseReason::Conflict {
-                            winner_id: winner.id.clone(),
+                            winner_id: winner.id.to_string(),
                         },
                     });
                 }
@@ -509,20 +509,20 @@ mod tests {
             host: HostPattern::parse(host),
             path,
             route: Arc::new(id.to_owned()),
-            id: id.to_owned(),
+            id: id.into(),
         }
     }
 
     fn prefix(p: &str) -> PathMatch {
-        PathMatch::Prefix(p.to_owned())
+        PathMatch::Prefix(p.into())
     }
 
     fn exact(p: &str) -> PathMatch {
-        PathMatch::Exact(p.to_owned())
+        PathMatch::Exact(p.into())
     }
 
     fn rank(t: i64, name: &str) -> Rank {
-        (t, name.to_owned())
+        (t, name.into())
     }
 
     /// A table from (host, path, id) with ranks in listing order (the first is the oldest).
@@ -569,8 +569,8 @@ mod tests {
     #[track_caller]
     fn route(table: &RouteTable<String>, host: &str, path: &str) -> Option<String> {
         table.find(host, path).map(|(m, r)| {
-            assert_eq!(&m.entry_id, r.as_ref(), "the match names its payload");
-            m.entry_id
+            assert_eq!(m.entry_id, r.as_str(), "the match names its payload");
+            m.entry_id.to_owned()
         })
     }
 
@@ -620,7 +620,7 @@ mod tests {
                 host,
                 path,
                 route: Arc::new(id.to_owned()),
-                id: id.to_owned(),
+                id: id.into(),
             };
             b.add(e, rank(i as i64, id));
         }
@@ -1072,13 +1072,10 @@ mod tests {
         t.set_host(HostPattern::Wildcard("example".into()), vec![]);
         assert_eq!(route(&t, "c.example", "/"), None);
         assert_eq!(t.len(), 2);
-        let mut unordered: Vec<_> = t.entries_unordered().map(|e| e.id.clone()).collect();
+        let mut unordered: Vec<_> = t.entries_unordered().map(|e| &*e.id).collect();
         unordered.sort();
         assert_eq!(unordered, ["a", "b2"]);
-        assert_eq!(
-            t.entries().map(|e| e.id.as_str()).collect::<Vec<_>>(),
-            ["a", "b2"]
-        );
+        assert_eq!(t.entries().map(|e| &*e.id).collect::<Vec<_>>(), ["a", "b2"]);
     }
 
     #[test]
@@ -1160,7 +1157,7 @@ mod tests {
                     (
                         e.host.clone(),
                         e.path.clone(),
-                        e.id.clone(),
+                        e.id.to_string(),
                         e.route.to_string(),
                     )
                 })
@@ -1173,7 +1170,7 @@ mod tests {
             if t.is_reserved_host(&name) || !is_canonical_path(path) {
                 return None;
             }
-            let exact_host = HostPattern::Exact(name.clone());
+            let exact_host = HostPattern::Exact((*name).into());
             let has_exact = t.entries().any(|e| e.host == exact_host);
             t.entries()
                 .filter(|e| {
@@ -1190,7 +1187,7 @@ mod tests {
                         matches!(e.path, PathMatch::Exact(_)),
                     )
                 })
-                .map(|e| e.id.clone())
+                .map(|e| e.id.to_string())
         }
 
         proptest! {
@@ -1216,14 +1213,14 @@ mod tests {
                         let i: usize = r.id.trim_start_matches("Route ns/r").parse().unwrap();
                         let w: usize = winner_id.trim_start_matches("Route ns/r").parse().unwrap();
                         prop_assert!((specs[w].3, winner_id) < (specs[i].3, &r.id));
-                        prop_assert!(t1.entries().any(|e| &e.id == winner_id
+                        prop_assert!(t1.entries().any(|e| *e.id == **winner_id
                             && e.host == r.host && e.path == r.path));
                     }
                 }
                 for host in HOSTS.iter().chain(&["z.example", "a.b.example", "example"]) {
                     for path in PATHS.iter().chain(&["/a/bc", "/.portcullis", "/c"]) {
-                        let got = t1.find(host, path).map(|(m, _)| m.entry_id);
-                        prop_assert_eq!(&got, &t2.find(host, path).map(|(m, _)| m.entry_id));
+                        let got = t1.find(host, path).map(|(m, _)| m.entry_id.to_owned());
+                        prop_assert_eq!(&got, &t2.find(host, path).map(|(m, _)| m.entry_id.to_owned()));
                         prop_assert_eq!(got, reference(&t1, host, path), "{} {}", host, path);
                     }
                 }
@@ -1237,10 +1234,10 @@ mod tests {
             ) {
                 let order: Vec<usize> = (0..specs.len()).collect();
                 let (t, _) = build(&specs, &order);
-                let got = t.find(&host, &path).map(|(m, _)| m.entry_id);
+                let got = t.find(&host, &path).map(|(m, _)| m.entry_id.to_owned());
                 prop_assert_eq!(got, reference(&t, &host, &path));
                 if let Ok(c) = canonical_path(&path) {
-                    let got = t.find(&host, &c).map(|(m, _)| m.entry_id);
+                    let got = t.find(&host, &c).map(|(m, _)| m.entry_id.to_owned());
                     prop_assert_eq!(got, reference(&t, &host, &c));
                 }
             }

@@ -38,11 +38,11 @@ pub use path::{PathError, canonical_path, is_canonical_path, prefix_matches, rew
 #[serde(rename_all = "camelCase")]
 pub enum HostPattern {
     /// One host name, e.g. `billing.example.com`.
-    Exact(String),
+    Exact(Arc<str>),
     /// `*.<suffix>`: every host that is exactly one label followed by the suffix
     /// (`a.example.com` for `example.com`, not `a.b.example.com`, not `example.com`). Holds the
     /// suffix only: `Wildcard("*.example.com")` is refused, [`HostPattern::parse`] strips the `*.`.
-    Wildcard(String),
+    Wildcard(Arc<str>),
     /// Every host that has neither an exact nor a wildcard entry (an Ingress rule without a
     /// host, an Ingress default backend). Shown as `*`.
     Any,
@@ -53,8 +53,8 @@ impl HostPattern {
     /// Validation happens in [`HostPattern::canonical`].
     pub fn parse(s: &str) -> HostPattern {
         match s.strip_prefix("*.") {
-            Some(suffix) => HostPattern::Wildcard(suffix.to_owned()),
-            None => HostPattern::Exact(s.to_owned()),
+            Some(suffix) => HostPattern::Wildcard(suffix.into()),
+            None => HostPattern::Exact(s.into()),
         }
     }
 
@@ -66,13 +66,13 @@ impl HostPattern {
             (name, None) => Ok(name),
         };
         match self {
-            HostPattern::Exact(h) => name(h).map(HostPattern::Exact),
+            HostPattern::Exact(h) => name(h).map(|n| HostPattern::Exact(n.into())),
             HostPattern::Wildcard(s) => {
                 let suffix = name(s)?;
                 if suffix.starts_with('[') || suffix.parse::<std::net::Ipv4Addr>().is_ok() {
                     return Err(HostError::WildcardIp);
                 }
-                Ok(HostPattern::Wildcard(suffix))
+                Ok(HostPattern::Wildcard(suffix.into()))
             }
             HostPattern::Any => Ok(HostPattern::Any),
         }
@@ -90,10 +90,10 @@ impl HostPattern {
     /// Whether a canonical host name (no port) falls under this canonical pattern.
     pub fn matches(&self, name: &str) -> bool {
         match self {
-            HostPattern::Exact(h) => h == name,
+            HostPattern::Exact(h) => **h == *name,
             HostPattern::Wildcard(suffix) => name
                 .split_once('.')
-                .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+                .is_some_and(|(label, rest)| !label.is_empty() && rest == &**suffix),
             HostPattern::Any => true,
         }
     }
@@ -115,9 +115,9 @@ impl fmt::Display for HostPattern {
 pub enum PathMatch {
     /// Every path under this one on a segment boundary; a trailing `/` is ignored, so `/api` and
     /// `/api/` are the same claim.
-    Prefix(String),
+    Prefix(Arc<str>),
     /// Exactly this canonical path (`/api` does not match `/api/`).
-    Exact(String),
+    Exact(Arc<str>),
 }
 
 impl PathMatch {
@@ -140,9 +140,9 @@ impl PathMatch {
         match self {
             PathMatch::Prefix(p) => {
                 let c = canon(p)?;
-                Ok(PathMatch::Prefix(path::trim_prefix(&c).to_owned()))
+                Ok(PathMatch::Prefix(path::trim_prefix(&c).into()))
             }
-            PathMatch::Exact(p) => canon(p).map(PathMatch::Exact),
+            PathMatch::Exact(p) => canon(p).map(|c| PathMatch::Exact(c.into())),
         }
     }
 
@@ -151,7 +151,7 @@ impl PathMatch {
     pub fn is_canonical(&self) -> bool {
         match self {
             PathMatch::Prefix(p) => {
-                !p.contains('?') && path::trim_prefix(p) == p && is_canonical_path(p)
+                !p.contains('?') && path::trim_prefix(p) == &**p && is_canonical_path(p)
             }
             PathMatch::Exact(p) => !p.contains('?') && is_canonical_path(p),
         }
@@ -161,7 +161,7 @@ impl PathMatch {
     pub fn matches(&self, path: &str) -> bool {
         match self {
             PathMatch::Prefix(p) => prefix_matches(p, path),
-            PathMatch::Exact(p) => p == path,
+            PathMatch::Exact(p) => **p == *path,
         }
     }
 }
@@ -185,7 +185,7 @@ pub struct Entry<R> {
     /// What a matching request is served by.
     pub route: Arc<R>,
     /// Who claims it, for conflicts and status (e.g. `Route team-a/billing`).
-    pub id: String,
+    pub id: Arc<str>,
 }
 
 impl<R> Clone for Entry<R> {
@@ -194,19 +194,19 @@ impl<R> Clone for Entry<R> {
             host: self.host.clone(),
             path: self.path.clone(),
             route: Arc::clone(&self.route),
-            id: self.id.clone(),
+            id: Arc::clone(&self.id),
         }
     }
 }
 
-/// What [`RouteTable::find`] matched.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Match {
+/// What [`RouteTable::find`] matched, borrowed from the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Match<'a> {
     /// The [`Entry::id`] of the winning entry.
-    pub entry_id: String,
+    pub entry_id: &'a str,
     /// The matched prefix in canonical form without a trailing `/` (`/` for the root; the whole
     /// path for an `Exact` entry): the input of [`rewrite_prefix`].
-    pub matched_prefix: String,
+    pub matched_prefix: &'a str,
 }
 
 /// An entry the builder refused, with the claim (canonical when it could be made canonical).
@@ -270,7 +270,7 @@ mod tests {
             "a..b",
         ];
         for raw in hosts {
-            for pattern in [HostPattern::parse(raw), HostPattern::Exact(raw.to_owned())] {
+            for pattern in [HostPattern::parse(raw), HostPattern::Exact(raw.into())] {
                 if pattern.is_canonical() {
                     assert_eq!(pattern.canonical().as_ref(), Ok(&pattern), "{raw:?}");
                 }

@@ -112,7 +112,7 @@ pub struct Table {
 
 impl Table {
     /// The HTTP route for a request (`host` = `Host`/`:authority`, `path` canonical).
-    pub fn find(&self, host: &str, path: &str) -> Option<(super::Match, &Arc<Route>)> {
+    pub fn find(&self, host: &str, path: &str) -> Option<(super::Match<'_>, &Arc<Route>)> {
         self.routes.find(host, path)
     }
 

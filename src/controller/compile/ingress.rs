@@ -92,7 +92,7 @@ pub(super) fn compile(ing: &Ingress, index: &Index<'_>, ctx: &CompileContext, b:
         namespace: namespace.as_str().into(),
         name: name.as_str().into(),
     };
-    let o = b.open(&key, meta);
+    let o = b.open(&key, key.to_string().into(), meta);
     let Some(spec) = ing.spec.as_ref() else {
         return b.problem(o, Problem::accepted("Invalid", "the Ingress has no spec"));
     };
@@ -179,7 +179,7 @@ pub(super) fn compile(ing: &Ingress, index: &Index<'_>, ctx: &CompileContext, b:
             host,
             path,
             route,
-            id: who.to_string(),
+            id: who.to_string().into(),
         };
         b.add_entry(o, entry, rank.clone());
     };
@@ -196,8 +196,8 @@ pub(super) fn compile(ing: &Ingress, index: &Index<'_>, ctx: &CompileContext, b:
             let at = format!("spec.rules[{i}].http.paths[{j}]");
             let raw = p.path.clone().unwrap_or_else(|| "/".to_owned());
             let path = match p.path_type.as_str() {
-                "Exact" => PathMatch::Exact(raw),
-                "Prefix" | "ImplementationSpecific" => PathMatch::Prefix(raw),
+                "Exact" => PathMatch::Exact(raw.into()),
+                "Prefix" | "ImplementationSpecific" => PathMatch::Prefix(raw.into()),
                 other => {
                     b.problem(o, Problem::accepted(
                             "Invalid",

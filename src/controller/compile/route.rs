@@ -22,12 +22,12 @@ pub(super) enum From {
     /// `http(s)://host[:port][/prefix]`.
     Http {
         protocol: Protocol,
-        /// Canonical host name.
-        host: String,
+        /// Canonical host name (shared with the table's entries).
+        host: Arc<str>,
         /// `host[:port]` as written.
         authority: String,
-        /// Canonical path prefix.
-        prefix: String,
+        /// Canonical path prefix (shared likewise).
+        prefix: Arc<str>,
     },
     /// `ssh://name`.
     Ssh(String),
@@ -55,7 +55,7 @@ pub(super) fn parse_from(from: &str) -> Result<From, String> {
     match scheme {
         "ssh" if path == "/" && !rest.ends_with('/') => Ok(From::Ssh(host)),
         "http" | "https" => {
-            let prefix = PathMatch::Prefix(path.to_owned())
+            let prefix = PathMatch::Prefix(path.into())
                 .canonical()
                 .map_err(|e| format!("spec.from {from:?}: {e}"))?;
             Ok(From::Http {
@@ -64,9 +64,9 @@ pub(super) fn parse_from(from: &str) -> Result<From, String> {
                 } else {
                     Protocol::Http
                 },
-                host,
+                host: host.into(),
                 authority: authority.to_owned(),
-                prefix: prefix.as_str().to_owned(),
+                prefix: prefix.as_str().into(),
             })
         }
         _ => Err(bad()),
@@ -189,7 +189,7 @@ pub(super) fn compile(
         return;
     }
     let who = &unit.who;
-    let o = b.open(&who.key, meta);
+    let o = b.open(&who.key, Arc::clone(&who.id), meta);
     b.set_source(o, obj, tls.is_none().then(|| Arc::clone(&unit)));
     b.problems(o, unit.problems.iter().cloned());
     let Some(served) = &unit.served else {
@@ -213,7 +213,7 @@ pub(super) fn compile(
                 host: host.clone(),
                 path: prefix.clone(),
                 route,
-                id: who.id.to_string(),
+                id: Arc::clone(&who.id),
             };
             b.add_entry(o, entry, who.rank.clone());
         }
@@ -275,8 +275,8 @@ pub(super) fn unit_with(
             url_of(*protocol, authority, prefix),
             // `parse_from` made both canonical.
             Place::Http {
-                host: HostPattern::Exact(host.clone()),
-                prefix: PathMatch::Prefix(prefix.clone()),
+                host: HostPattern::Exact(Arc::clone(host)),
+                prefix: PathMatch::Prefix(Arc::clone(prefix)),
             },
         ),
         From::Ssh(n) => (Protocol::Ssh, format!("ssh://{n}"), Place::Ssh(n.clone())),

@@ -336,10 +336,10 @@ impl Builder {
         })
     }
 
-    /// Starts the contribution of an object. A second object with the same key (only possible
-    /// in a hand-made snapshot) shares the contribution of the first.
-    pub(super) fn open(&mut self, key: &ObjectKey, meta: &ObjectMeta) -> Obj {
-        let id: Arc<str> = key.to_string().into();
+    /// Starts the contribution of an object, `id` being its key as text. A second object with
+    /// the same key (only possible in a hand-made snapshot) shares the contribution of the first.
+    pub(super) fn open(&mut self, key: &ObjectKey, id: Arc<str>, meta: &ObjectMeta) -> Obj {
+        debug_assert_eq!(*id, *key.to_string());
         if let Some(&o) = self.by_id.get(&id) {
             if self.full {
                 self.claims.had_duplicates = true;
@@ -684,7 +684,7 @@ fn winners(host: &HostPattern, paths: &Paths) -> Vec<Entry<Route>> {
             host: host.clone(),
             path: path.clone(),
             route: Arc::clone(&winner.route),
-            id: winner.id.to_string(),
+            id: Arc::clone(&winner.id),
         })
     }));
     entries

@@ -6,33 +6,74 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
-use super::compile::backends::{ServiceRecord, SliceRecord};
-use super::status::SeenStatus;
-use crate::api::{Route, ServiceAccountCredential};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Resource;
 
-/// A Route as the stores keep it: the object without its `status`, which compile never reads,
-/// and of the status only what the status writer compares ([`SeenStatus`]). Reads as the Route
-/// it holds, whose `status` is therefore always `None`: what is known of the status is
-/// [`StoredRoute::seen`].
+use super::compile::backends::{Identity, ServiceRecord, SliceRecord};
+use super::status::SeenStatus;
+use crate::api::{Route, RouteSpec, ServiceAccountCredential};
+
+/// A Route as the stores keep it: of its metadata only what compile and the status writer read
+/// ([`RouteMeta`]), its spec, and of its status only what the status writer compares
+/// ([`SeenStatus`]). A k8s-openapi `ObjectMeta` is 360 bytes before its strings, nearly all of
+/// them fields no reader here looks at (labels, annotations, owners, managed fields).
 #[derive(Debug, Clone)]
 pub struct StoredRoute {
-    route: Route,
+    /// Its identity, generation and creation time.
+    pub meta: RouteMeta,
+    /// `spec`, as decoded.
+    pub spec: RouteSpec,
     /// What the status writer needs of `status`; `None` when the Route has none.
     pub seen: Option<SeenStatus>,
 }
 
+/// What is kept of a Route's `metadata`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteMeta {
+    /// Namespace, name, uid and `resourceVersion`.
+    pub id: Identity,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// `metadata.creationTimestamp` in Unix seconds.
+    pub created: Option<i64>,
+}
+
 impl From<Route> for StoredRoute {
-    fn from(mut route: Route) -> Self {
-        let seen = route.status.take().map(|s| SeenStatus::of(&s));
-        StoredRoute { route, seen }
+    fn from(route: Route) -> Self {
+        let Route {
+            metadata,
+            spec,
+            status,
+        } = route;
+        StoredRoute {
+            meta: RouteMeta {
+                generation: metadata.generation,
+                created: metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0.as_second()),
+                id: metadata.into(),
+            },
+            spec,
+            seen: status.map(|s| SeenStatus::of(&s)),
+        }
     }
 }
 
-impl std::ops::Deref for StoredRoute {
-    type Target = Route;
-
-    fn deref(&self) -> &Route {
-        &self.route
+impl StoredRoute {
+    /// A reference to the Route, as Events name the object they are about: what
+    /// `kube::Resource::object_ref` gives for the whole object.
+    pub fn object_ref(&self) -> ObjectReference {
+        let id = &self.meta.id;
+        let text = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        ObjectReference {
+            api_version: Some(Route::api_version(&()).into_owned()),
+            kind: Some(Route::kind(&()).into_owned()),
+            name: text(&id.name),
+            namespace: text(&id.namespace),
+            uid: id.uid.as_deref().map(str::to_owned),
+            ..ObjectReference::default()
+        }
     }
 }
 

@@ -404,7 +404,7 @@ async fn sync(ctx: &SyncContext<'_>, published: &Arc<Published>, sent: &mut Even
                     continue;
                 };
                 // The object changed identity since it was compiled: the next table covers it.
-                if obj.metadata.uid.as_deref() != Some(uid.as_str()) {
+                if obj.meta.id.uid.as_deref() != Some(uid.as_str()) {
                     continue;
                 }
                 if unchanged
@@ -419,7 +419,7 @@ async fn sync(ctx: &SyncContext<'_>, published: &Arc<Published>, sent: &mut Even
                 if status_differs(obj.seen.as_ref(), &desired) {
                     writes.push((report.key.clone(), serde_json::json!({ "status": desired })));
                 }
-                (obj.object_ref(&()), Stored::Route(obj))
+                (obj.object_ref(), Stored::Route(obj))
             }
             Kind::Ingress => {
                 let Some(obj) = watchers.ingress(&report.key.namespace, &report.key.name) else {

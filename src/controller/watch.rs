@@ -47,8 +47,9 @@ pub trait Project: Sized {
 
     /// Whether `new` replacing `old` leaves everything compile reads as it was. Only the kinds
     /// whose status Portcullis writes tell (their own status writes come back as updates):
-    /// a change to anything but `status` (uid, generation, labels, annotations, deletion)
-    /// matters, and so does every change of an object without a `generation`.
+    /// a change to anything compile reads matters (an Ingress's uid, generation, labels,
+    /// annotations and deletion; what a Route's record keeps but its `resourceVersion`), and
+    /// so does every change of an object without a `generation`.
     fn same_for_compile(_old: &Self::Stored, _new: &Self::Stored) -> bool {
         false
     }
@@ -89,13 +90,17 @@ impl Project for Route {
     type Stored = StoredRoute;
 
     fn project(mut self) -> StoredRoute {
-        keep_our_annotations(&mut self.metadata, &[]);
         self.spec.to.shrink_to_fit();
         self.into()
     }
 
     fn same_for_compile(old: &StoredRoute, new: &StoredRoute) -> bool {
-        same_but_status(&old.metadata, &new.metadata)
+        // Compile reads no more of a Route's metadata than the record keeps, and a status
+        // write changes neither its generation nor its spec.
+        new.meta.generation.is_some()
+            && old.meta.generation == new.meta.generation
+            && old.meta.id.uid == new.meta.id.uid
+            && old.meta.created == new.meta.created
     }
 }
 
@@ -550,7 +555,10 @@ impl Spawner<'_> {
 mod tests {
     use super::*;
     use crate::api::RouteSpec;
+    use crate::controller::compile::backends::Identity;
+    use crate::controller::snapshot::RouteMeta;
     use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use serde_json::{Value, json};
 
     impl Project for ConfigMap {
@@ -578,7 +586,11 @@ mod tests {
     }
 
     fn names(s: &Store<StoredRoute>) -> Vec<String> {
-        let mut v: Vec<_> = s.state().iter().map(|o| key_of(&***o)).collect();
+        let mut v: Vec<_> = s
+            .state()
+            .iter()
+            .map(|o| store_key(Some(&o.meta.id.namespace), &o.meta.id.name))
+            .collect();
         v.sort();
         v
     }
@@ -603,7 +615,7 @@ mod tests {
         assert_eq!(names(&store), ["ns/a", "ns/b"]);
         assert!(w.apply(watcher::Event::InitDone));
         assert_eq!(names(&store), ["ns/b"]);
-        assert_eq!(store.get("ns", "b").unwrap().metadata.generation, Some(2));
+        assert_eq!(store.get("ns", "b").unwrap().meta.generation, Some(2));
         assert!(store.get("ns", "a").is_none());
         assert!(store.get("other", "b").is_none());
     }
@@ -622,24 +634,35 @@ mod tests {
         // The store holds the newest version all the same (the status writer compares it).
         assert!(store.get("ns", "a").unwrap().seen.is_some());
         assert!(w.apply(watcher::Event::Apply(route("a", 2, p.clone()))));
+        // Compile reads none of a Route's annotations.
         let mut annotated = route("a", 2, p.clone());
         annotated.metadata.annotations =
             Some([("portcullis.dev/timeout".to_owned(), "5s".to_owned())].into());
-        assert!(w.apply(watcher::Event::Apply(annotated)));
-        // Trimmed away before the comparison: not a change compile can see.
-        let mut applied = route("a", 2, p.clone());
-        applied.metadata.annotations = Some(
-            [
-                ("portcullis.dev/timeout".to_owned(), "5s".to_owned()),
-                (LAST_APPLIED.to_owned(), "{}".to_owned()),
-            ]
-            .into(),
-        );
-        assert!(!w.apply(watcher::Event::Apply(applied)));
+        assert!(!w.apply(watcher::Event::Apply(annotated)));
         assert!(w.apply(watcher::Event::Delete(route("a", 2, p.clone()))));
         assert!(store.get("ns", "a").is_none());
         // A new object with that name matters even when its generation is the same.
         assert!(w.apply(watcher::Event::Apply(route("a", 2, p))));
+
+        // An Ingress's `portcullis.dev/` annotations are compiled; kubectl's copy of the
+        // object is trimmed away before the comparison: not a change compile can see.
+        let ingress = |generation: i64, annotations: Value| -> Ingress {
+            serde_json::from_value(json!({
+                "metadata": {"name": "i", "namespace": "ns", "uid": "uid-i",
+                    "generation": generation, "annotations": annotations},
+            }))
+            .unwrap()
+        };
+        let (_, mut w) = StoreWriter::<Ingress>::new();
+        assert!(w.apply(watcher::Event::Apply(ingress(1, json!({})))));
+        let timeout = json!({"portcullis.dev/timeout": "5s"});
+        assert!(w.apply(watcher::Event::Apply(ingress(1, timeout))));
+        let applied = json!({"portcullis.dev/timeout": "5s", LAST_APPLIED: "{}"});
+        assert!(!w.apply(watcher::Event::Apply(ingress(1, applied))));
+        assert!(w.apply(watcher::Event::Apply(ingress(
+            2,
+            json!({"portcullis.dev/timeout": "5s"})
+        ))));
 
         // Kinds without a spec/status split: every change matters.
         let (_, mut w) = StoreWriter::<ConfigMap>::new();
@@ -686,11 +709,39 @@ mod tests {
         assert_eq!((&*service.id.namespace, &*service.id.name), ("ns", "s"));
         assert_eq!(service.ports.len(), 1);
 
+        // A Route keeps of its metadata only the record compile and the status writer read.
         let mut r = route("a", 1, json!({}));
         r.metadata.annotations = Some([(LAST_APPLIED.to_owned(), "{}".to_owned())].into());
+        r.metadata.resource_version = Some("7".into());
+        r.metadata.creation_timestamp = Some(Time(jiff::Timestamp::from_second(1000).unwrap()));
         r.spec.to.reserve(8);
         let r = r.project();
-        assert_eq!(r.metadata.annotations, None);
+        assert_eq!(
+            r.meta,
+            RouteMeta {
+                id: Identity {
+                    namespace: "ns".into(),
+                    name: "a".into(),
+                    uid: Some("uid-a".into()),
+                    resource_version: Some("7".into()),
+                },
+                generation: Some(1),
+                created: Some(1000),
+            }
+        );
         assert_eq!(r.spec.to.capacity(), r.spec.to.len());
+        let reference = r.object_ref();
+        assert_eq!(
+            (reference.kind.as_deref(), reference.api_version.as_deref()),
+            (Some("Route"), Some("portcullis.dev/v1alpha1"))
+        );
+        assert_eq!(
+            (
+                reference.namespace.as_deref(),
+                reference.name.as_deref(),
+                reference.uid.as_deref()
+            ),
+            (Some("ns"), Some("a"), Some("uid-a"))
+        );
     }
 }

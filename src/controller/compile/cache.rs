@@ -169,7 +169,7 @@ impl Cache {
         &mut self,
         obj: &Arc<StoredRoute>,
     ) -> Option<(Arc<Spec>, Option<Arc<Unit>>)> {
-        let uid = obj.metadata.uid.as_deref()?;
+        let uid = obj.meta.id.uid.as_deref()?;
         let memo = self.routes.get_mut(uid)?;
         if !same_spec(&memo.object, obj) {
             return None;
@@ -199,7 +199,7 @@ impl Cache {
         let todo: Vec<(&str, &Arc<StoredRoute>)> = routes
             .iter()
             .filter_map(|r| {
-                let uid = r.metadata.uid.as_deref()?;
+                let uid = r.meta.id.uid.as_deref()?;
                 let current = self
                     .routes
                     .get(uid)
@@ -230,7 +230,7 @@ impl Cache {
 
     /// Remembers what a Route compiled to (nothing for an object without a uid).
     pub(super) fn keep_route(&mut self, obj: &Arc<StoredRoute>, spec: Arc<Spec>, unit: Arc<Unit>) {
-        let Some(uid) = obj.metadata.uid.as_deref() else {
+        let Some(uid) = obj.meta.id.uid.as_deref() else {
             return;
         };
         let memo = RouteMemo {
@@ -356,8 +356,11 @@ fn same_objects<K>(a: &[Arc<K>], b: &[Arc<K>]) -> bool {
 /// `generation` (which the API server moves on every spec change).
 fn same_spec(a: &Arc<StoredRoute>, b: &Arc<StoredRoute>) -> bool {
     Arc::ptr_eq(a, b) || {
-        let (a, b) = (&a.metadata, &b.metadata);
-        a.uid.is_some() && a.uid == b.uid && a.generation.is_some() && a.generation == b.generation
+        let (a, b) = (&a.meta, &b.meta);
+        a.id.uid.is_some()
+            && a.id.uid == b.id.uid
+            && a.generation.is_some()
+            && a.generation == b.generation
     }
 }
 

@@ -43,7 +43,7 @@ use self::backends::{ServiceRecord, SliceRecord};
 pub use self::cache::Cache;
 use self::cache::Resolution;
 use self::table::Builder;
-use super::snapshot::{Snapshot, StoredRoute};
+use super::snapshot::{RouteMeta, Snapshot, StoredRoute};
 use crate::routing::HostPattern;
 use crate::routing::certs::{Certificate, parse_pem_pair};
 use crate::routing::client_ca::{ClientAuth, ClientCaError};
@@ -381,9 +381,9 @@ pub(crate) struct Who {
 }
 
 impl Who {
-    fn new(key: ObjectKey, meta: &ObjectMeta) -> Who {
+    fn new(key: ObjectKey, meta: &impl Meta) -> Who {
         let rank = (
-            created(meta),
+            meta.created(),
             format!("{}/{} {}", key.namespace, key.name, key.kind.as_str()).into(),
         );
         Who {
@@ -394,28 +394,65 @@ impl Who {
     }
 
     /// Whether this is who `meta` describes (its key and creation time).
-    fn is(&self, kind: Kind, meta: &ObjectMeta) -> bool {
-        let (namespace, name) = key_of(meta);
+    fn is(&self, kind: Kind, meta: &impl Meta) -> bool {
+        let (namespace, name) = meta.key();
         self.key.kind == kind
             && *self.key.namespace == *namespace
             && *self.key.name == *name
-            && self.rank.0 == created(meta)
+            && self.rank.0 == meta.created()
     }
 }
 
-fn created(meta: &ObjectMeta) -> i64 {
-    meta.creation_timestamp
-        .as_ref()
-        .map(|t| t.0.as_second())
-        .unwrap_or(i64::MAX)
+/// What compile reads of an object's metadata: an Ingress's whole `ObjectMeta`, or the
+/// [`RouteMeta`] a stored Route keeps.
+pub(crate) trait Meta {
+    /// `(namespace, name)`, borrowed: sorting 10k objects must not allocate per comparison.
+    fn key(&self) -> (&str, &str);
+    fn uid(&self) -> Option<&str>;
+    fn generation(&self) -> Option<i64>;
+    /// Creation time in Unix seconds; unset ranks last.
+    fn created(&self) -> i64;
 }
 
-/// `(namespace, name)`, borrowed: sorting 10k objects must not allocate per comparison.
-fn key_of(meta: &ObjectMeta) -> (&str, &str) {
-    (
-        meta.namespace.as_deref().unwrap_or_default(),
-        meta.name.as_deref().unwrap_or_default(),
-    )
+impl Meta for ObjectMeta {
+    fn key(&self) -> (&str, &str) {
+        (
+            self.namespace.as_deref().unwrap_or_default(),
+            self.name.as_deref().unwrap_or_default(),
+        )
+    }
+
+    fn uid(&self) -> Option<&str> {
+        self.uid.as_deref()
+    }
+
+    fn generation(&self) -> Option<i64> {
+        self.generation
+    }
+
+    fn created(&self) -> i64 {
+        self.creation_timestamp
+            .as_ref()
+            .map_or(i64::MAX, |t| t.0.as_second())
+    }
+}
+
+impl Meta for RouteMeta {
+    fn key(&self) -> (&str, &str) {
+        (&self.id.namespace, &self.id.name)
+    }
+
+    fn uid(&self) -> Option<&str> {
+        self.id.uid.as_deref()
+    }
+
+    fn generation(&self) -> Option<i64> {
+        self.generation
+    }
+
+    fn created(&self) -> i64 {
+        self.created.unwrap_or(i64::MAX)
+    }
 }
 
 /// Lookups by namespace and name over the snapshot, and the memo of the previous compile.
@@ -600,7 +637,7 @@ impl<'a> Index<'a> {
         let mut todo = Vec::new();
         let mut memo = self.memo.borrow_mut();
         for r in &self.snap.routes {
-            let namespace = r.metadata.namespace.as_deref().unwrap_or_default();
+            let namespace = &*r.meta.id.namespace;
             for target in &r.spec.to {
                 let Some(svc) = &target.service else {
                     continue;

@@ -150,8 +150,8 @@ pub(super) fn compile(
     ctx: &CompileContext,
     b: &mut Builder,
 ) {
-    let meta = &obj.metadata;
-    let namespace = meta.namespace.as_deref().unwrap_or_default();
+    let meta = &obj.meta;
+    let namespace = &*meta.id.namespace;
 
     let cached = index.memo.borrow_mut().route(obj);
     let (spec, unit) = match cached {
@@ -226,16 +226,16 @@ pub(super) type Resolve<'r> = dyn Fn(&str, &str, &ServicePort) -> Arc<Resolution
 
 /// Compiles one Route on its own, with its checked `spec`: [`Unit`].
 pub(super) fn unit_with(
-    obj: &api::Route,
+    obj: &StoredRoute,
     spec: &Spec,
     resolve: &Resolve<'_>,
     ctx: &CompileContext,
 ) -> Unit {
-    let meta = &obj.metadata;
+    let meta = &obj.meta;
     let key = ObjectKey {
         kind: Kind::Route,
-        namespace: meta.namespace.as_deref().unwrap_or_default().into(),
-        name: meta.name.as_deref().unwrap_or_default().into(),
+        namespace: (*meta.id.namespace).into(),
+        name: (*meta.id.name).into(),
     };
     let who = Who::new(key, meta);
     let (from, compiled) = match spec {

@@ -17,10 +17,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::route::Unit;
-use super::{CompileContext, ObjectKey, Problem, RESERVED_PREFIXES, Rank, Report};
+use super::{CompileContext, Meta, ObjectKey, Problem, RESERVED_PREFIXES, Rank, Report};
 use crate::controller::snapshot::StoredRoute;
 use crate::routing::certs::{CertStore, CertStoreBuilder, Certificate};
 use crate::routing::route::Route;
@@ -338,7 +337,7 @@ impl Builder {
 
     /// Starts the contribution of an object, `id` being its key as text. A second object with
     /// the same key (only possible in a hand-made snapshot) shares the contribution of the first.
-    pub(super) fn open(&mut self, key: &ObjectKey, id: Arc<str>, meta: &ObjectMeta) -> Obj {
+    pub(super) fn open(&mut self, key: &ObjectKey, id: Arc<str>, meta: &impl Meta) -> Obj {
         debug_assert_eq!(*id, *key.to_string());
         if let Some(&o) = self.by_id.get(&id) {
             if self.full {
@@ -354,7 +353,7 @@ impl Builder {
             .claims
             .objects
             .get(&id)
-            .is_some_and(|o| o.seen == self.serial || o.uid != meta.uid)
+            .is_some_and(|o| o.seen == self.serial || o.uid.as_deref() != meta.uid())
         {
             self.duplicate = true;
         }
@@ -362,8 +361,8 @@ impl Builder {
             id: Arc::clone(&id),
             object: Object {
                 key: key.clone(),
-                uid: meta.uid.clone(),
-                generation: meta.generation,
+                uid: meta.uid().map(str::to_owned),
+                generation: meta.generation(),
                 url: None,
                 problems: Vec::new(),
                 http: Vec::new(),
@@ -473,16 +472,12 @@ impl Builder {
         let mut withdraw: Vec<Arc<str>> = std::mem::take(transient);
         withdraw.extend(new.iter().map(|c| Arc::clone(&c.id)));
         for (_, (route, _)) in routes.extract_if(|_, (_, seen)| *seen != serial) {
-            let meta = &route.metadata;
-            let id = format!(
-                "Route {}/{}",
-                meta.namespace.as_deref().unwrap_or_default(),
-                meta.name.as_deref().unwrap_or_default()
-            );
+            let meta = &route.meta.id;
+            let id = format!("Route {}/{}", meta.namespace, meta.name);
             if objects.get(id.as_str()).is_none_or(|o| o.seen != serial) {
                 withdraw.push(id.into());
             }
-            gone_uids.extend(meta.uid.clone());
+            gone_uids.extend(meta.uid.as_deref().map(str::to_owned));
         }
         for id in withdraw {
             let Some(old) = objects.remove(&id) else {

@@ -17,6 +17,7 @@ use serde_json::json;
 use super::*;
 use crate::api::{self, RouteSpec, RouteTarget, RouteTls, ServiceTarget};
 use crate::controller::snapshot::{Snapshot, StoredRoute};
+use crate::controller::status::SeenStatus;
 use crate::routing::route::Protocol;
 use crate::routing::upstream::Target;
 
@@ -1000,12 +1001,12 @@ fn a_changed_object_is_compiled_again() {
     let billing = route_at(&first, "billing.example.com", "/api");
 
     // A status write: a new object with the same generation. Nothing to compile again.
-    let mut with_status = api::Route::clone(&snap.routes[0]);
-    with_status.status = Some(api::RouteStatus {
+    let mut with_status = StoredRoute::clone(&snap.routes[0]);
+    with_status.seen = Some(SeenStatus::of(&api::RouteStatus {
         url: Some("https://billing.example.com/api".into()),
         ..api::RouteStatus::default()
-    });
-    snap.routes[0] = Arc::new(with_status.into());
+    }));
+    snap.routes[0] = Arc::new(with_status);
     let second = compile_with(&snap, &ctx(), first.cache);
     assert!(Arc::ptr_eq(
         &billing,
@@ -1013,10 +1014,10 @@ fn a_changed_object_is_compiled_again() {
     ));
 
     // A spec change moves the generation: compiled again.
-    let mut changed = api::Route::clone(&snap.routes[0]);
+    let mut changed = StoredRoute::clone(&snap.routes[0]);
     changed.spec.to.truncate(1);
-    changed.metadata.generation = Some(2);
-    snap.routes[0] = Arc::new(changed.into());
+    changed.meta.generation = Some(2);
+    snap.routes[0] = Arc::new(changed);
     let third = compile_with(&snap, &ctx(), second.cache);
     assert_eq!(outcome(&third), outcome(&compile(&snap, &ctx())));
     assert_eq!(
@@ -1047,8 +1048,7 @@ fn a_changed_object_is_compiled_again() {
     // A Service that appears resolves; a deleted Route leaves no trace.
     snap.services
         .push(mk_service("team-a", "nope", &[("http", 80)]));
-    snap.routes
-        .retain(|r| r.metadata.name.as_deref() != Some("old"));
+    snap.routes.retain(|r| &*r.meta.id.name != "old");
     let fifth = compile_with(&snap, &ctx(), fourth.cache);
     assert_eq!(outcome(&fifth), outcome(&compile(&snap, &ctx())));
     assert_eq!(
@@ -1074,11 +1074,11 @@ fn a_cached_route_still_takes_its_rank_from_the_object() {
     let i = snap
         .routes
         .iter()
-        .position(|r| r.metadata.name.as_deref() == Some("old"))
+        .position(|r| &*r.meta.id.name == "old")
         .unwrap();
-    let mut younger = api::Route::clone(&snap.routes[i]);
-    younger.metadata.creation_timestamp = Some(Time(jiff::Timestamp::from_second(5000).unwrap()));
-    snap.routes[i] = Arc::new(younger.into());
+    let mut younger = StoredRoute::clone(&snap.routes[i]);
+    younger.meta.created = Some(5000);
+    snap.routes[i] = Arc::new(younger);
     let second = compile_with(&snap, &ctx(), first.cache);
     assert_eq!(outcome(&second), outcome(&compile(&snap, &ctx())));
     assert_eq!(
@@ -1139,24 +1139,21 @@ fn warm_step(cache: &mut Cache, snap: &Snapshot, ctx: &CompileContext, what: &st
 
 /// Replaces (or adds) the Route of the same name, as a new generation of it.
 fn put_route(snap: &mut Snapshot, route: Arc<StoredRoute>) {
-    let name = route.metadata.name.clone();
-    let mut route = api::Route::clone(&route);
-    let old = snap
-        .routes
-        .iter()
-        .position(|r| r.metadata.name == name && r.metadata.namespace == route.metadata.namespace);
+    let mut route = StoredRoute::clone(&route);
+    let old = snap.routes.iter().position(|r| {
+        r.meta.id.name == route.meta.id.name && r.meta.id.namespace == route.meta.id.namespace
+    });
     match old {
         Some(i) => {
-            route.metadata.generation = snap.routes[i].metadata.generation.map(|g| g + 1);
-            snap.routes[i] = Arc::new(route.into());
+            route.meta.generation = snap.routes[i].meta.generation.map(|g| g + 1);
+            snap.routes[i] = Arc::new(route);
         }
-        None => snap.routes.push(Arc::new(route.into())),
+        None => snap.routes.push(Arc::new(route)),
     }
 }
 
 fn drop_route(snap: &mut Snapshot, name: &str) {
-    snap.routes
-        .retain(|r| r.metadata.name.as_deref() != Some(name));
+    snap.routes.retain(|r| &*r.meta.id.name != name);
 }
 
 #[test]
@@ -1210,7 +1207,7 @@ fn every_kind_of_change_compiles_as_from_nothing() {
     let old = snap
         .routes
         .iter()
-        .find(|r| r.metadata.name.as_deref() == Some("old"))
+        .find(|r| &*r.meta.id.name == "old")
         .cloned()
         .unwrap();
     drop_route(&mut snap, "old");
@@ -1349,19 +1346,19 @@ fn every_kind_of_change_compiles_as_from_nothing() {
     // A status write (a new object, the same generation), and a Route deleted and created
     // again under its name (another uid) between two compiles.
     for r in &mut snap.routes {
-        if r.metadata.name.as_deref() == Some("young") {
-            let mut written = api::Route::clone(r);
-            written.status = Some(api::RouteStatus::default());
-            *r = Arc::new(written.into());
+        if &*r.meta.id.name == "young" {
+            let mut written = StoredRoute::clone(r);
+            written.seen = Some(SeenStatus::of(&api::RouteStatus::default()));
+            *r = Arc::new(written);
         }
     }
     step(&snap, &ctx, "a status written");
     for r in &mut snap.routes {
-        if r.metadata.name.as_deref() == Some("billing") {
-            let mut again = api::Route::clone(r);
-            again.metadata.uid = Some("uid-again".into());
+        if &*r.meta.id.name == "billing" {
+            let mut again = StoredRoute::clone(r);
+            again.meta.id.uid = Some("uid-again".into());
             again.spec.from = "https://billing.example.com/again".into();
-            *r = Arc::new(again.into());
+            *r = Arc::new(again);
         }
     }
     step(&snap, &ctx, "a Route created again");
@@ -1388,10 +1385,10 @@ fn many_routes(copies: usize) -> Snapshot {
     };
     for copy in 0..copies {
         for r in &base.routes {
-            let mut r = api::Route::clone(r);
-            let name = format!("{}-{copy}", r.metadata.name.as_deref().unwrap());
-            r.metadata.uid = Some(format!("uid-{name}"));
-            r.metadata.name = Some(name);
+            let mut r = StoredRoute::clone(r);
+            let name = format!("{}-{copy}", r.meta.id.name);
+            r.meta.id.uid = Some(format!("uid-{name}").into());
+            r.meta.id.name = name.into();
             if copy % 3 == 0 {
                 r.spec.from = r
                     .spec
@@ -1403,7 +1400,7 @@ fn many_routes(copies: usize) -> Snapshot {
                     service.name = format!("{}-{copy}", service.name);
                 }
             }
-            snap.routes.push(Arc::new(r.into()));
+            snap.routes.push(Arc::new(r));
         }
         if copy % 4 == 1 {
             let name = format!("billing-{copy}");
@@ -1418,10 +1415,10 @@ fn many_routes(copies: usize) -> Snapshot {
             ));
         }
     }
-    let mut twin = api::Route::clone(&snap.routes[0]);
-    twin.metadata.name = Some("twin".into());
+    let mut twin = StoredRoute::clone(&snap.routes[0]);
+    twin.meta.id.name = "twin".into();
     twin.spec.from = "https://twin.example.com".into();
-    snap.routes.push(Arc::new(twin.into()));
+    snap.routes.push(Arc::new(twin));
     // A second certificate for a host the copies' certificate covers: refused, and reported.
     snap.secrets.push(mk_tls_secret(
         "team-a",

@@ -3,10 +3,8 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
-
-use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
 
 use super::compile::backends::{Identity, ServiceRecord, SliceRecord};

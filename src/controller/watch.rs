@@ -730,6 +730,8 @@ mod tests {
             }
         );
         assert_eq!(r.spec.to.capacity(), r.spec.to.len());
+        #[cfg(target_pointer_width = "64")]
+        assert_eq!(std::mem::size_of::<RouteMeta>(), 96, "an ObjectMeta is 360");
         let reference = r.object_ref();
         assert_eq!(
             (reference.kind.as_deref(), reference.api_version.as_deref()),

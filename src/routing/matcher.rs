@@ -77,8 +77,8 @@ const SCAN_AT_MOST: usize = 4;
 pub struct HostRoutes<R> {
     host: HostPattern,
     entries: Vec<Entry<R>>,
-    exact: HashMap<Box<str>, usize>,
-    prefix: HashMap<Box<str>, usize>,
+    exact: HashMap<Arc<str>, usize>,
+    prefix: HashMap<Arc<str>, usize>,
     /// Distinct lengths of the keys of `prefix`, longest first.
     prefix_lens: Vec<usize>,
 }
@@ -109,10 +109,10 @@ impl<R> HostRoutes<R> {
         for (index, entry) in entries.iter().enumerate() {
             match &entry.path {
                 PathMatch::Exact(p) => {
-                    routes.exact.insert((**p).into(), index);
+                    routes.exact.insert(Arc::clone(p), index);
                 }
                 PathMatch::Prefix(p) => {
-                    routes.prefix.insert((**p).into(), index);
+                    routes.prefix.insert(Arc::clone(p), index);
                     routes.prefix_lens.push(p.len());
                 }
             }

@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use ::cel::common::ast::{ComprehensionExpr, EntryExpr, Expr, IdedExpr};
 use ::cel::objects::{Key, Map as CelMap};
@@ -73,9 +73,46 @@ const HIDDEN_HEADERS: [&str; 5] = [
 /// The standard CEL environment, built once; immutable, so sharing it is not global state.
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
 
-/// A parsed and checked expression.
+/// A parsed and checked expression; its clones share it.
+#[derive(Clone)]
 pub(crate) struct CelProgram {
-    expr: IdedExpr,
+    expr: Arc<IdedExpr>,
+}
+
+/// What parsing and checking one source gave: the program or the problems with it.
+type Parsed = Result<CelProgram, Vec<String>>;
+
+/// The CEL sources parsed so far, with what each gave, for the policies of one compile: Routes
+/// written from one template share their expressions, and parsing is most of what compiling a
+/// policy costs. Threads compiling at once share it; a source two of them meet at once may be
+/// parsed twice, with the same result.
+#[derive(Default)]
+pub struct ParsedExpressions {
+    parsed: Mutex<HashMap<Box<str>, Parsed>>,
+}
+
+impl ParsedExpressions {
+    fn get(&self, source: &str) -> Option<Parsed> {
+        self.lock().get(source).cloned()
+    }
+
+    fn insert(&self, source: &str, parsed: &Parsed) {
+        self.lock().insert(source.into(), parsed.clone());
+    }
+
+    /// A panic while the lock was held (none is expected: nothing under it can panic) left
+    /// whole entries only.
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Parsed>> {
+        self.parsed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for ParsedExpressions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParsedExpressions")
+            .field("sources", &self.lock().len())
+            .finish()
+    }
 }
 
 /// Why an expression failed at run time. Any of these makes the criterion unknown.
@@ -111,30 +148,39 @@ pub(crate) fn check_source(src: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses and checks every source (already through [`check_source`]) on a large stack. Each
-/// result is the program or the problems with it.
+/// Parses and checks every source (already through [`check_source`]) on a large stack, or finds
+/// it in `memo`. Each result is the program or the problems with it.
 ///
 /// On a thread with that much stack left (compile's own threads are made so) the parser runs in
 /// place; elsewhere on a fresh segment of this thread's stack (stacker), not a thread of its
 /// own: a compile parses the expressions of hundreds of policies, and a thread per policy cost
 /// more than the parsing. A segment is mapped and unmapped per call, which makes threads
 /// parsing at once wait for each other: compile's threads must not need one.
-pub(crate) fn parse_all(sources: &[&str]) -> Vec<Result<CelProgram, Vec<String>>> {
-    if sources.is_empty() {
-        return Vec::new();
+pub(crate) fn parse_all(sources: &[&str], memo: &ParsedExpressions) -> Vec<Parsed> {
+    let mut found: Vec<Option<Parsed>> = sources.iter().map(|s| memo.get(s)).collect();
+    if found.iter().any(Option::is_none) {
+        stacker::maybe_grow(PARSER_STACK_BYTES, PARSER_STACK_BYTES, || {
+            for (slot, source) in found.iter_mut().zip(sources) {
+                if slot.is_none() {
+                    let parsed = parse_one(source);
+                    memo.insert(source, &parsed);
+                    *slot = Some(parsed);
+                }
+            }
+        });
     }
-    stacker::maybe_grow(PARSER_STACK_BYTES, PARSER_STACK_BYTES, || {
-        sources.iter().map(|s| parse_one(s)).collect()
-    })
+    found.into_iter().flatten().collect()
 }
 
-fn parse_one(src: &str) -> Result<CelProgram, Vec<String>> {
+fn parse_one(src: &str) -> Parsed {
     let parsed = catch_unwind(|| ENV.parser().parse(src))
         .map_err(|_| vec!["the CEL parser failed on this expression".to_owned()])?;
     let expr = parsed.map_err(|e| vec![truncate(&format!("invalid CEL expression: {e}"))])?;
     let problems = check_ast(&expr);
     if problems.is_empty() {
-        Ok(CelProgram { expr })
+        Ok(CelProgram {
+            expr: Arc::new(expr),
+        })
     } else {
         Err(problems)
     }
@@ -529,11 +575,37 @@ mod tests {
     }
 
     fn problems(src: &str) -> Vec<String> {
-        match parse_all(&[src]).pop() {
+        match parse_all(&[src], &ParsedExpressions::default()).pop() {
             Some(Err(p)) => p,
             Some(Ok(_)) => Vec::new(),
             None => vec!["no result".to_owned()],
         }
+    }
+
+    #[test]
+    fn a_source_is_parsed_once_per_memo() {
+        let memo = ParsedExpressions::default();
+        let ok = "request.method == 'GET'";
+        let first = parse_all(&[ok, "1 +"], &memo);
+        let again = parse_all(&["1 +", ok, ok], &memo);
+        assert_eq!(memo.lock().len(), 2);
+        match (&first[0], &again[1], &again[2]) {
+            (Ok(a), Ok(b), Ok(c)) => {
+                assert!(Arc::ptr_eq(&a.expr, &b.expr) && Arc::ptr_eq(&b.expr, &c.expr));
+            }
+            _ => panic!("`{ok}` should parse"),
+        }
+        let (Err(bad), Err(bad_again)) = (&first[1], &again[0]) else {
+            panic!("`1 +` should not parse");
+        };
+        assert!(bad[0].starts_with("invalid CEL expression"), "{bad:?}");
+        assert_eq!(bad, bad_again);
+        // Another memo parses afresh: nothing outlives the compile that made it.
+        let Some(Ok(kept)) = memo.get(ok) else {
+            panic!("`{ok}` should be kept");
+        };
+        let other = parse_all(&[ok], &ParsedExpressions::default());
+        assert!(matches!(&other[0], Ok(p) if !Arc::ptr_eq(&p.expr, &kept.expr)));
     }
 
     #[test]
@@ -588,7 +660,7 @@ mod tests {
         // Debug builds need far more stack per level than release ones; give this test room.
         let run = || {
             let chain = format!("1{} == 1", " * 1".repeat(MAX_AST_DEPTH - 2));
-            let program = match parse_all(&[chain.as_str()]).pop() {
+            let program = match parse_all(&[chain.as_str()], &ParsedExpressions::default()).pop() {
                 Some(Ok(p)) => p,
                 other => return Err(format!("{:?}", other.map(|r| r.err()))),
             };

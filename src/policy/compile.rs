@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use super::cel;
+use super::cel::{self, ParsedExpressions};
 use super::eval::{Criterion, Node, Op, OpKind, PathSpan, Rules, Test};
 use super::matcher::{Fold, StringMatcher, StringOp};
 use super::{MAX_CRITERIA, MAX_OPERATOR_DEPTH, MAX_POLICY_BYTES, MAX_PROBLEMS, Problem};
@@ -40,7 +40,7 @@ pub(crate) enum Doc<'a> {
     Object(&'a Map<String, Value>),
 }
 
-pub(crate) fn compile(doc: Doc<'_>) -> Result<Rules, Vec<Problem>> {
+pub(crate) fn compile(doc: Doc<'_>, memo: &ParsedExpressions) -> Result<Rules, Vec<Problem>> {
     measure(doc)?;
     let mut c = Compiler::default();
     let mut rules = Rules::default();
@@ -72,7 +72,7 @@ pub(crate) fn compile(doc: Doc<'_>) -> Result<Rules, Vec<Problem>> {
         ));
     }
     let sources: Vec<&str> = c.expressions.iter().map(|e| e.source).collect();
-    let parsed = cel::parse_all(&sources);
+    let parsed = cel::parse_all(&sources, memo);
     let mut programs = Vec::with_capacity(parsed.len());
     // Insert each expression's problems where it was written, last first so slots stay valid.
     let mut placed = Vec::new();
@@ -709,7 +709,7 @@ mod tests {
                 {"not": [{"claim/kubernetes.io.namespace": {"in": ["x", 1]}}, {"expression": "true"}]}
             ]}}
         ]);
-        let Ok(rules) = compile(Doc::Value(&list)) else {
+        let Ok(rules) = compile(Doc::Value(&list), &ParsedExpressions::default()) else {
             panic!("valid policy refused");
         };
         assert_eq!(
@@ -725,7 +725,7 @@ mod tests {
             ]
         );
         let object = json!({"allow": {"nor": [{"groups": "g"}, {"or": [{"user": "u"}]}]}});
-        let Ok(rules) = compile(Doc::Value(&object)) else {
+        let Ok(rules) = compile(Doc::Value(&object), &ParsedExpressions::default()) else {
             panic!("valid policy refused");
         };
         assert_eq!(
@@ -754,8 +754,12 @@ mod tests {
         };
         for v in samples {
             let m = v.as_object().unwrap();
-            let by_value = shape(compile(Doc::Value(&v)));
-            assert_eq!(by_value, shape(compile(Doc::Object(m))), "{v}");
+            let by_value = shape(compile(Doc::Value(&v), &ParsedExpressions::default()));
+            assert_eq!(
+                by_value,
+                shape(compile(Doc::Object(m), &ParsedExpressions::default())),
+                "{v}"
+            );
             assert_eq!(measure(Doc::Value(&v)).err(), measure(Doc::Object(m)).err());
         }
     }

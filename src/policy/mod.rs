@@ -39,6 +39,7 @@ mod eval;
 mod matcher;
 
 pub(crate) use cel::PARSER_STACK_BYTES;
+pub use cel::ParsedExpressions;
 pub use matcher::{lookup_claim, scalar_text};
 
 #[cfg(test)]
@@ -166,15 +167,18 @@ impl Policy {
     /// everyone. Returns every problem found (up to [`MAX_PROBLEMS`]), each with its path.
     /// CEL expressions are parsed and checked here, once.
     pub fn compile(v: &serde_json::Value) -> Result<Policy, Vec<Problem>> {
-        Self::from_rules(compile::compile(compile::Doc::Value(v)))
+        let memo = ParsedExpressions::default();
+        Self::from_rules(compile::compile(compile::Doc::Value(v), &memo))
     }
 
     /// [`Policy::compile`] of an object, borrowed where it is kept (a Route's `spec.policy`)
     /// instead of copied into a [`serde_json::Value`] first. Same result, same problems.
+    /// Expressions already in `memo` are not parsed again; those parsed are added to it.
     pub fn compile_object(
         m: &serde_json::Map<String, serde_json::Value>,
+        memo: &ParsedExpressions,
     ) -> Result<Policy, Vec<Problem>> {
-        Self::from_rules(compile::compile(compile::Doc::Object(m)))
+        Self::from_rules(compile::compile(compile::Doc::Object(m), memo))
     }
 
     fn from_rules(rules: Result<eval::Rules, Vec<Problem>>) -> Result<Policy, Vec<Problem>> {

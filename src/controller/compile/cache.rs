@@ -28,6 +28,7 @@ use super::backends::{
 use super::route::{Spec, Unit};
 use super::table::Claims;
 use crate::controller::snapshot::{Snapshot, StoredRoute};
+use crate::policy::ParsedExpressions;
 use crate::routing::upstream::AddressPolicy;
 
 /// A Service port resolved into targets, or why it cannot be.
@@ -190,6 +191,7 @@ impl Cache {
         &mut self,
         routes: &[Arc<StoredRoute>],
         parallel_from: usize,
+        cel: &ParsedExpressions,
     ) -> Vec<(Arc<StoredRoute>, Arc<Spec>)> {
         if routes.len().saturating_sub(self.routes.len()) < parallel_from {
             // Most Routes have an entry (a compile after a change): not worth a look at each.
@@ -212,7 +214,7 @@ impl Cache {
             return Vec::new();
         }
         let specs = super::parallel_map(&todo, parallel_from / 2, |(_, r)| {
-            Arc::new(Spec::of(&r.spec))
+            Arc::new(Spec::of(&r.spec, cel))
         });
         let mut checked = Vec::with_capacity(todo.len());
         for ((uid, r), spec) in todo.into_iter().zip(specs) {

@@ -98,7 +98,7 @@ pub(super) fn compile(ing: &Ingress, index: &Index<'_>, ctx: &CompileContext, b:
     };
     let empty = Default::default();
     let annotations = meta.annotations.as_ref().unwrap_or(&empty);
-    let compiled = match options::ingress_options(annotations) {
+    let compiled = match options::ingress_options(annotations, index.cel) {
         Ok(c) => c,
         Err(problems) => {
             for p in problems {

@@ -44,6 +44,7 @@ pub use self::cache::Cache;
 use self::cache::Resolution;
 use self::table::Builder;
 use super::snapshot::{RouteMeta, Snapshot, StoredRoute};
+use crate::policy::ParsedExpressions;
 use crate::routing::HostPattern;
 use crate::routing::certs::{Certificate, parse_pem_pair};
 use crate::routing::client_ca::{ClientAuth, ClientCaError};
@@ -228,11 +229,12 @@ fn compile_inner(
     parallel_specs: usize,
 ) -> Compiled {
     let mut cache = cache.begin(ctx, snap);
-    let checked = cache.check_specs(&snap.routes, parallel_specs);
+    let cel = ParsedExpressions::default();
+    let checked = cache.check_specs(&snap.routes, parallel_specs, &cel);
     let claims = cache.take_claims();
     let serial = cache.serial();
     let backends_unchanged = cache.backends_unchanged();
-    let index = Index::new(snap, cache);
+    let index = Index::new(snap, cache, &cel);
     if !checked.is_empty() {
         index.units_ahead(&checked, ctx, parallel_specs);
     }
@@ -464,6 +466,8 @@ pub(crate) struct Index<'a> {
     secrets: HashMap<(&'a str, &'a str), &'a Secret>,
     /// Read and refilled as objects compile (compile is single-threaded).
     memo: RefCell<Cache>,
+    /// The CEL expressions of this compile's policies, parsed once per source.
+    cel: &'a ParsedExpressions,
 }
 
 struct Backends<'a> {
@@ -537,7 +541,7 @@ pub(crate) enum SecretError {
 }
 
 impl<'a> Index<'a> {
-    fn new(snap: &'a Snapshot, memo: Cache) -> Self {
+    fn new(snap: &'a Snapshot, memo: Cache, cel: &'a ParsedExpressions) -> Self {
         let ns_name = |m: &'a ObjectMeta| {
             (
                 m.namespace.as_deref().unwrap_or_default(),
@@ -553,6 +557,7 @@ impl<'a> Index<'a> {
                 .map(|s| (ns_name(&s.metadata), s.as_ref()))
                 .collect(),
             memo: RefCell::new(memo),
+            cel,
         }
     }
 

@@ -38,7 +38,7 @@ use crate::api::{
     HOST_PATTERN, MAX_HEADERS, PATH_PATTERN, POLICY_MAX_PROPERTIES, RESERVED_HEADER_NAMES,
     RESERVED_HEADER_PREFIX, RouteSpec,
 };
-use crate::policy::{MAX_POLICY_BYTES, Policy};
+use crate::policy::{MAX_POLICY_BYTES, ParsedExpressions, Policy};
 use crate::routing::options::{
     BearerTokenFormat, DEFAULT_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT, RouteOptions,
 };
@@ -106,8 +106,11 @@ pub struct CompiledOptions {
 }
 
 /// Validates the options of a Route's spec (everything but `from`, `to` and `tls`) and compiles
-/// its policy. Returns every problem found, in field order.
-pub fn route_options(spec: &RouteSpec) -> Result<CompiledOptions, Vec<OptionProblem>> {
+/// its policy (its CEL expressions through `cel`). Returns every problem found, in field order.
+pub fn route_options(
+    spec: &RouteSpec,
+    cel: &ParsedExpressions,
+) -> Result<CompiledOptions, Vec<OptionProblem>> {
     let policy = spec.policy.as_ref().map(crate::api::RoutePolicy::object);
     let input = Input {
         policy: policy.as_ref().map(PolicyInput::Spec),
@@ -126,7 +129,7 @@ pub fn route_options(spec: &RouteSpec) -> Result<CompiledOptions, Vec<OptionProb
         allow_websockets: spec.allow_websockets,
         cors_allow_preflight: spec.cors_allow_preflight,
     };
-    compile(input, Problems::new(Source::Spec))
+    compile(input, Problems::new(Source::Spec), cel)
 }
 
 /// Validates an Ingress's `portcullis.dev/` annotations and compiles its policy. Annotations
@@ -135,6 +138,7 @@ pub fn route_options(spec: &RouteSpec) -> Result<CompiledOptions, Vec<OptionProb
 /// fields (in Route field order).
 pub fn ingress_options(
     annotations: &BTreeMap<String, String>,
+    cel: &ParsedExpressions,
 ) -> Result<CompiledOptions, Vec<OptionProblem>> {
     let mut p = Problems::new(Source::Annotations);
     let mut input = Input::default();
@@ -190,7 +194,7 @@ pub fn ingress_options(
             Field::CorsAllowPreflight => input.cors_allow_preflight = flag(&mut p),
         }
     }
-    compile(input, p)
+    compile(input, p, cel)
 }
 
 /// The options of one object before validation, whichever kind it came from.
@@ -221,9 +225,13 @@ enum PolicyInput<'a> {
     Spec(&'a Map<String, Value>),
 }
 
-fn compile(input: Input<'_>, mut p: Problems) -> Result<CompiledOptions, Vec<OptionProblem>> {
+fn compile(
+    input: Input<'_>,
+    mut p: Problems,
+    cel: &ParsedExpressions,
+) -> Result<CompiledOptions, Vec<OptionProblem>> {
     let policy = match &input.policy {
-        Some(v) => check_policy(&mut p, v),
+        Some(v) => check_policy(&mut p, v, cel),
         None => Policy::deny_all(),
     };
     let any = input.allow_any_authenticated_user.unwrap_or(false);
@@ -612,7 +620,7 @@ fn token_format(format: api::BearerTokenFormat) -> BearerTokenFormat {
 
 /// `policy`: a mapping of at most [`POLICY_MAX_PROPERTIES`] keys that [`Policy::compile`]
 /// accepts. Policy problems keep their path below the field.
-fn check_policy(p: &mut Problems, input: &PolicyInput<'_>) -> Policy {
+fn check_policy(p: &mut Problems, input: &PolicyInput<'_>, cel: &ParsedExpressions) -> Policy {
     let map = match input {
         PolicyInput::Spec(map) => *map,
         PolicyInput::Parsed(Value::Object(map)) => map,
@@ -634,7 +642,7 @@ fn check_policy(p: &mut Problems, input: &PolicyInput<'_>) -> Policy {
         );
         return Policy::deny_all();
     }
-    match Policy::compile_object(map) {
+    match Policy::compile_object(map, cel) {
         Ok(policy) => policy,
         Err(problems) => {
             let base = p.path(Field::Policy);
@@ -952,6 +960,16 @@ mod tests {
 
     use super::*;
     use crate::policy::{Decision, Identity, IdentityKind, Request};
+
+    fn route_options(spec: &RouteSpec) -> Result<CompiledOptions, Vec<OptionProblem>> {
+        super::route_options(spec, &ParsedExpressions::default())
+    }
+
+    fn ingress_options(
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<CompiledOptions, Vec<OptionProblem>> {
+        super::ingress_options(annotations, &ParsedExpressions::default())
+    }
 
     /// A Route spec with `fields` on top of a minimal `from` and `to`.
     fn spec(fields: Value) -> RouteSpec {
@@ -1802,6 +1820,37 @@ mod tests {
         in_crd.sort_unstable();
         here.sort_unstable();
         assert_eq!(in_crd, here);
+    }
+
+    #[test]
+    fn policies_sharing_an_expression_each_get_its_outcome() {
+        let cel = ParsedExpressions::default();
+        let good = "identity.email == 'a@example.com'";
+        let bad = "request.method == ";
+        let first = json!({"allow": {"or": [{"expression": good}, {"expression": bad}]}});
+        let second = json!({"deny": {"or": [{"expression": bad}]}, "allow": {"and": [{"expression": good}]}});
+        for (policy, at) in [(first, "allow.or[1]"), (second, "deny.or[0]")] {
+            let all = problems(super::route_options(
+                &spec(json!({ "policy": policy })),
+                &cel,
+            ));
+            assert!(!all.is_empty());
+            let field = format!("spec.policy.{at}.expression");
+            assert!(all.iter().all(|p| p.field == field), "{all:#?}");
+        }
+        let third =
+            json!({"allow": {"or": [{"domain": {"is": "other.org"}}, {"expression": good}]}});
+        let Ok(compiled) = super::route_options(&spec(json!({ "policy": third })), &cel) else {
+            panic!("the third policy is valid");
+        };
+        assert!(matches!(
+            decide(&compiled.policy, "a@example.com"),
+            Decision::Allow
+        ));
+        assert!(!matches!(
+            decide(&compiled.policy, "b@example.com"),
+            Decision::Allow
+        ));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use super::{
 };
 use crate::api::{self, RouteSpec};
 use crate::controller::snapshot::StoredRoute;
+use crate::policy::ParsedExpressions;
 use crate::routing::options::BearerTokenFormat;
 use crate::routing::route::{Protocol, Route, RouteId, SourceKind};
 use crate::routing::{Entry, HostPattern, PathMatch};
@@ -82,12 +83,13 @@ pub(super) enum Spec {
 }
 
 impl Spec {
-    pub(super) fn of(spec: &RouteSpec) -> Spec {
+    /// Parses and checks `spec`, its CEL expressions through `cel`.
+    pub(super) fn of(spec: &RouteSpec, cel: &ParsedExpressions) -> Spec {
         let from = match parse_from(&spec.from) {
             Ok(f) => f,
             Err(message) => return Spec::InvalidFrom(message),
         };
-        match options::route_options(spec) {
+        match options::route_options(spec, cel) {
             Ok(c) => Spec::Valid(from, c),
             Err(problems) => Spec::Invalid(problems),
         }
@@ -156,7 +158,7 @@ pub(super) fn compile(
     let cached = index.memo.borrow_mut().route(obj);
     let (spec, unit) = match cached {
         Some((spec, unit)) => (spec, unit),
-        None => (Arc::new(Spec::of(&obj.spec)), None),
+        None => (Arc::new(Spec::of(&obj.spec, index.cel)), None),
     };
     let unit = match unit.filter(|u| u.who.is(Kind::Route, meta) && u.is_current(index, ctx)) {
         // `route` above already marked the memo used.

@@ -77,6 +77,8 @@ struct RouteMemo {
     spec: Arc<Spec>,
     unit: Option<Arc<Unit>>,
     used: u64,
+    /// The compile that made `unit`.
+    made: u64,
 }
 
 struct ServiceMemo {
@@ -165,11 +167,13 @@ impl Cache {
         self.backends_unchanged
     }
 
-    /// The spec results and unit of a Route, when its spec is the one they were made from.
+    /// The spec results and unit of a Route, when its spec is the one they were made from. The
+    /// flag says whether this compile made the unit: then it is current (the Services it names
+    /// resolved to what it used).
     pub(super) fn route(
         &mut self,
         obj: &Arc<StoredRoute>,
-    ) -> Option<(Arc<Spec>, Option<Arc<Unit>>)> {
+    ) -> Option<(Arc<Spec>, Option<Arc<Unit>>, bool)> {
         let uid = obj.meta.id.uid.as_deref()?;
         let memo = self.routes.get_mut(uid)?;
         if !same_spec(&memo.object, obj) {
@@ -177,7 +181,11 @@ impl Cache {
         }
         memo.object = Arc::clone(obj);
         memo.used = self.serial;
-        Some((Arc::clone(&memo.spec), memo.unit.clone()))
+        Some((
+            Arc::clone(&memo.spec),
+            memo.unit.clone(),
+            memo.made == self.serial,
+        ))
     }
 
     /// Checks the specs of the Routes in `routes` that have no entry for their current spec, on
@@ -223,6 +231,7 @@ impl Cache {
                 spec: Arc::clone(&spec),
                 unit: None,
                 used: self.serial,
+                made: 0,
             };
             self.routes.insert(uid.to_owned(), memo);
             checked.push((Arc::clone(r), spec));
@@ -240,6 +249,7 @@ impl Cache {
             spec,
             unit: Some(unit),
             used: self.serial,
+            made: self.serial,
         };
         match self.routes.get_mut(uid) {
             Some(m) => *m = memo,

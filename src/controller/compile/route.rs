@@ -156,11 +156,12 @@ pub(super) fn compile(
     let namespace = &*meta.id.namespace;
 
     let cached = index.memo.borrow_mut().route(obj);
-    let (spec, unit) = match cached {
-        Some((spec, unit)) => (spec, unit),
-        None => (Arc::new(Spec::of(&obj.spec, index.cel)), None),
+    let (spec, unit, made_now) = match cached {
+        Some(hit) => hit,
+        None => (Arc::new(Spec::of(&obj.spec, index.cel)), None, false),
     };
-    let unit = match unit.filter(|u| u.who.is(Kind::Route, meta) && u.is_current(index, ctx)) {
+    let current = |u: &Arc<Unit>| made_now || u.is_current(index, ctx);
+    let unit = match unit.filter(|u| u.who.is(Kind::Route, meta) && current(u)) {
         // `route` above already marked the memo used.
         Some(unit) => unit,
         None => {

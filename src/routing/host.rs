@@ -212,6 +212,16 @@ fn ipv6(literal: &str) -> Result<String, HostError> {
 }
 
 fn domain_or_ipv4(host: &str) -> Result<String, HostError> {
+    // Most names (every Route's `from`, compiled again on each compile from nothing) are
+    // canonical already: the parser would return them unchanged.
+    if fast_name(host) == Some(host) {
+        return Ok(host.to_owned());
+    }
+    parsed_domain_or_ipv4(host)
+}
+
+/// [`domain_or_ipv4`] through the WHATWG host parser.
+fn parsed_domain_or_ipv4(host: &str) -> Result<String, HostError> {
     let host = match host.strip_suffix('.') {
         Some(h) if !h.is_empty() => h,
         _ if host.is_empty() || host == "." => return Err(HostError::Empty),
@@ -370,6 +380,7 @@ mod tests {
             ) {
                 if let Some(name) = fast_name(&raw) {
                     prop_assert_eq!(split_authority(&raw).map(|(n, _)| n), Ok(name.to_owned()));
+                    prop_assert_eq!(parsed_domain_or_ipv4(name), Ok(name.to_owned()));
                 }
             }
 

@@ -4,18 +4,20 @@
 //! * `cargo bench --bench controller`: criterion runs of the pure `compile` of 100 / 1k / 10k
 //!   Routes (dropping the result is not timed), from nothing and with the cache of the previous
 //!   compile after one Route changed, and of `Table::find` on tables of 10 / 1k / 10k routes.
-//! * `cargo bench --bench controller -- --live [apply|rss] [--applies N]`: no criterion; prints
-//!   the latency from a Route created through the Kubernetes API (embedded API and controller in
-//!   this process, then `kubectl apply` when kubectl is on PATH) until the live table serves it,
-//!   with an empty table and with 10k Routes; then the RSS of a `portcullis dev` process holding
-//!   10k Routes, and of a `portcullis run` process (the controller alone) watching it.
+//! * `cargo bench --bench controller -- --live [apply|rss] [--applies N] [--routes N,M,..]`: no
+//!   criterion; prints the latency from a Route created through the Kubernetes API (embedded API
+//!   and controller in this process, then `kubectl apply` when kubectl is on PATH) until the live
+//!   table serves it, with an empty table and with 10k Routes; then, for each Route count of
+//!   `--routes` (default 10000), the RSS of a fresh `portcullis dev` process holding that many
+//!   Routes, and the RSS and compile from nothing (`portcullis_table_build_seconds`) of a
+//!   `portcullis run` process (controller and proxy, a follower) watching it.
 //!   `RUST_LOG=portcullis::controller::publisher=debug` also logs each compile's duration.
 //!   The RSS measurement runs the `portcullis` binary cargo built for this bench, or
 //!   `$CONTROLLER_BENCH_BIN` (a copy of its own, since other builds overwrite the shared target
 //!   directory). `--run-bins A,B,..` measures `portcullis run` with each of these binaries (or
 //!   scripts that `exec` one) in turn against the same loaded API, `--rounds N` times
-//!   interleaved; `--hold SECS` keeps the loaded `portcullis dev` running that long afterwards
-//!   (its KUBECONFIG printed) for profiling.
+//!   interleaved; `--hold SECS` keeps the last loaded `portcullis dev` running that long
+//!   afterwards (its KUBECONFIG printed) for profiling.
 //!
 //! Figures are in docs/benchmarks.md. No timing is asserted anywhere.
 
@@ -785,18 +787,25 @@ fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-async fn http_status(addr: &str, path: &str) -> Option<u16> {
+/// A plain `GET` over HTTP/1.0: the status and the body.
+async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
         .await
         .ok()?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.ok()?;
-    String::from_utf8_lossy(&buf)
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    let text = String::from_utf8_lossy(&buf);
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    Some((status, body))
+}
+
+async fn http_status(addr: &str, path: &str) -> Option<u16> {
+    Some(http_get(addr, path).await?.0)
 }
 
 /// Routes whose `Ready` condition is set, and those of them that are `True`, by a paged list.
@@ -830,15 +839,102 @@ fn portcullis_bin() -> String {
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_portcullis").to_owned())
 }
 
-/// How the RSS measurement runs: the binaries of `portcullis run`, rounds, and how long to keep
-/// the loaded API afterwards.
+/// How the RSS measurement runs: the Route counts, the binaries of `portcullis run`, rounds, and
+/// how long to keep the last loaded API afterwards.
 struct RssOptions {
+    routes: Vec<usize>,
     run_bins: Vec<String>,
     rounds: usize,
     hold: Duration,
 }
 
+/// What one `portcullis run` reported once its first table was live.
+struct RunFigures {
+    rss: u64,
+    anon: u64,
+    peak: u64,
+    /// `portcullis_table_build_seconds` sum and count: the compile from nothing (and any
+    /// compile that followed before readiness was seen).
+    build: Duration,
+    builds: u64,
+}
+
+/// What `portcullis dev` holding `routes` Routes used, and the `portcullis run`s against it.
+struct RssRow {
+    routes: usize,
+    services: usize,
+    idle: u64,
+    backends: u64,
+    full: u64,
+    full_anon: u64,
+    peak: u64,
+    served_after: Duration,
+    runs: Vec<(String, RunFigures)>,
+}
+
 async fn live_rss(opts: &RssOptions) {
+    let mut rows = Vec::new();
+    for (i, &n) in opts.routes.iter().enumerate() {
+        let hold = if i + 1 == opts.routes.len() {
+            opts.hold
+        } else {
+            Duration::ZERO
+        };
+        rows.push(rss_at(n, opts, hold).await);
+    }
+    println!(
+        "RSS of `portcullis dev` (durable store, embedded API + controller in one process, whole process)"
+    );
+    for r in &rows {
+        println!("  {} Routes", r.routes);
+        println!(
+            "    idle, first table live                          {:>10}",
+            mib(r.idle)
+        );
+        println!(
+            "    + {} Services and {} EndpointSlices          {:>10}",
+            r.services,
+            r.services,
+            mib(r.backends)
+        );
+        println!(
+            "    + {} Routes, all statuses written          {:>10}   (anonymous {}, peak {}; served {:.1} s after the first write)",
+            r.routes,
+            mib(r.full),
+            mib(r.full_anon),
+            mib(r.peak),
+            r.served_after.as_secs_f64()
+        );
+    }
+    println!(
+        "`portcullis run` (controller and proxy, a follower) against that API, once its first table is live: RSS, and its compile from nothing"
+    );
+    println!(
+        "  {:>8} {:>10} {:>10} {:>10} {:>14}",
+        "Routes", "RSS", "anonymous", "peak", "first compile"
+    );
+    for r in &rows {
+        for (bin, f) in &r.runs {
+            let more = if f.builds > 1 {
+                format!(" ({} compiles)", f.builds)
+            } else {
+                String::new()
+            };
+            println!(
+                "  {:>8} {:>10} {:>10} {:>10} {:>11.1} ms{more}  {bin}",
+                r.routes,
+                mib(f.rss),
+                mib(f.anon),
+                mib(f.peak),
+                f.build.as_secs_f64() * 1e3
+            );
+        }
+    }
+}
+
+/// Loads the mix of `n` Routes into a fresh `portcullis dev` and measures it, then runs
+/// `portcullis run` against it (`opts.rounds` times per binary).
+async fn rss_at(n: usize, opts: &RssOptions, hold: Duration) -> RssRow {
     let dir = tempfile::tempdir().unwrap();
     let log = std::fs::File::create(dir.path().join("portcullis.log")).unwrap();
     let mut child = tokio::process::Command::new(portcullis_bin())
@@ -880,7 +976,7 @@ async fn live_rss(opts: &RssOptions) {
 
     let client = client_from(Kubeconfig::read_from(&kubeconfig).unwrap()).await;
     create_namespaces(&client).await;
-    let m = mix(ROUTES);
+    let m = mix(n);
     let services = m.services.len();
     let t = Instant::now();
     create_all(&client, m.services).await;
@@ -888,80 +984,85 @@ async fn live_rss(opts: &RssOptions) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let backends = status_kib(pid, "VmRSS:");
     create_all(&client, m.routes).await;
-    let want_ready = ROUTES - ROUTES / 20;
+    eprintln!(
+        "  {n} Routes: every object created {:.1} s after the first",
+        t.elapsed().as_secs_f64()
+    );
+    let want_ready = n - n / 20;
+    // About 100 s per 10k Routes on two cores; generous, so a slow machine still finishes.
+    let patience = Duration::from_secs(600).max(Duration::from_millis(n as u64 * 60));
     loop {
         let (with_ready, ready) = ready_routes(&client).await;
-        if with_ready == ROUTES && ready == want_ready {
+        if with_ready == n && ready == want_ready {
             break;
         }
         assert!(
-            t.elapsed() < Duration::from_secs(600),
-            "only {ready} of {want_ready} Routes Ready"
+            t.elapsed() < patience,
+            "only {ready} of {want_ready} Routes Ready after {} s",
+            t.elapsed().as_secs()
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let served_after = t.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let full = status_kib(pid, "VmRSS:");
+    let full_anon = status_kib(pid, "RssAnon:");
     let peak = status_kib(pid, "VmHWM:");
+    eprintln!(
+        "  {n} Routes: all Ready {:.1} s after the first write; portcullis dev {}",
+        served_after.as_secs_f64(),
+        mib(full)
+    );
     let mut runs = Vec::new();
     for round in 0..opts.rounds {
         for bin in &opts.run_bins {
-            let (run, run_peak) = controller_only_rss(bin, &kubeconfig).await;
+            let f = controller_only(bin, &kubeconfig, patience).await;
             eprintln!(
-                "round {round}: portcullis run ({bin}) {} (peak {}); load {}",
-                mib(run),
-                mib(run_peak),
+                "  {n} Routes, round {round}: portcullis run ({bin}) {} (anonymous {}, peak {}), first compile {:.1} ms; load {}",
+                mib(f.rss),
+                mib(f.anon),
+                mib(f.peak),
+                f.build.as_secs_f64() * 1e3,
                 std::fs::read_to_string("/proc/loadavg")
                     .unwrap_or_default()
                     .trim()
             );
-            runs.push((bin, run, run_peak));
+            runs.push((bin.clone(), f));
         }
     }
-    if !opts.hold.is_zero() {
+    if !hold.is_zero() {
         eprintln!(
             "holding portcullis dev (pid {pid}) for {} s: export KUBECONFIG={kubeconfig}",
-            opts.hold.as_secs()
+            hold.as_secs()
         );
-        tokio::time::sleep(opts.hold).await;
+        tokio::time::sleep(hold).await;
     }
     let _ = child.start_kill();
     let _ = child.wait().await;
-
-    println!(
-        "RSS of `portcullis dev` (durable store, embedded API + controller in one process, whole process)"
-    );
-    println!(
-        "  idle, first table live                          {:>10}",
-        mib(idle)
-    );
-    println!(
-        "  + {services} Services and {services} EndpointSlices          {:>10}",
-        mib(backends)
-    );
-    println!(
-        "  + {ROUTES} Routes, all statuses written          {:>10}   (peak {}; served {:.1} s after the first write)",
-        mib(full),
-        mib(peak),
-        served_after.as_secs_f64()
-    );
-    println!(
-        "RSS of `portcullis run` (controller only, a follower) against that API, first table live"
-    );
-    for (bin, run, run_peak) in runs {
-        println!(
-            "  {ROUTES} Routes, {services} Services, {services} EndpointSlices         {:>10}   (peak {}) {bin}",
-            mib(run),
-            mib(run_peak)
-        );
+    RssRow {
+        routes: n,
+        services,
+        idle,
+        backends,
+        full,
+        full_anon,
+        peak,
+        served_after,
+        runs,
     }
 }
 
-/// RSS and peak RSS of a `portcullis run` process (the controller without the embedded API)
-/// watching the API of `kubeconfig`, once its first table is live. The `portcullis dev` process
-/// holds the lease, so this one only watches, compiles and serves, like a second replica.
-async fn controller_only_rss(bin: &str, kubeconfig: &str) -> (u64, u64) {
+/// One sample of a Prometheus text exposition: the value of the line named `name`.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// RSS, peak RSS and the compile from nothing of a `portcullis run` process (the controller
+/// without the embedded API) watching the API of `kubeconfig`, once its first table is live. The
+/// `portcullis dev` process holds the lease, so this one only watches, compiles and serves, like
+/// a second replica.
+async fn controller_only(bin: &str, kubeconfig: &str, patience: Duration) -> RunFigures {
     let mut child = tokio::process::Command::new(bin)
         .args(["run", "--kubeconfig", kubeconfig])
         // Its own listeners: the `portcullis dev` process holds the default ports.
@@ -997,17 +1098,23 @@ async fn controller_only_rss(bin: &str, kubeconfig: &str) -> (u64, u64) {
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let t = Instant::now();
     while http_status(&admin, "/readyz").await != Some(200) {
-        assert!(
-            t.elapsed() < Duration::from_secs(300),
-            "portcullis run never ready"
-        );
+        assert!(t.elapsed() < patience, "portcullis run never ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let metrics = http_get(&admin, "/metrics").await.unwrap_or_default().1;
+    let build = metric(&metrics, "portcullis_table_build_seconds_sum").unwrap_or(f64::NAN);
+    let builds = metric(&metrics, "portcullis_table_build_seconds_count").unwrap_or(0.0) as u64;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let rss = (status_kib(pid, "VmRSS:"), status_kib(pid, "VmHWM:"));
+    let f = RunFigures {
+        rss: status_kib(pid, "VmRSS:"),
+        anon: status_kib(pid, "RssAnon:"),
+        peak: status_kib(pid, "VmHWM:"),
+        build: Duration::from_secs_f64(build),
+        builds,
+    };
     let _ = child.start_kill();
     let _ = child.wait().await;
-    rss
+    f
 }
 
 fn main() {
@@ -1032,6 +1139,13 @@ fn main() {
                 .and_then(|i| args.get(i + 1))
         };
         let rss = RssOptions {
+            routes: flag("--routes")
+                .map(|r| {
+                    r.split(',')
+                        .map(|n| n.parse().expect("--routes N,M,.."))
+                        .collect()
+                })
+                .unwrap_or_else(|| vec![ROUTES]),
             run_bins: flag("--run-bins")
                 .map(|b| b.split(',').map(str::to_owned).collect())
                 .unwrap_or_else(|| vec![portcullis_bin()]),

@@ -1102,7 +1102,8 @@ async fn controller_only(bin: &str, kubeconfig: &str, patience: Duration) -> Run
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let metrics = http_get(&admin, "/metrics").await.unwrap_or_default().1;
-    let build = metric(&metrics, "portcullis_table_build_seconds_sum").unwrap_or(f64::NAN);
+    let build = metric(&metrics, "portcullis_table_build_seconds_sum")
+        .expect("portcullis run reports portcullis_table_build_seconds once ready");
     let builds = metric(&metrics, "portcullis_table_build_seconds_count").unwrap_or(0.0) as u64;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let f = RunFigures {

@@ -344,8 +344,8 @@ pub const POLICY_MAX_PROPERTIES: u32 = 8;
 ///
 /// Held as its compact JSON text, not as a `serde_json` tree: the controller keeps every Route
 /// of the cluster, and a tree of small objects took ten times the room (about 2.5 KB against
-/// 150 bytes for a policy of three criteria). [`RoutePolicy::object`] parses it when compile
-/// needs it (once per spec: compile results are cached by generation). A policy nested deeper
+/// 150 bytes for a policy of three criteria). Compile walks the text parsed with its strings
+/// borrowed ([`RoutePolicy::text`]), once per spec: compile results are cached by generation. A policy nested deeper
 /// than the JSON parser goes ([`TEXT_MAX_DEPTH`]) is kept as its tree, for compile to refuse
 /// as it refuses any policy too deep.
 #[derive(Clone, PartialEq)]
@@ -380,6 +380,15 @@ impl RoutePolicy {
         }
         let text = serde_json::Value::Object(object).to_string();
         RoutePolicy(PolicyRepr::Text(text.into()))
+    }
+
+    /// The compact JSON text of the object, as kept; `None` for one nested too deep to keep as
+    /// text (use [`RoutePolicy::object`]).
+    pub fn text(&self) -> Option<&str> {
+        match &self.0 {
+            PolicyRepr::Text(text) => Some(text),
+            PolicyRepr::Tree(_) => None,
+        }
     }
 
     /// The JSON object, keys in their order.

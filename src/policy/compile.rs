@@ -4,10 +4,11 @@
 
 use std::borrow::Cow;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::cel::{self, ParsedExpressions};
 use super::eval::{Criterion, Node, Op, OpKind, PathSpan, Rules, Test};
+use super::json::Json;
 use super::matcher::{Fold, StringMatcher, StringOp};
 use super::{MAX_CRITERIA, MAX_OPERATOR_DEPTH, MAX_POLICY_BYTES, MAX_PROBLEMS, Problem};
 
@@ -32,37 +33,37 @@ const CLAIM_MATCHERS: &[&str] = &["is", "starts_with", "ends_with", "contains", 
 /// Matchers for `groups` (Pomerium's string list matcher).
 const LIST_MATCHERS: &[&str] = &["has"];
 
-/// A policy document: any JSON value, or an object borrowed from where it is kept (a Route's
-/// `spec.policy`), which spares copying it into a [`Value`] first.
-#[derive(Clone, Copy)]
-pub(crate) enum Doc<'a> {
-    Value(&'a Value),
-    Object(&'a Map<String, Value>),
+/// [`compile`] of a `serde_json` value (borrowed, not copied).
+pub(crate) fn compile_value(v: &Value, memo: &ParsedExpressions) -> Result<Rules, Vec<Problem>> {
+    match Json::borrow(v, MAX_JSON_DEPTH) {
+        Some(doc) => compile(&doc, memo),
+        None => Err(vec![too_deep()]),
+    }
 }
 
-pub(crate) fn compile(doc: Doc<'_>, memo: &ParsedExpressions) -> Result<Rules, Vec<Problem>> {
+pub(crate) fn compile(doc: &Json<'_>, memo: &ParsedExpressions) -> Result<Rules, Vec<Problem>> {
     measure(doc)?;
     let mut c = Compiler::default();
     let mut rules = Rules::default();
     match doc {
-        Doc::Value(Value::Null) => {}
-        Doc::Object(m) | Doc::Value(Value::Object(m)) => c.rule(m, &mut rules),
-        Doc::Value(Value::Array(items)) => {
+        Json::Null => {}
+        Json::Object(m) => c.rule(m, &mut rules),
+        Json::Array(items) => {
             for (i, item) in items.iter().enumerate() {
                 let at = c.enter_index(i);
                 match item {
-                    Value::Object(m) => c.rule(m, &mut rules),
+                    Json::Object(m) => c.rule(m, &mut rules),
                     other => c.problem(format!(
                         "expected a rule (an object with `allow` and/or `deny`), found {}",
-                        json_kind(other)
+                        other.kind()
                     )),
                 }
                 c.leave(at);
             }
         }
-        Doc::Value(other) => c.problem(format!(
+        other => c.problem(format!(
             "expected an object with `allow` and/or `deny` (or a list of them), found {}",
-            json_kind(other)
+            other.kind()
         )),
     }
     if c.criteria > MAX_CRITERIA {
@@ -175,10 +176,10 @@ impl<'a> Compiler<'a> {
     }
 
     /// `{allow: <block>, deny: <block>}` (either may be absent).
-    fn rule(&mut self, m: &'a Map<String, Value>, rules: &mut Rules) {
+    fn rule(&mut self, m: &'a [(Cow<'a, str>, Json<'a>)], rules: &mut Rules) {
         for (key, value) in m {
             let at = self.enter_key(key);
-            let target = match key.as_str() {
+            let target = match &**key {
                 "allow" => Some(&mut rules.allow),
                 "deny" => Some(&mut rules.deny),
                 k if op_kind(k).is_some() => {
@@ -204,11 +205,11 @@ impl<'a> Compiler<'a> {
     }
 
     /// The value of `allow` / `deny`: exactly one logical operator.
-    fn block(&mut self, v: &'a Value) -> Option<Node> {
-        let Value::Object(m) = v else {
+    fn block(&mut self, v: &'a Json<'a>) -> Option<Node> {
+        let Json::Object(m) = v else {
             self.problem(format!(
                 "expected one logical operator (and, or, not, nor), as in `{{or: [...]}}`; found {}",
-                json_kind(v)
+                v.kind()
             ));
             return None;
         };
@@ -239,17 +240,17 @@ impl<'a> Compiler<'a> {
     }
 
     /// `and` / `or` / `not` / `nor` with its list of criteria and nested operators.
-    fn operator(&mut self, kind: OpKind, v: &'a Value, depth: usize) -> Option<Node> {
+    fn operator(&mut self, kind: OpKind, v: &'a Json<'a>, depth: usize) -> Option<Node> {
         if depth > MAX_OPERATOR_DEPTH {
             self.problem(format!(
                 "logical operators are nested more than {MAX_OPERATOR_DEPTH} deep"
             ));
             return None;
         }
-        let Value::Array(items) = v else {
+        let Json::Array(items) = v else {
             self.problem(format!(
                 "expected a list of criteria and logical operators, found {}",
-                json_kind(v)
+                v.kind()
             ));
             return None;
         };
@@ -277,11 +278,11 @@ impl<'a> Compiler<'a> {
     }
 
     /// One list element: a single-key map, either a nested operator or a criterion.
-    fn item(&mut self, v: &'a Value, depth: usize) -> Option<Node> {
-        let Value::Object(m) = v else {
+    fn item(&mut self, v: &'a Json<'a>, depth: usize) -> Option<Node> {
+        let Json::Object(m) = v else {
             self.problem(format!(
                 "expected a criterion such as `{{email: {{is: ...}}}}`, found {}",
-                json_kind(v)
+                v.kind()
             ));
             return None;
         };
@@ -290,7 +291,7 @@ impl<'a> Compiler<'a> {
             let message = if m.is_empty() {
                 "empty criterion: expected one key such as `email` or `or`".to_owned()
             } else {
-                let keys: Vec<&str> = m.keys().map(String::as_str).take(5).collect();
+                let keys: Vec<&str> = m.iter().map(|(k, _)| &**k).take(5).collect();
                 format!(
                     "a criterion has exactly one key, found {} ({}); write each as its own list item",
                     m.len(),
@@ -314,7 +315,7 @@ impl<'a> Compiler<'a> {
         node
     }
 
-    fn criterion(&mut self, key: &str, v: &'a Value) -> Option<Test> {
+    fn criterion(&mut self, key: &str, v: &'a Json<'a>) -> Option<Test> {
         self.criteria += 1;
         let (name, sub) = match key.split_once('/') {
             Some((n, s)) => (n, Some(s)),
@@ -350,7 +351,7 @@ impl<'a> Compiler<'a> {
                     })
             }
             "authenticated_user" => {
-                if v == &Value::Bool(true) {
+                if matches!(v, Json::Bool(true)) {
                     Some(Test::AuthenticatedUser)
                 } else {
                     self.problem("`authenticated_user` takes `true`; negate it with `not`");
@@ -367,11 +368,11 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn expression(&mut self, v: &'a Value) -> Option<Test> {
-        let Value::String(src) = v else {
+    fn expression(&mut self, v: &'a Json<'a>) -> Option<Test> {
+        let Json::String(src) = v else {
             self.problem(format!(
                 "expected a CEL expression (a string), found {}",
-                json_kind(v)
+                v.kind()
             ));
             return None;
         };
@@ -391,14 +392,14 @@ impl<'a> Compiler<'a> {
     /// of a bare value (`is` for strings and claims, `has` for groups).
     fn matcher(
         &mut self,
-        v: &Value,
+        v: &Json<'_>,
         criterion: &str,
         allowed: &[&str],
         fold: Fold,
         scalars: bool,
     ) -> Option<StringMatcher> {
         let m = match v {
-            Value::Object(m) => m,
+            Json::Object(m) => m,
             v => {
                 if let Some(text) = operand(v, scalars) {
                     let op = StringOp::Is(folded(fold, text));
@@ -410,7 +411,7 @@ impl<'a> Compiler<'a> {
                 self.problem(format!(
                     "expected a matcher such as `{{{}: ...}}` or a string, found {}",
                     allowed[0],
-                    json_kind(v)
+                    v.kind()
                 ));
                 return None;
             }
@@ -435,7 +436,7 @@ impl<'a> Compiler<'a> {
     fn matcher_op(
         &mut self,
         name: &str,
-        value: &Value,
+        value: &Json<'_>,
         criterion: &str,
         allowed: &[&str],
         fold: Fold,
@@ -460,7 +461,7 @@ impl<'a> Compiler<'a> {
             self.problem(format!(
                 "expected a string{}, found {}",
                 if scalars { ", number or bool" } else { "" },
-                json_kind(value)
+                value.kind()
             ));
             return None;
         };
@@ -480,12 +481,9 @@ impl<'a> Compiler<'a> {
         Some(op)
     }
 
-    fn in_list(&mut self, v: &Value, fold: Fold, scalars: bool) -> Option<Vec<String>> {
-        let Value::Array(items) = v else {
-            self.problem(format!(
-                "`in` takes a list of strings, found {}",
-                json_kind(v)
-            ));
+    fn in_list(&mut self, v: &Json<'_>, fold: Fold, scalars: bool) -> Option<Vec<String>> {
+        let Json::Array(items) = v else {
+            self.problem(format!("`in` takes a list of strings, found {}", v.kind()));
             return None;
         };
         if items.is_empty() {
@@ -500,7 +498,7 @@ impl<'a> Compiler<'a> {
                 None => {
                     ok = false;
                     let at = self.enter_index(i);
-                    self.problem(format!("expected a string, found {}", json_kind(item)));
+                    self.problem(format!("expected a string, found {}", item.kind()));
                     self.leave(at);
                 }
             }
@@ -518,10 +516,11 @@ fn folded(fold: Fold, text: Cow<'_, str>) -> String {
 }
 
 /// A matcher operand as text: strings always; numbers and bools (as JSON text) for claims.
-fn operand(v: &Value, scalars: bool) -> Option<Cow<'_, str>> {
+fn operand<'v>(v: &'v Json<'_>, scalars: bool) -> Option<Cow<'v, str>> {
     match v {
-        Value::String(s) => Some(Cow::Borrowed(s)),
-        Value::Bool(_) | Value::Number(_) if scalars => Some(Cow::Owned(v.to_string())),
+        Json::String(s) => Some(Cow::Borrowed(s)),
+        Json::Bool(b) if scalars => Some(Cow::Owned(b.to_string())),
+        Json::Number(n) if scalars => Some(Cow::Owned(n.to_string())),
         _ => None,
     }
 }
@@ -530,20 +529,9 @@ fn op_kind(key: &str) -> Option<OpKind> {
     OPERATORS.iter().find(|(k, _)| *k == key).map(|(_, o)| *o)
 }
 
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a bool",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// Refuses policies over [`MAX_POLICY_BYTES`] (as compact JSON) or nested deeper than
 /// [`MAX_JSON_DEPTH`], without recursion and stopping as soon as a limit is passed.
-fn measure(doc: Doc<'_>) -> Result<(), Vec<Problem>> {
+fn measure(doc: &Json<'_>) -> Result<(), Vec<Problem>> {
     let too_big = || {
         vec![Problem {
             path: String::new(),
@@ -554,33 +542,27 @@ fn measure(doc: Doc<'_>) -> Result<(), Vec<Problem>> {
     let mut size = 0usize;
     while let Some((doc, depth)) = stack.pop() {
         if depth > MAX_JSON_DEPTH {
-            return Err(vec![Problem {
-                path: String::new(),
-                message: format!(
-                    "policy is nested more than {MAX_JSON_DEPTH} levels deep \
-                     (logical operators may nest {MAX_OPERATOR_DEPTH} deep)"
-                ),
-            }]);
+            return Err(vec![too_deep()]);
         }
         size += match doc {
-            Doc::Value(Value::Null | Value::Bool(true)) => 4,
-            Doc::Value(Value::Bool(false)) => 5,
-            Doc::Value(Value::Number(n)) => number_len(n),
-            Doc::Value(Value::String(s)) => escaped_len(s),
-            Doc::Value(Value::Array(items)) => {
+            Json::Null | Json::Bool(true) => 4,
+            Json::Bool(false) => 5,
+            Json::Number(n) => number_len(n),
+            Json::String(s) => escaped_len(s),
+            Json::Array(items) => {
                 if items.len() > MAX_POLICY_BYTES {
                     return Err(too_big());
                 }
-                stack.extend(items.iter().map(|x| (Doc::Value(x), depth + 1)));
+                stack.extend(items.iter().map(|x| (x, depth + 1)));
                 2 + items.len().saturating_sub(1)
             }
-            Doc::Object(m) | Doc::Value(Value::Object(m)) => {
+            Json::Object(m) => {
                 if m.len() > MAX_POLICY_BYTES {
                     return Err(too_big());
                 }
                 for (k, x) in m {
                     size += escaped_len(k) + 1;
-                    stack.push((Doc::Value(x), depth + 1));
+                    stack.push((x, depth + 1));
                 }
                 2 + m.len().saturating_sub(1)
             }
@@ -590,6 +572,16 @@ fn measure(doc: Doc<'_>) -> Result<(), Vec<Problem>> {
         }
     }
     Ok(())
+}
+
+fn too_deep() -> Problem {
+    Problem {
+        path: String::new(),
+        message: format!(
+            "policy is nested more than {MAX_JSON_DEPTH} levels deep \
+             (logical operators may nest {MAX_OPERATOR_DEPTH} deep)"
+        ),
+    }
 }
 
 /// Length of `s` as a JSON string literal, quotes included (serde_json's escaping). Only ASCII
@@ -675,9 +667,12 @@ mod tests {
             .map(|s| s.len())
             .unwrap_or(0);
         let at_limit = json!({"allow": {"or": [{"http_path": {"is": format!("/{}", "x".repeat(MAX_POLICY_BYTES - base))}}]}});
-        assert!(measure(Doc::Value(&at_limit)).is_ok());
+        let at_limit_text = at_limit.to_string();
+        assert!(Json::parse(&at_limit_text).is_ok_and(|doc| measure(&doc).is_ok()));
         let over = json!({"allow": {"or": [{"http_path": {"is": format!("/{}", "x".repeat(MAX_POLICY_BYTES - base + 1))}}]}});
-        assert!(measure(Doc::Value(&over)).is_err());
+        let over_text = over.to_string();
+        assert!(Json::parse(&over_text).is_ok_and(|doc| measure(&doc).is_err()));
+        assert!(compile_value(&over, &ParsedExpressions::default()).is_err());
     }
 
     /// Every node's path, depth first, as evaluation reports them.
@@ -709,7 +704,7 @@ mod tests {
                 {"not": [{"claim/kubernetes.io.namespace": {"in": ["x", 1]}}, {"expression": "true"}]}
             ]}}
         ]);
-        let Ok(rules) = compile(Doc::Value(&list), &ParsedExpressions::default()) else {
+        let Ok(rules) = compile_value(&list, &ParsedExpressions::default()) else {
             panic!("valid policy refused");
         };
         assert_eq!(
@@ -725,7 +720,7 @@ mod tests {
             ]
         );
         let object = json!({"allow": {"nor": [{"groups": "g"}, {"or": [{"user": "u"}]}]}});
-        let Ok(rules) = compile(Doc::Value(&object), &ParsedExpressions::default()) else {
+        let Ok(rules) = compile_value(&object, &ParsedExpressions::default()) else {
             panic!("valid policy refused");
         };
         assert_eq!(
@@ -740,27 +735,38 @@ mod tests {
     }
 
     #[test]
-    fn a_borrowed_object_compiles_like_the_value() {
+    fn the_text_compiles_like_the_value() {
         let deep = (0..MAX_JSON_DEPTH).fold(json!(1), |v, _| json!({ "not": [v] }));
+        let nested = |depth: usize| (1..depth).fold(json!("x"), |v, _| json!([v]));
         let samples = [
             json!({}),
+            json!(null),
             json!({"allow": {"or": [{"email": {"is": "a@example.com"}}, {"expression": "true"}]}}),
             json!({"allow": {"or": [{"email": {"nope": 1}}, {"expression": "((("}]}}),
             json!({"deny": {"and": [{"groups": {"has": "x"}}]}, "extra": 1}),
+            json!({"allow": {"or": [{"claim/n": {"in": [1, true, "é\n"]}}, {"user": 2}]}}),
             json!({"allow": deep}),
+            nested(MAX_JSON_DEPTH),
+            nested(MAX_JSON_DEPTH + 1),
         ];
-        let shape = |r: Result<Rules, Vec<Problem>>| {
-            r.map(|r| (r.allow.len(), r.deny.len(), r.programs.len()))
+        let result = |r: Result<Rules, Vec<Problem>>| {
+            r.map(|r| (r.allow.len(), r.deny.len(), r.programs.len(), r.paths))
         };
         for v in samples {
-            let m = v.as_object().unwrap();
-            let by_value = shape(compile(Doc::Value(&v), &ParsedExpressions::default()));
+            let text = v.to_string();
+            let Ok(doc) = Json::parse(&text) else {
+                panic!("{text} parses");
+            };
+            let memo = ParsedExpressions::default();
             assert_eq!(
-                by_value,
-                shape(compile(Doc::Object(m), &ParsedExpressions::default())),
-                "{v}"
+                result(compile_value(&v, &memo)),
+                result(compile(&doc, &memo)),
+                "{text}"
             );
-            assert_eq!(measure(Doc::Value(&v)).err(), measure(Doc::Object(m)).err());
         }
+        assert_eq!(
+            compile_value(&nested(MAX_JSON_DEPTH + 1), &ParsedExpressions::default()).err(),
+            Some(vec![too_deep()])
+        );
     }
 }

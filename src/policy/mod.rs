@@ -36,10 +36,12 @@
 mod cel;
 mod compile;
 mod eval;
+mod json;
 mod matcher;
 
 pub(crate) use cel::PARSER_STACK_BYTES;
 pub use cel::ParsedExpressions;
+pub(crate) use json::Json;
 pub use matcher::{lookup_claim, scalar_text};
 
 #[cfg(test)]
@@ -168,17 +170,26 @@ impl Policy {
     /// CEL expressions are parsed and checked here, once.
     pub fn compile(v: &serde_json::Value) -> Result<Policy, Vec<Problem>> {
         let memo = ParsedExpressions::default();
-        Self::from_rules(compile::compile(compile::Doc::Value(v), &memo))
+        Self::from_rules(compile::compile_value(v, &memo))
     }
 
-    /// [`Policy::compile`] of an object, borrowed where it is kept (a Route's `spec.policy`)
-    /// instead of copied into a [`serde_json::Value`] first. Same result, same problems.
-    /// Expressions already in `memo` are not parsed again; those parsed are added to it.
-    pub fn compile_object(
-        m: &serde_json::Map<String, serde_json::Value>,
+    /// [`Policy::compile`], with the CEL expressions parsed through `memo` (see
+    /// [`Policy::compile_json`]).
+    pub(crate) fn compile_with(
+        v: &serde_json::Value,
         memo: &ParsedExpressions,
     ) -> Result<Policy, Vec<Problem>> {
-        Self::from_rules(compile::compile(compile::Doc::Object(m), memo))
+        Self::from_rules(compile::compile_value(v, memo))
+    }
+
+    /// [`Policy::compile`] of a document as [`Json`] holds it (a Route's `spec.policy`, its
+    /// strings borrowed from the text the Route keeps). Same result, same problems.
+    /// Expressions already in `memo` are not parsed again; those parsed are added to it.
+    pub(crate) fn compile_json(
+        doc: &Json<'_>,
+        memo: &ParsedExpressions,
+    ) -> Result<Policy, Vec<Problem>> {
+        Self::from_rules(compile::compile(doc, memo))
     }
 
     fn from_rules(rules: Result<eval::Rules, Vec<Problem>>) -> Result<Policy, Vec<Problem>> {

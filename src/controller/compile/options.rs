@@ -38,7 +38,7 @@ use crate::api::{
     HOST_PATTERN, MAX_HEADERS, PATH_PATTERN, POLICY_MAX_PROPERTIES, RESERVED_HEADER_NAMES,
     RESERVED_HEADER_PREFIX, RouteSpec,
 };
-use crate::policy::{MAX_POLICY_BYTES, ParsedExpressions, Policy};
+use crate::policy::{Json, MAX_POLICY_BYTES, ParsedExpressions, Policy};
 use crate::routing::options::{
     BearerTokenFormat, DEFAULT_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT, RouteOptions,
 };
@@ -111,9 +111,8 @@ pub fn route_options(
     spec: &RouteSpec,
     cel: &ParsedExpressions,
 ) -> Result<CompiledOptions, Vec<OptionProblem>> {
-    let policy = spec.policy.as_ref().map(crate::api::RoutePolicy::object);
     let input = Input {
-        policy: policy.as_ref().map(PolicyInput::Spec),
+        policy: spec.policy.as_ref().map(PolicyInput::Spec),
         allow_any_authenticated_user: spec.allow_any_authenticated_user,
         allow_public_unauthenticated_access: spec.allow_public_unauthenticated_access,
         bearer_token_format: spec.bearer_token_format.map(token_format),
@@ -222,7 +221,7 @@ struct Input<'a> {
 /// copy of every policy on every compile is what it would cost otherwise).
 enum PolicyInput<'a> {
     Parsed(Value),
-    Spec(&'a Map<String, Value>),
+    Spec(&'a crate::api::RoutePolicy),
 }
 
 fn compile(
@@ -596,6 +595,18 @@ fn parse_yaml(p: &mut Problems, field: Field, text: &str) -> Option<Value> {
     }
 }
 
+/// [`kind`] of a [`Json`] document.
+fn json_kind(v: &Json<'_>) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "a list",
+        Json::Object(_) => "a mapping",
+    }
+}
+
 fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -621,28 +632,69 @@ fn token_format(format: api::BearerTokenFormat) -> BearerTokenFormat {
 /// `policy`: a mapping of at most [`POLICY_MAX_PROPERTIES`] keys that [`Policy::compile`]
 /// accepts. Policy problems keep their path below the field.
 fn check_policy(p: &mut Problems, input: &PolicyInput<'_>, cel: &ParsedExpressions) -> Policy {
-    let map = match input {
-        PolicyInput::Spec(map) => *map,
-        PolicyInput::Parsed(Value::Object(map)) => map,
-        PolicyInput::Parsed(v) => {
+    let compiled = match input {
+        PolicyInput::Parsed(v) => policy_value(p, v, cel),
+        PolicyInput::Spec(policy) => match policy.text() {
+            // A Route keeps the text of an object it decoded: it parses, as an object.
+            Some(text) => match Json::parse(text) {
+                Ok(doc) => {
+                    let keys = match &doc {
+                        Json::Object(m) => Some(m.len()),
+                        _ => None,
+                    };
+                    top_level(p, json_kind(&doc), keys).then(|| Policy::compile_json(&doc, cel))
+                }
+                Err(_) => {
+                    p.at(Field::Policy, "is not valid JSON");
+                    None
+                }
+            },
+            None => policy_value(p, &Value::Object(policy.object()), cel),
+        },
+    };
+    match compiled {
+        None => Policy::deny_all(),
+        Some(compiled) => compiled_policy(p, compiled),
+    }
+}
+
+/// [`check_policy`] of a parsed value.
+fn policy_value(
+    p: &mut Problems,
+    v: &Value,
+    cel: &ParsedExpressions,
+) -> Option<Result<Policy, Vec<crate::policy::Problem>>> {
+    top_level(p, kind(v), v.as_object().map(Map::len)).then(|| Policy::compile_with(v, cel))
+}
+
+/// Whether a policy of this kind, with this many keys when a mapping, may be compiled; the
+/// problem when not.
+fn top_level(p: &mut Problems, kind: &str, keys: Option<usize>) -> bool {
+    match keys {
+        None => {
             p.at(
                 Field::Policy,
-                format!("must be a mapping with allow and/or deny, not {}", kind(v)),
+                format!("must be a mapping with allow and/or deny, not {kind}"),
             );
-            return Policy::deny_all();
+            false
         }
-    };
-    if map.len() > POLICY_MAX_PROPERTIES as usize {
-        p.at(
-            Field::Policy,
-            format!(
-                "has {} keys; the limit is {POLICY_MAX_PROPERTIES}",
-                map.len()
-            ),
-        );
-        return Policy::deny_all();
+        Some(n) if n > POLICY_MAX_PROPERTIES as usize => {
+            p.at(
+                Field::Policy,
+                format!("has {n} keys; the limit is {POLICY_MAX_PROPERTIES}"),
+            );
+            false
+        }
+        Some(_) => true,
     }
-    match Policy::compile_object(map, cel) {
+}
+
+/// The policy compiled, or its problems turned into the field's (deny all).
+fn compiled_policy(
+    p: &mut Problems,
+    compiled: Result<Policy, Vec<crate::policy::Problem>>,
+) -> Policy {
+    match compiled {
         Ok(policy) => policy,
         Err(problems) => {
             let base = p.path(Field::Policy);
@@ -969,6 +1021,24 @@ mod tests {
         annotations: &BTreeMap<String, String>,
     ) -> Result<CompiledOptions, Vec<OptionProblem>> {
         super::ingress_options(annotations, &ParsedExpressions::default())
+    }
+
+    #[test]
+    fn policies_too_deep_are_refused_whether_kept_as_text_or_as_a_tree() {
+        // 30 `not`s make a policy 63 levels deep, kept as text; 60 make 123, kept as a tree
+        // (past what the JSON parser reads back). Both are past what compile accepts.
+        for levels in [30, 60] {
+            let deep = (0..levels).fold(
+                json!({"email": "a@example.com"}),
+                |v, _| json!({"not": [v]}),
+            );
+            let route = spec(json!({"policy": {"allow": deep}}));
+            let kept_as_text = route.policy.as_ref().and_then(|p| p.text()).is_some();
+            assert_eq!(kept_as_text, levels == 30);
+            let (field, message) = only_problem(route_options(&route));
+            assert_eq!(field, "spec.policy", "{levels}");
+            assert!(message.contains("nested more than"), "{message}");
+        }
     }
 
     /// A Route spec with `fields` on top of a minimal `from` and `to`.

@@ -382,7 +382,7 @@ fn lookup_bench(c: &mut Criterion) {
             ("miss", "nope.example.net", "/", None),
         ];
         for (label, host, path, want) in cases {
-            let got = table.find(host, path).map(|(_, r)| r.id.name.clone());
+            let got = table.find(host, path).map(|(_, r)| r.id.name.to_string());
             assert_eq!(got, want, "{label} on {n} routes");
             g.bench_function(BenchmarkId::new(label, n), |b| {
                 b.iter(|| table.find(black_box(host), black_box(path)).is_some())
@@ -593,7 +593,7 @@ async fn served(live: &LiveTable, gens: &mut watch::Receiver<u64>, host: &str, n
         let table = live.load();
         if table
             .find(host, "/")
-            .is_some_and(|(_, r)| r.id.name == name)
+            .is_some_and(|(_, r)| *r.id.name == *name)
         {
             return;
         }

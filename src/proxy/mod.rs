@@ -262,7 +262,7 @@ impl Proxy {
             route: outcome
                 .route
                 .as_deref()
-                .map(|r| (r.id.namespace.as_str(), r.id.name.as_str())),
+                .map(|r| (&*r.id.namespace, &*r.id.name)),
             identity: caller.map_or("-", |c| c.token.identity.subject.as_str()),
             client_id: outcome
                 .client_id

@@ -38,10 +38,10 @@ impl SourceKind {
 pub struct RouteId {
     /// Route or Ingress.
     pub kind: SourceKind,
-    /// The object's namespace.
-    pub namespace: String,
+    /// The object's namespace (shared with the compile's key for the object).
+    pub namespace: Arc<str>,
     /// The object's name.
-    pub name: String,
+    pub name: Arc<str>,
 }
 
 impl fmt::Display for RouteId {

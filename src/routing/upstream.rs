@@ -159,14 +159,43 @@ impl Upstream {
 fn authority_text(scheme: UpstreamScheme, target: &Target) -> String {
     let default = scheme.default_port();
     match target {
-        Target::Addr(addr) if addr.port() == default => match addr.ip() {
-            IpAddr::V4(ip) => ip.to_string(),
-            IpAddr::V6(ip) => format!("[{ip}]"),
-        },
+        // The common case by far (an endpoint of a Service), written without the formatting
+        // machinery: a compile from nothing makes one per endpoint.
+        Target::Addr(SocketAddr::V4(addr)) => {
+            let mut text = String::with_capacity(21);
+            for (i, octet) in addr.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    text.push('.');
+                }
+                push_decimal(&mut text, octet.into());
+            }
+            if addr.port() != default {
+                text.push(':');
+                push_decimal(&mut text, addr.port());
+            }
+            text
+        }
+        Target::Addr(addr) if addr.port() == default => format!("[{}]", addr.ip()),
         Target::Addr(addr) => addr.to_string(),
         Target::Name { host, port } if *port == default => host.clone(),
         Target::Name { host, port } => format!("{host}:{port}"),
     }
+}
+
+/// `n` in decimal, at the end of `text`.
+fn push_decimal(text: &mut String, n: u16) {
+    let mut digits = [0u8; 5];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    digits[at..].iter().for_each(|&d| text.push(char::from(d)));
 }
 
 /// Which addresses may be upstreams. Built once from the settings and the bound listeners.
@@ -557,6 +586,42 @@ fn shown_url(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn authorities_leave_out_only_the_default_port() {
+        let cases = [
+            (UpstreamScheme::Http, "10.0.0.7:80", "10.0.0.7"),
+            (UpstreamScheme::Http, "10.0.0.7:8080", "10.0.0.7:8080"),
+            (UpstreamScheme::Https, "10.0.0.7:80", "10.0.0.7:80"),
+            (UpstreamScheme::Https, "0.0.0.0:443", "0.0.0.0"),
+            (
+                UpstreamScheme::Http,
+                "255.255.255.255:65535",
+                "255.255.255.255:65535",
+            ),
+            (UpstreamScheme::Http, "1.20.100.9:0", "1.20.100.9:0"),
+            (UpstreamScheme::Http, "[fd00::1]:80", "[fd00::1]"),
+            (UpstreamScheme::Http, "[fd00::1]:81", "[fd00::1]:81"),
+        ];
+        for (scheme, addr, want) in cases {
+            let up = Upstream::new(scheme, Target::Addr(sa(addr)), 1, String::new());
+            assert_eq!(up.authority().map(Authority::as_str), Some(want), "{addr}");
+            assert_eq!(
+                up.host_header().map(HeaderValue::as_bytes),
+                Some(want.as_bytes())
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ipv4_authorities_are_the_socket_address(ip: [u8; 4], port: u16) {
+            let addr = SocketAddr::from((ip, port));
+            let up = Upstream::new(UpstreamScheme::Https, Target::Addr(addr), 1, String::new());
+            let want = if port == 443 { Ipv4Addr::from(ip).to_string() } else { addr.to_string() };
+            proptest::prop_assert_eq!(up.authority().map(Authority::as_str), Some(want.as_str()));
+        }
+    }
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap()

@@ -20,6 +20,7 @@ use std::borrow::Borrow;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use foldhash::{HashMap, HashMapExt};
 use k8s_openapi::api::core::v1::Service;
@@ -66,9 +67,10 @@ impl fmt::Display for ServicePort {
 /// EndpointSlice is known by, and what the compile cache tells its versions apart by.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identity {
-    /// Empty only in hand-made objects (the API server always sets it).
-    pub namespace: Box<str>,
-    pub name: Box<str>,
+    /// Empty only in hand-made objects (the API server always sets it). Shared: compile's
+    /// object keys reuse them rather than copying.
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
     pub uid: Option<Box<str>>,
     pub resource_version: Option<Box<str>>,
 }

@@ -194,38 +194,40 @@ impl Cache {
     /// without this step would (a later Route with that uid reuses the entry).
     ///
     /// `parallel_from` is the fewest such Routes worth the threads ([`PARALLEL_SPECS`]); with
-    /// fewer, nothing is done here. Returns the Routes checked, with their specs.
+    /// fewer, nothing is done here. Returns the Routes checked, with their place in `routes`
+    /// and their specs.
     pub(super) fn check_specs(
         &mut self,
         routes: &[Arc<StoredRoute>],
         parallel_from: usize,
         cel: &ParsedExpressions,
-    ) -> Vec<(Arc<StoredRoute>, Arc<Spec>)> {
+    ) -> Vec<(usize, Arc<StoredRoute>, Arc<Spec>)> {
         if routes.len().saturating_sub(self.routes.len()) < parallel_from {
             // Most Routes have an entry (a compile after a change): not worth a look at each.
             return Vec::new();
         }
         let mut uids = HashSet::with_capacity(routes.len());
-        let todo: Vec<(&str, &Arc<StoredRoute>)> = routes
+        let todo: Vec<(usize, &str, &Arc<StoredRoute>)> = routes
             .iter()
-            .filter_map(|r| {
+            .enumerate()
+            .filter_map(|(i, r)| {
                 let uid = r.meta.id.uid.as_deref()?;
                 let current = self
                     .routes
                     .get(uid)
                     .is_some_and(|m| same_spec(&m.object, r));
-                (uids.insert(uid) && !current).then_some((uid, r))
+                (uids.insert(uid) && !current).then_some((i, uid, r))
             })
             .collect();
         if todo.len() < parallel_from {
             // Not worth a thread: the compile checks them as it meets them.
             return Vec::new();
         }
-        let specs = super::parallel_map(&todo, parallel_from / 2, |(_, r)| {
+        let specs = super::parallel_map(&todo, parallel_from / 2, |(_, _, r)| {
             Arc::new(Spec::of(&r.spec, cel))
         });
         let mut checked = Vec::with_capacity(todo.len());
-        for ((uid, r), spec) in todo.into_iter().zip(specs) {
+        for ((i, uid, r), spec) in todo.into_iter().zip(specs) {
             let memo = RouteMemo {
                 object: Arc::clone(r),
                 spec: Arc::clone(&spec),
@@ -234,7 +236,7 @@ impl Cache {
                 made: 0,
             };
             self.routes.insert(uid.to_owned(), memo);
-            checked.push((Arc::clone(r), spec));
+            checked.push((i, Arc::clone(r), spec));
         }
         checked
     }

@@ -151,8 +151,8 @@ pub(super) fn compile(ing: &Ingress, index: &Index<'_>, ctx: &CompileContext, b:
 
     let id = RouteId {
         kind: SourceKind::Ingress,
-        namespace: namespace.clone(),
-        name: name.clone(),
+        namespace: Arc::clone(&key.namespace),
+        name: Arc::clone(&key.name),
     };
     let add = |b: &mut Builder, host: HostPattern, path: PathMatch, backend: Backend| {
         let protocol = if tls_hosts.contains(&host) {

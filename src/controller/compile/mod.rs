@@ -235,14 +235,16 @@ fn compile_inner(
     let serial = cache.serial();
     let backends_unchanged = cache.backends_unchanged();
     let index = Index::new(snap, cache, &cel);
-    if !checked.is_empty() {
-        index.units_ahead(&checked, ctx, parallel_specs);
-    }
+    let ahead = if checked.is_empty() {
+        Vec::new()
+    } else {
+        index.units_ahead(&checked, ctx, parallel_specs)
+    };
     let b = Builder::new(ctx, claims, serial, false, backends_unchanged);
-    let mut b = contribute(snap, &index, ctx, b);
+    let mut b = contribute(snap, &ahead, &index, ctx, b);
     if b.duplicate || b.has_twins() {
         // Perhaps two objects with one key: contribute everything again, where they merge.
-        b = contribute(snap, &index, ctx, b.into_full(ctx));
+        b = contribute(snap, &ahead, &index, ctx, b.into_full(ctx));
     }
     if let Some((ns, name)) = &ctx.default_certificate {
         match index.tls_certificate(ns, name) {
@@ -336,11 +338,19 @@ fn parallel_map<T: Sync, R: Send>(
 }
 
 /// Every Route and every Ingress of our class, into `b`, in snapshot order (the result does
-/// not depend on it: claims are settled by rank).
-fn contribute(snap: &Snapshot, index: &Index<'_>, ctx: &CompileContext, mut b: Builder) -> Builder {
-    for r in &snap.routes {
+/// not depend on it: claims are settled by rank). `ahead` holds the units made ahead, by the
+/// Routes' place in the snapshot (or nothing).
+fn contribute(
+    snap: &Snapshot,
+    ahead: &[Option<Arc<route::Unit>>],
+    index: &Index<'_>,
+    ctx: &CompileContext,
+    mut b: Builder,
+) -> Builder {
+    for (i, r) in snap.routes.iter().enumerate() {
         if !b.skip(r) {
-            route::compile(r, index, ctx, &mut b);
+            let made = ahead.get(i).and_then(Option::as_ref);
+            route::compile(r, made, index, ctx, &mut b);
         }
     }
     let classes = ingress::Classes::new(&snap.ingress_classes);
@@ -384,14 +394,13 @@ pub(crate) struct Who {
 
 impl Who {
     fn new(key: ObjectKey, meta: &impl Meta) -> Who {
-        let rank = (
-            meta.created(),
-            format!("{}/{} {}", key.namespace, key.name, key.kind.as_str()).into(),
-        );
+        let (kind, namespace, name) = (key.kind.as_str(), &*key.namespace, &*key.name);
         Who {
-            id: key.to_string().into(),
+            // `key.to_string()`, and the rank's text, without the formatting machinery: this
+            // runs for every Route on a compile from nothing.
+            id: concat(&[kind, " ", namespace, "/", name]),
+            rank: (meta.created(), concat(&[namespace, "/", name, " ", kind])),
             key,
-            rank,
         }
     }
 
@@ -403,6 +412,13 @@ impl Who {
             && *self.key.name == *name
             && self.rank.0 == meta.created()
     }
+}
+
+/// The parts, one after the other.
+fn concat(parts: &[&str]) -> Arc<str> {
+    let mut text = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    parts.iter().for_each(|p| text.push_str(p));
+    text.into()
 }
 
 /// What compile reads of an object's metadata: an Ingress's whole `ObjectMeta`, or the
@@ -599,15 +615,16 @@ impl<'a> Index<'a> {
     }
 
     /// Compiles the units of `routes` (just checked, [`Cache::check_specs`]) on several threads
-    /// when there are at least `parallel_from` of them, so that the compile finds them in the
-    /// memo. The Service ports Routes name are resolved first, those without a current
-    /// resolution on several threads too, and kept in the memo as [`Index::resolve`] would.
+    /// when there are at least `parallel_from` of them, and keeps them in the memo. The Service
+    /// ports Routes name are resolved first, those without a current resolution on several
+    /// threads too, and kept in the memo as [`Index::resolve`] would. Returns the units by the
+    /// Routes' place in the snapshot.
     fn units_ahead(
         &self,
-        routes: &[(Arc<StoredRoute>, Arc<route::Spec>)],
+        routes: &[(usize, Arc<StoredRoute>, Arc<route::Spec>)],
         ctx: &CompileContext,
         parallel_from: usize,
-    ) {
+    ) -> Vec<Option<Arc<route::Unit>>> {
         let resolved = self.resolve_ahead(ctx, parallel_from);
         let backends = self.backends.get_or_init(|| Backends::new(self.snap));
         let resolve = |ns: &str, name: &str, port: &backends::ServicePort| {
@@ -620,13 +637,18 @@ impl<'a> Index<'a> {
                 resolve_now(ns, name, port, service, slices, ctx)
             })
         };
-        let units = parallel_map(routes, parallel_from / 2, |(obj, spec)| {
+        let units = parallel_map(routes, parallel_from / 2, |(_, obj, spec)| {
             Arc::new(route::unit_with(obj, spec, &resolve, ctx))
         });
         let mut memo = self.memo.borrow_mut();
-        for ((obj, spec), unit) in routes.iter().zip(units) {
-            memo.keep_route(obj, Arc::clone(spec), unit);
+        let mut ahead = vec![None; self.snap.routes.len()];
+        for ((i, obj, spec), unit) in routes.iter().zip(units) {
+            memo.keep_route(obj, Arc::clone(spec), Arc::clone(&unit));
+            if let Some(slot) = ahead.get_mut(*i) {
+                *slot = Some(unit);
+            }
         }
+        ahead
     }
 
     /// Every Service port a Route names, resolved: from the memo when current there, else

@@ -146,34 +146,21 @@ impl Unit {
     }
 }
 
+/// Contributes a Route to `b`: its unit (`made_ahead`, when compiled on several threads before
+/// the contributions began), its problems and its routes.
 pub(super) fn compile(
     obj: &Arc<StoredRoute>,
+    made_ahead: Option<&Arc<Unit>>,
     index: &Index<'_>,
     ctx: &CompileContext,
     b: &mut Builder,
 ) {
     let meta = &obj.meta;
     let namespace = &*meta.id.namespace;
-
-    let cached = index.memo.borrow_mut().route(obj);
-    let (spec, unit, made_now) = match cached {
-        Some(hit) => hit,
-        None => (Arc::new(Spec::of(&obj.spec, index.cel)), None, false),
-    };
-    let current = |u: &Arc<Unit>| made_now || u.is_current(index, ctx);
-    let unit = match unit.filter(|u| u.who.is(Kind::Route, meta) && current(u)) {
-        // `route` above already marked the memo used.
-        Some(unit) => unit,
-        None => {
-            let resolve =
-                |ns: &str, name: &str, port: &ServicePort| index.resolve(ns, name, port, ctx);
-            let unit = Arc::new(unit_with(obj, &spec, &resolve, ctx));
-            index
-                .memo
-                .borrow_mut()
-                .keep_route(obj, spec, Arc::clone(&unit));
-            unit
-        }
+    let unit = match made_ahead {
+        // Made in this compile from this very object, and kept in the memo.
+        Some(unit) => Arc::clone(unit),
+        None => unit(obj, index, ctx),
     };
 
     // Certificates are looked up on every compile: they expire with time. Without one, the
@@ -223,6 +210,30 @@ pub(super) fn compile(
     }
 }
 
+/// The unit of `obj`: the memo's when current, else compiled now (and kept in the memo).
+fn unit(obj: &Arc<StoredRoute>, index: &Index<'_>, ctx: &CompileContext) -> Arc<Unit> {
+    let cached = index.memo.borrow_mut().route(obj);
+    let (spec, unit, made_now) = match cached {
+        Some(hit) => hit,
+        None => (Arc::new(Spec::of(&obj.spec, index.cel)), None, false),
+    };
+    let current = |u: &Arc<Unit>| made_now || u.is_current(index, ctx);
+    match unit.filter(|u| u.who.is(Kind::Route, &obj.meta) && current(u)) {
+        // `route` above already marked the memo used.
+        Some(unit) => unit,
+        None => {
+            let resolve =
+                |ns: &str, name: &str, port: &ServicePort| index.resolve(ns, name, port, ctx);
+            let unit = Arc::new(unit_with(obj, &spec, &resolve, ctx));
+            index
+                .memo
+                .borrow_mut()
+                .keep_route(obj, spec, Arc::clone(&unit));
+            unit
+        }
+    }
+}
+
 /// How a unit learns a Service port's resolution: through the [`Index`] (and its memo), or from
 /// resolutions made ahead on several threads.
 pub(super) type Resolve<'r> = dyn Fn(&str, &str, &ServicePort) -> Arc<Resolution> + 'r;
@@ -237,8 +248,8 @@ pub(super) fn unit_with(
     let meta = &obj.meta;
     let key = ObjectKey {
         kind: Kind::Route,
-        namespace: (*meta.id.namespace).into(),
-        name: (*meta.id.name).into(),
+        namespace: Arc::clone(&meta.id.namespace),
+        name: Arc::clone(&meta.id.name),
     };
     let who = Who::new(key, meta);
     let (from, compiled) = match spec {
@@ -287,8 +298,8 @@ pub(super) fn unit_with(
     let route = Arc::new(Route {
         id: RouteId {
             kind: SourceKind::Route,
-            namespace: namespace.to_string(),
-            name: unit.who.key.name.to_string(),
+            namespace: Arc::clone(&namespace),
+            name: Arc::clone(&unit.who.key.name),
         },
         url,
         protocol,

@@ -31,6 +31,10 @@ use crate::controller::snapshot::{Snapshot, StoredRoute};
 use crate::policy::ParsedExpressions;
 use crate::routing::upstream::AddressPolicy;
 
+/// A Route whose spec [`Cache::check_specs`] checked: its place in the snapshot, itself and its
+/// spec.
+pub(super) type Checked = (usize, Arc<StoredRoute>, Arc<Spec>);
+
 /// A Service port resolved into targets, or why it cannot be.
 pub(super) type Resolution = Result<ResolvedService, BackendError>;
 
@@ -48,13 +52,10 @@ pub struct Cache {
     serial: u64,
     /// By Route uid.
     routes: HashMap<String, RouteMemo>,
-    /// By namespace, then Service name; one entry per port asked for.
-    services: HashMap<String, HashMap<String, Vec<ServiceMemo>>>,
+    /// Service ports' resolutions.
+    services: ServiceMemos,
     /// The Services and EndpointSlices of the last snapshot, in its order.
     backends: (Vec<Arc<ServiceRecord>>, Vec<Arc<SliceRecord>>),
-    /// Whether this compile's Services and EndpointSlices are exactly those: then every
-    /// Service entry is current without looking at the objects.
-    backends_unchanged: bool,
     /// Every object's contribution to the table and reports, and where its claims stand.
     claims: Claims,
 }
@@ -65,7 +66,12 @@ impl fmt::Debug for Cache {
             .field("routes", &self.routes.len())
             .field(
                 "services",
-                &self.services.values().map(HashMap::len).sum::<usize>(),
+                &self
+                    .services
+                    .by_namespace
+                    .values()
+                    .map(HashMap::len)
+                    .sum::<usize>(),
             )
             .finish()
     }
@@ -79,6 +85,19 @@ struct RouteMemo {
     used: u64,
     /// The compile that made `unit`.
     made: u64,
+}
+
+/// The resolutions of Service ports, and what a lookup needs to know of the compile it is
+/// made for.
+#[derive(Default)]
+pub(super) struct ServiceMemos {
+    /// By namespace, then Service name; one entry per port asked for.
+    by_namespace: HashMap<String, HashMap<String, Vec<ServiceMemo>>>,
+    /// The compile in progress ([`Cache::serial`]).
+    serial: u64,
+    /// Whether this compile's Services and EndpointSlices are exactly the last one's: then
+    /// every entry is current without looking at the objects.
+    unchanged: bool,
 }
 
 struct ServiceMemo {
@@ -110,23 +129,24 @@ impl Cache {
         };
         cache.serial += 1;
         let (services, slices) = &cache.backends;
-        cache.backends_unchanged =
+        let unchanged =
             same_objects(services, &snap.services) && same_objects(slices, &snap.endpoint_slices);
+        cache.services.unchanged = unchanged;
+        cache.services.serial = cache.serial;
         cache
     }
 
     /// Drops the entries the compile of `snap` that just ended did not use (objects that are
     /// gone).
     pub(super) fn end(mut self, snap: &Snapshot) -> Cache {
-        if !self.backends_unchanged {
-            self.backends = (snap.services.clone(), snap.endpoint_slices.clone());
-        }
         let serial = self.serial;
-        if self.backends_unchanged {
-            // Not looked up (see `backends_unchanged`), and still made from the current objects.
+        if self.services.unchanged {
+            // Not looked up (see `ServiceMemos::unchanged`), and still made from the current
+            // objects.
             return self;
         }
-        self.services.retain(|_, by_name| {
+        self.backends = (snap.services.clone(), snap.endpoint_slices.clone());
+        self.services.by_namespace.retain(|_, by_name| {
             by_name.retain(|_, ports| {
                 ports.retain(|m| m.used == serial);
                 !ports.is_empty()
@@ -164,7 +184,12 @@ impl Cache {
     /// Whether the Services and EndpointSlices are the very objects of the last compile. Then
     /// every unit in the cache is current: the last compile checked it against these objects.
     pub(super) fn backends_unchanged(&self) -> bool {
-        self.backends_unchanged
+        self.services.unchanged
+    }
+
+    /// The Service port entries.
+    pub(super) fn services(&mut self) -> &mut ServiceMemos {
+        &mut self.services
     }
 
     /// The spec results and unit of a Route, when its spec is the one they were made from. The
@@ -196,15 +221,20 @@ impl Cache {
     /// `parallel_from` is the fewest such Routes worth the threads ([`PARALLEL_SPECS`]); with
     /// fewer, nothing is done here. Returns the Routes checked, with their place in `routes`
     /// and their specs.
-    pub(super) fn check_specs(
+    ///
+    /// While the specs are checked, `meanwhile` runs on a thread of its own with the Service
+    /// entries (what comes next does not wait on the specs); its result comes back with the
+    /// Routes, `None` when it did not run (nothing to check, or no thread to be had).
+    pub(super) fn check_specs<R: Send>(
         &mut self,
         routes: &[Arc<StoredRoute>],
         parallel_from: usize,
         cel: &ParsedExpressions,
-    ) -> Vec<(usize, Arc<StoredRoute>, Arc<Spec>)> {
+        meanwhile: impl FnOnce(&mut ServiceMemos) -> R + Send,
+    ) -> (Vec<Checked>, Option<R>) {
         if routes.len().saturating_sub(self.routes.len()) < parallel_from {
             // Most Routes have an entry (a compile after a change): not worth a look at each.
-            return Vec::new();
+            return (Vec::new(), None);
         }
         let mut uids = HashSet::with_capacity(routes.len());
         let todo: Vec<(usize, &str, &Arc<StoredRoute>)> = routes
@@ -221,10 +251,22 @@ impl Cache {
             .collect();
         if todo.len() < parallel_from {
             // Not worth a thread: the compile checks them as it meets them.
-            return Vec::new();
+            return (Vec::new(), None);
         }
-        let specs = super::parallel_map(&todo, parallel_from / 2, |(_, _, r)| {
-            Arc::new(Spec::of(&r.spec, cel))
+        let services = &mut self.services;
+        let (specs, also) = std::thread::scope(|scope| {
+            let other = std::thread::Builder::new()
+                .name("compile".into())
+                .spawn_scoped(scope, move || meanwhile(services));
+            let specs = super::parallel_map(&todo, parallel_from / 2, |(_, _, r)| {
+                Arc::new(Spec::of(&r.spec, cel))
+            });
+            let also = match other.map(|t| t.join()) {
+                Ok(Ok(also)) => Some(also),
+                Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                Err(_) => None,
+            };
+            (specs, also)
         });
         let mut checked = Vec::with_capacity(todo.len());
         for ((i, uid, r), spec) in todo.into_iter().zip(specs) {
@@ -238,7 +280,7 @@ impl Cache {
             self.routes.insert(uid.to_owned(), memo);
             checked.push((i, Arc::clone(r), spec));
         }
-        checked
+        (checked, also)
     }
 
     /// Remembers what a Route compiled to (nothing for an object without a uid).
@@ -260,6 +302,13 @@ impl Cache {
             }
         }
     }
+}
+
+impl ServiceMemos {
+    /// Whether this compile's Services and EndpointSlices are exactly the last one's.
+    pub(super) fn unchanged(&self) -> bool {
+        self.unchanged
+    }
 
     /// The resolution of a Service port, when no Service or EndpointSlice changed since the last
     /// compile.
@@ -269,12 +318,12 @@ impl Cache {
         name: &str,
         port: &ServicePort,
     ) -> Option<Arc<Resolution>> {
-        if !self.backends_unchanged {
+        if !self.unchanged {
             return None;
         }
         let serial = self.serial;
         let memo = self
-            .services
+            .by_namespace
             .get_mut(namespace)?
             .get_mut(name)?
             .iter_mut()
@@ -295,7 +344,7 @@ impl Cache {
     ) -> Option<Arc<Resolution>> {
         let serial = self.serial;
         let memo = self
-            .services
+            .by_namespace
             .get_mut(namespace)?
             .get_mut(name)?
             .iter_mut()
@@ -339,9 +388,9 @@ impl Cache {
             resolution,
             used: self.serial,
         };
-        let by_name = match self.services.get_mut(namespace) {
+        let by_name = match self.by_namespace.get_mut(namespace) {
             Some(m) => m,
-            None => self.services.entry(namespace.to_owned()).or_default(),
+            None => self.by_namespace.entry(namespace.to_owned()).or_default(),
         };
         let ports = match by_name.get_mut(name) {
             Some(p) => p,

@@ -41,9 +41,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use self::backends::{ServiceRecord, SliceRecord};
 pub use self::cache::Cache;
-use self::cache::Resolution;
+use self::cache::{Resolution, ServiceMemos};
 use self::table::Builder;
-use super::snapshot::{RouteMeta, Snapshot, StoredRoute};
+use super::snapshot::{RouteMeta, Snapshot};
 use crate::policy::ParsedExpressions;
 use crate::routing::HostPattern;
 use crate::routing::certs::{Certificate, parse_pem_pair};
@@ -230,15 +230,27 @@ fn compile_inner(
 ) -> Compiled {
     let mut cache = cache.begin(ctx, snap);
     let cel = ParsedExpressions::default();
-    let checked = cache.check_specs(&snap.routes, parallel_specs, &cel);
+    // While the specs are checked: the Services, and every Service port a Route names
+    // resolved, which the units made ahead need.
+    let (checked, resolved) = cache.check_specs(&snap.routes, parallel_specs, &cel, |memos| {
+        let backends = Backends::new(snap);
+        let resolved = resolve_ahead(snap, &backends, memos, ctx, parallel_specs);
+        (backends, resolved)
+    });
+    let (backends, resolved) = resolved.unzip();
     let claims = cache.take_claims();
     let serial = cache.serial();
     let backends_unchanged = cache.backends_unchanged();
-    let index = Index::new(snap, cache, &cel);
+    let index = Index::new(snap, cache, &cel, backends);
     let ahead = if checked.is_empty() {
         Vec::new()
     } else {
-        index.units_ahead(&checked, ctx, parallel_specs)
+        let resolved = resolved.unwrap_or_else(|| {
+            let backends = index.backends.get_or_init(|| Backends::new(snap));
+            let mut memo = index.memo.borrow_mut();
+            resolve_ahead(snap, backends, memo.services(), ctx, parallel_specs)
+        });
+        index.units_ahead(&checked, &resolved, ctx, parallel_specs)
     };
     let b = Builder::new(ctx, claims, serial, false, backends_unchanged);
     let mut b = contribute(snap, &ahead, &index, ctx, b);
@@ -519,6 +531,62 @@ impl<'a> Backends<'a> {
     }
 }
 
+/// Every Service port a Route of `snap` names, resolved: from `memos` when current there, else
+/// afresh (on several threads when at least `parallel_from` are) and kept in `memos`.
+fn resolve_ahead<'a>(
+    snap: &'a Snapshot,
+    backends: &Backends<'a>,
+    memos: &mut ServiceMemos,
+    ctx: &CompileContext,
+    parallel_from: usize,
+) -> HashMap<(&'a str, &'a str, i32), Arc<Resolution>> {
+    let unchanged = memos.unchanged();
+    let mut resolved = HashMap::with_capacity(snap.routes.len());
+    let mut todo = Vec::new();
+    for r in &snap.routes {
+        let namespace = &*r.meta.id.namespace;
+        for target in &r.spec.to {
+            let Some(svc) = &target.service else {
+                continue;
+            };
+            let key = (namespace, svc.name.as_str(), svc.port);
+            if resolved.contains_key(&key) {
+                continue;
+            }
+            let port = backends::ServicePort::Number(svc.port);
+            let (service, slices) = backends.of(key.0, key.1);
+            let hit = if unchanged {
+                memos.unchanged_service(key.0, key.1, &port)
+            } else {
+                memos.service(key.0, key.1, &port, service, slices)
+            };
+            match hit {
+                Some(hit) => {
+                    resolved.insert(key, hit);
+                }
+                None => todo.push((key, port, service, slices)),
+            }
+        }
+    }
+    let fresh = parallel_map(
+        &todo,
+        parallel_from / 2,
+        |((ns, name, _), port, service, slices)| resolve_now(ns, name, port, *service, slices, ctx),
+    );
+    for ((key, port, service, slices), resolution) in todo.iter().zip(fresh) {
+        memos.keep_service(
+            key.0,
+            key.1,
+            port,
+            *service,
+            slices,
+            Arc::clone(&resolution),
+        );
+        resolved.insert(*key, resolution);
+    }
+    resolved
+}
+
 /// [`backends::resolve_service`] under the context's address policy and setting.
 fn resolve_now(
     namespace: &str,
@@ -557,7 +625,13 @@ pub(crate) enum SecretError {
 }
 
 impl<'a> Index<'a> {
-    fn new(snap: &'a Snapshot, memo: Cache, cel: &'a ParsedExpressions) -> Self {
+    /// The index of `snap`, with `backends` when made already.
+    fn new(
+        snap: &'a Snapshot,
+        memo: Cache,
+        cel: &'a ParsedExpressions,
+        backends: Option<Backends<'a>>,
+    ) -> Self {
         let ns_name = |m: &'a ObjectMeta| {
             (
                 m.namespace.as_deref().unwrap_or_default(),
@@ -566,7 +640,7 @@ impl<'a> Index<'a> {
         };
         Index {
             snap,
-            backends: OnceCell::new(),
+            backends: backends.map_or_else(OnceCell::new, OnceCell::from),
             secrets: snap
                 .secrets
                 .iter()
@@ -589,6 +663,7 @@ impl<'a> Index<'a> {
         if let Some(hit) = self
             .memo
             .borrow_mut()
+            .services()
             .unchanged_service(namespace, name, port)
         {
             return hit;
@@ -598,12 +673,13 @@ impl<'a> Index<'a> {
         let cached = self
             .memo
             .borrow_mut()
+            .services()
             .service(namespace, name, port, service, slices);
         if let Some(hit) = cached {
             return hit;
         }
         let resolution = resolve_now(namespace, name, port, service, slices, ctx);
-        self.memo.borrow_mut().keep_service(
+        self.memo.borrow_mut().services().keep_service(
             namespace,
             name,
             port,
@@ -621,11 +697,11 @@ impl<'a> Index<'a> {
     /// Routes' place in the snapshot.
     fn units_ahead(
         &self,
-        routes: &[(usize, Arc<StoredRoute>, Arc<route::Spec>)],
+        routes: &[cache::Checked],
+        resolved: &HashMap<(&'a str, &'a str, i32), Arc<Resolution>>,
         ctx: &CompileContext,
         parallel_from: usize,
     ) -> Vec<Option<Arc<route::Unit>>> {
-        let resolved = self.resolve_ahead(ctx, parallel_from);
         let backends = self.backends.get_or_init(|| Backends::new(self.snap));
         let resolve = |ns: &str, name: &str, port: &backends::ServicePort| {
             let known = match port {
@@ -649,64 +725,6 @@ impl<'a> Index<'a> {
             }
         }
         ahead
-    }
-
-    /// Every Service port a Route names, resolved: from the memo when current there, else
-    /// afresh (on several threads when at least `parallel_from` are) and kept in the memo.
-    fn resolve_ahead(
-        &self,
-        ctx: &CompileContext,
-        parallel_from: usize,
-    ) -> HashMap<(&'a str, &'a str, i32), Arc<Resolution>> {
-        let unchanged = self.memo.borrow().backends_unchanged();
-        let backends = self.backends.get_or_init(|| Backends::new(self.snap));
-        let mut resolved = HashMap::with_capacity(self.snap.routes.len());
-        let mut todo = Vec::new();
-        let mut memo = self.memo.borrow_mut();
-        for r in &self.snap.routes {
-            let namespace = &*r.meta.id.namespace;
-            for target in &r.spec.to {
-                let Some(svc) = &target.service else {
-                    continue;
-                };
-                let key = (namespace, svc.name.as_str(), svc.port);
-                if resolved.contains_key(&key) {
-                    continue;
-                }
-                let port = backends::ServicePort::Number(svc.port);
-                let (service, slices) = backends.of(key.0, key.1);
-                let hit = if unchanged {
-                    memo.unchanged_service(key.0, key.1, &port)
-                } else {
-                    memo.service(key.0, key.1, &port, service, slices)
-                };
-                match hit {
-                    Some(hit) => {
-                        resolved.insert(key, hit);
-                    }
-                    None => todo.push((key, port, service, slices)),
-                }
-            }
-        }
-        let fresh = parallel_map(
-            &todo,
-            parallel_from / 2,
-            |((ns, name, _), port, service, slices)| {
-                resolve_now(ns, name, port, *service, slices, ctx)
-            },
-        );
-        for ((key, port, service, slices), resolution) in todo.iter().zip(fresh) {
-            memo.keep_service(
-                key.0,
-                key.1,
-                port,
-                *service,
-                slices,
-                Arc::clone(&resolution),
-            );
-            resolved.insert(*key, resolution);
-        }
-        resolved
     }
 
     /// The certificate in a TLS Secret of `namespace` (never another namespace's).

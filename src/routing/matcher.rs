@@ -340,6 +340,11 @@ impl<R> RouteTable<R> {
         &self.reserved
     }
 
+    /// Room for `hosts` more exact hosts (a table filled from nothing).
+    pub fn reserve_hosts(&mut self, hosts: usize) {
+        self.exact_hosts.reserve(hosts);
+    }
+
     /// Replaces every route of `host` with `entries`: the winners of their claims, one per
     /// path, each admitted by [`RouteTable::reserved`] (canonical, not reserved) and claiming
     /// `host`. No entries removes the host. The other hosts' parts are untouched.

@@ -359,6 +359,7 @@ fn contribute(
     ctx: &CompileContext,
     mut b: Builder,
 ) -> Builder {
+    b.expect(snap.routes.len(), snap.ingresses.len());
     for (i, r) in snap.routes.iter().enumerate() {
         if !b.skip(r) {
             let made = ahead.get(i).and_then(Option::as_ref);

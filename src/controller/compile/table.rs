@@ -269,6 +269,17 @@ impl Builder {
         }
     }
 
+    /// Room for `routes` Routes and `others` other objects at once, when nothing was
+    /// contributed before (the compile from nothing): growing these one by one copied every
+    /// contribution made so far, each time.
+    pub(super) fn expect(&mut self, routes: usize, others: usize) {
+        if self.claims.objects.is_empty() {
+            self.new.reserve(routes + others);
+            self.by_id.reserve(routes + others);
+            self.claims.routes.reserve(routes);
+        }
+    }
+
     /// The same builder, to contribute every object again (after [`Builder::duplicate`]).
     pub(super) fn into_full(self, ctx: &CompileContext) -> Self {
         Builder::new(ctx, self.claims, self.serial, true, self.backends_unchanged)
@@ -585,6 +596,7 @@ impl Builder {
             touched_hosts.insert(host);
         }
         if fresh {
+            table.reserve_hosts(http.len());
             for (host, paths) in http.iter_mut() {
                 paths.settle();
                 table.set_host(host.clone(), winners(host, paths));

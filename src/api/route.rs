@@ -344,10 +344,10 @@ pub const POLICY_MAX_PROPERTIES: u32 = 8;
 ///
 /// Held as its compact JSON text, not as a `serde_json` tree: the controller keeps every Route
 /// of the cluster, and a tree of small objects took ten times the room (about 2.5 KB against
-/// 150 bytes for a policy of three criteria). Compile walks the text parsed with its strings
-/// borrowed ([`RoutePolicy::text`]), once per spec: compile results are cached by generation. A policy nested deeper
-/// than the JSON parser goes ([`TEXT_MAX_DEPTH`]) is kept as its tree, for compile to refuse
-/// as it refuses any policy too deep.
+/// 150 bytes for a policy of three criteria). Compile parses the text with its strings borrowed
+/// ([`RoutePolicy::text`]), once per spec: compile results are cached by generation. A policy
+/// nested deeper than the JSON parser goes ([`TEXT_MAX_DEPTH`]) is kept as its tree, for compile
+/// to refuse as it refuses any policy too deep.
 #[derive(Clone, PartialEq)]
 pub struct RoutePolicy(PolicyRepr);
 

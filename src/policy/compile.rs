@@ -574,6 +574,7 @@ fn measure(doc: &Json<'_>) -> Result<(), Vec<Problem>> {
     Ok(())
 }
 
+/// The problem of a policy nested deeper than [`MAX_JSON_DEPTH`].
 fn too_deep() -> Problem {
     Problem {
         path: String::new(),

@@ -15,9 +15,9 @@
 //! affects its own routes. [`compile_with`] also takes the [`Cache`] the previous compile
 //! returned and reuses per-object results of objects that did not change (`cache.rs`); the
 //! result is the same as without it. When many Routes have no cached spec (the compile from
-//! nothing), their specs are checked, the Services they name resolved and their units compiled
-//! on several threads first, and reports made afresh are made on several threads; the rest
-//! runs on one.
+//! nothing), their specs are checked on several threads while another resolves the Services they
+//! name, their units are then compiled on several threads, and reports made afresh are made on
+//! several threads; the rest runs on one.
 
 pub mod backends;
 mod cache;

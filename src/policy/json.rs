@@ -52,7 +52,7 @@ impl<'a> Json<'a> {
     }
 
     /// [`Json::borrow`] of an object.
-    pub(crate) fn borrow_object(m: &'a Map<String, Value>, max_depth: usize) -> Option<Json<'a>> {
+    fn borrow_object(m: &'a Map<String, Value>, max_depth: usize) -> Option<Json<'a>> {
         let deeper = max_depth
             .checked_sub(1)
             .filter(|d| *d > 0 || m.is_empty())?;

@@ -163,15 +163,16 @@ fn authority_text(scheme: UpstreamScheme, target: &Target) -> String {
         // machinery: a compile from nothing makes one per endpoint.
         Target::Addr(SocketAddr::V4(addr)) => {
             let mut text = String::with_capacity(21);
+            let mut digits = itoa::Buffer::new();
             for (i, octet) in addr.ip().octets().into_iter().enumerate() {
                 if i > 0 {
                     text.push('.');
                 }
-                push_decimal(&mut text, octet.into());
+                text.push_str(digits.format(octet));
             }
             if addr.port() != default {
                 text.push(':');
-                push_decimal(&mut text, addr.port());
+                text.push_str(digits.format(addr.port()));
             }
             text
         }
@@ -180,22 +181,6 @@ fn authority_text(scheme: UpstreamScheme, target: &Target) -> String {
         Target::Name { host, port } if *port == default => host.clone(),
         Target::Name { host, port } => format!("{host}:{port}"),
     }
-}
-
-/// `n` in decimal, at the end of `text`.
-fn push_decimal(text: &mut String, n: u16) {
-    let mut digits = [0u8; 5];
-    let mut at = digits.len();
-    let mut rest = n;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    digits[at..].iter().for_each(|&d| text.push(char::from(d)));
 }
 
 /// Which addresses may be upstreams. Built once from the settings and the bound listeners.

@@ -184,7 +184,7 @@ pub fn desired_status(report: &Report, prior: Option<&SeenStatus>, now: &Time) -
         (true, "Ready", "the route is served".to_owned())
     };
     RouteStatus {
-        url: report.url.clone().filter(|_| served),
+        url: report.url.as_deref().filter(|_| served).map(str::to_owned),
         observed_generation: report.generation,
         conditions: Some(vec![
             condition("Accepted", accepted, a_reason, a_message),
@@ -300,7 +300,7 @@ pub async fn run(
 /// skips it.
 #[derive(Default)]
 struct EventMemory {
-    sent: HashMap<String, BTreeSet<(String, String)>>,
+    sent: HashMap<Arc<str>, BTreeSet<(String, String)>>,
     /// The reports the last sync worked from.
     last: Option<Arc<Published>>,
     /// Objects whose status needed no write for their report in `last`, as the store held them
@@ -329,7 +329,11 @@ impl EventMemory {
                 for e in list.items {
                     let uid = e.regarding.and_then(|r| r.uid);
                     if let (Some(uid), Some(reason), Some(note)) = (uid, e.reason, e.note) {
-                        memory.sent.entry(uid).or_default().insert((reason, note));
+                        memory
+                            .sent
+                            .entry(uid.into())
+                            .or_default()
+                            .insert((reason, note));
                     }
                 }
             }
@@ -349,8 +353,8 @@ impl EventMemory {
 /// for it last time.
 fn carry_over(
     sent: &mut EventMemory,
-    seen: &mut HashMap<String, BTreeSet<(String, String)>>,
-    uid: String,
+    seen: &mut HashMap<Arc<str>, BTreeSet<(String, String)>>,
+    uid: Arc<str>,
 ) {
     let problems = sent.sent.remove(&uid).unwrap_or_default();
     seen.insert(uid, problems);
@@ -404,7 +408,7 @@ async fn sync(ctx: &SyncContext<'_>, published: &Arc<Published>, sent: &mut Even
                     continue;
                 };
                 // The object changed identity since it was compiled: the next table covers it.
-                if obj.meta.id.uid.as_deref() != Some(uid.as_str()) {
+                if obj.meta.id.uid.as_deref() != Some(&*uid) {
                     continue;
                 }
                 if unchanged
@@ -425,7 +429,7 @@ async fn sync(ctx: &SyncContext<'_>, published: &Arc<Published>, sent: &mut Even
                 let Some(obj) = watchers.ingress(&report.key.namespace, &report.key.name) else {
                     continue;
                 };
-                if obj.metadata.uid.as_deref() != Some(uid.as_str()) {
+                if obj.metadata.uid.as_deref() != Some(&*uid) {
                     continue;
                 }
                 if unchanged

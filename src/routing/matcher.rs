@@ -349,16 +349,28 @@ impl<R> RouteTable<R> {
     /// path, each admitted by [`RouteTable::reserved`] (canonical, not reserved) and claiming
     /// `host`. No entries removes the host. The other hosts' parts are untouched.
     pub fn set_host(&mut self, host: HostPattern, entries: Vec<Entry<R>>) {
+        let part = Self::host_part(host.clone(), entries);
+        self.set_host_part(&host, part);
+    }
+
+    /// What [`RouteTable::set_host`] puts at `host` for `entries` (`None` for none), made
+    /// apart from any table so that many hosts' parts can be made at once.
+    pub fn host_part(host: HostPattern, entries: Vec<Entry<R>>) -> Option<Arc<HostRoutes<R>>> {
         debug_assert!(
             entries
                 .iter()
                 .all(|e| e.host == host && e.path.is_canonical())
         );
-        let part = (!entries.is_empty()).then(|| {
-            self.len += entries.len();
-            Arc::new(HostRoutes::new(host.clone(), entries))
-        });
-        let old = match &host {
+        (!entries.is_empty()).then(|| Arc::new(HostRoutes::new(host, entries)))
+    }
+
+    /// Puts the part [`RouteTable::host_part`] made for `host` (removes the host for `None`).
+    pub fn set_host_part(&mut self, host: &HostPattern, part: Option<Arc<HostRoutes<R>>>) {
+        debug_assert!(part.as_ref().is_none_or(|p| p.host == *host));
+        if let Some(part) = &part {
+            self.len += part.entries.len();
+        }
+        let old = match host {
             HostPattern::Exact(name) => set(&mut self.exact_hosts, name, part),
             HostPattern::Wildcard(suffix) => set(&mut self.wildcard_hosts, suffix, part),
             HostPattern::Any => std::mem::replace(&mut self.any_host, part),

@@ -68,7 +68,7 @@ pub struct Route {
     /// The object it was compiled from.
     pub id: RouteId,
     /// The URL it serves (`https://billing.example.com/api`), as written in `status.url`.
-    pub url: String,
+    pub url: Arc<str>,
     /// The scheme of [`Route::url`]: which listener the route is meant for.
     pub protocol: Protocol,
     /// Weighted backends (`spec.to`, or the Ingress rule's Service). A request picks a backend

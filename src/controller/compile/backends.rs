@@ -71,7 +71,7 @@ pub struct Identity {
     /// object keys reuse them rather than copying.
     pub namespace: Arc<str>,
     pub name: Arc<str>,
-    pub uid: Option<Box<str>>,
+    pub uid: Option<Arc<str>>,
     pub resource_version: Option<Box<str>>,
 }
 

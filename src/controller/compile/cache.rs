@@ -51,7 +51,7 @@ pub struct Cache {
     /// Counts compiles; an entry used by the current one carries its number.
     serial: u64,
     /// By Route uid.
-    routes: HashMap<String, RouteMemo>,
+    routes: HashMap<Arc<str>, RouteMemo>,
     /// Service ports' resolutions.
     services: ServiceMemos,
     /// The Services and EndpointSlices of the last snapshot, in its order.
@@ -158,7 +158,7 @@ impl Cache {
 
     /// Drops the entries of Routes that left the snapshot (`uids`), unless a Route with the same
     /// uid used its entry in this compile.
-    pub(super) fn forget_routes(&mut self, uids: &[String]) {
+    pub(super) fn forget_routes(&mut self, uids: &[Arc<str>]) {
         for uid in uids {
             if self.routes.get(uid).is_some_and(|m| m.used != self.serial) {
                 self.routes.remove(uid);
@@ -214,9 +214,10 @@ impl Cache {
     }
 
     /// Checks the specs of the Routes in `routes` that have no entry for their current spec, on
-    /// several threads when there are many (the compile from nothing: every Route), so that
-    /// [`Cache::route`] finds them. Each uid is checked once, for its first Route, as a compile
-    /// without this step would (a later Route with that uid reuses the entry).
+    /// several threads when there are many (the compile from nothing: every Route); the caller
+    /// makes their units and keeps them ([`Cache::keep_route`]) before [`Cache::route`] is
+    /// asked. Each uid is checked once, for its first Route, as a compile without this step
+    /// would (a later Route with that uid reuses the entry).
     ///
     /// `parallel_from` is the fewest such Routes worth the threads ([`PARALLEL_SPECS`]); with
     /// fewer, nothing is done here. Returns the Routes checked, with their place in `routes`
@@ -268,24 +269,22 @@ impl Cache {
             };
             (specs, also)
         });
-        let mut checked = Vec::with_capacity(todo.len());
-        for ((i, uid, r), spec) in todo.into_iter().zip(specs) {
-            let memo = RouteMemo {
-                object: Arc::clone(r),
-                spec: Arc::clone(&spec),
-                unit: None,
-                used: self.serial,
-                made: 0,
-            };
-            self.routes.insert(uid.to_owned(), memo);
-            checked.push((i, Arc::clone(r), spec));
-        }
+        let checked = todo
+            .into_iter()
+            .zip(specs)
+            .map(|((i, _, r), spec)| (i, Arc::clone(r), spec))
+            .collect();
         (checked, also)
+    }
+
+    /// Room for `n` more Routes' entries.
+    pub(super) fn reserve_routes(&mut self, n: usize) {
+        self.routes.reserve(n);
     }
 
     /// Remembers what a Route compiled to (nothing for an object without a uid).
     pub(super) fn keep_route(&mut self, obj: &Arc<StoredRoute>, spec: Arc<Spec>, unit: Arc<Unit>) {
-        let Some(uid) = obj.meta.id.uid.as_deref() else {
+        let Some(uid) = &obj.meta.id.uid else {
             return;
         };
         let memo = RouteMemo {
@@ -295,12 +294,8 @@ impl Cache {
             used: self.serial,
             made: self.serial,
         };
-        match self.routes.get_mut(uid) {
-            Some(m) => *m = memo,
-            None => {
-                self.routes.insert(uid.to_owned(), memo);
-            }
-        }
+        // One lookup: nearly every Route kept here is new to the memo.
+        self.routes.insert(Arc::clone(uid), memo);
     }
 }
 
@@ -369,6 +364,22 @@ impl ServiceMemos {
         memo.slices.extend(slices.iter().map(|s| Arc::clone(s)));
         memo.used = serial;
         Some(Arc::clone(&memo.resolution))
+    }
+
+    /// Room for an entry for each of `services` (namespace and name) not kept yet: growing the
+    /// maps one by one moved every entry kept so far, each time.
+    pub(super) fn reserve<'k>(&mut self, services: impl IntoIterator<Item = (&'k str, &'k str)>) {
+        let mut by_namespace: HashMap<&str, usize> = HashMap::default();
+        for (namespace, _) in services {
+            *by_namespace.entry(namespace).or_default() += 1;
+        }
+        for (namespace, n) in by_namespace {
+            let by_name = match self.by_namespace.get_mut(namespace) {
+                Some(m) => m,
+                None => self.by_namespace.entry(namespace.to_owned()).or_default(),
+            };
+            by_name.reserve(n);
+        }
     }
 
     /// Remembers a Service port's resolution and the objects it was made from.

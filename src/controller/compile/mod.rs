@@ -33,7 +33,7 @@ mod tests;
 use std::cell::{OnceCell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use foldhash::{HashMap, HashMapExt};
 use k8s_openapi::api::core::v1::Secret;
@@ -175,11 +175,11 @@ pub struct Report {
     /// The object.
     pub key: ObjectKey,
     /// Its uid (Events refer to it).
-    pub uid: Option<String>,
+    pub uid: Option<Arc<str>>,
     /// The `metadata.generation` compiled.
     pub generation: Option<i64>,
     /// The URL it is served at (`status.url`), when accepted.
-    pub url: Option<String>,
+    pub url: Option<Arc<str>>,
     /// Everything wrong with it, sorted; empty when it is fully served.
     pub problems: Vec<Problem>,
     /// Number of its routes in the table (an Ingress may have many).
@@ -216,18 +216,34 @@ pub fn compile(snap: &Snapshot, ctx: &CompileContext) -> Compiled {
 /// [`Compiled::cache`]) for objects that did not change. The result is exactly what [`compile`]
 /// gives; routes of unchanged objects are the same `Arc`s as in the table the cache came with.
 pub fn compile_with(snap: &Snapshot, ctx: &CompileContext, cache: Cache) -> Compiled {
-    compile_inner(snap, ctx, cache, cache::PARALLEL_SPECS)
+    compile_inner(snap, ctx, cache, Parallel::DEFAULT)
 }
 
-/// [`compile_with`], checking the specs of uncached Routes, resolving the Service ports Routes
-/// name and compiling those Routes' units on several threads when there are at least
-/// `parallel_specs` of them.
+/// The fewest items worth threads, step by step (tests vary them).
+#[derive(Debug, Clone, Copy)]
+struct Parallel {
+    /// Uncached Routes: their specs checked, the Service ports they name resolved and their
+    /// units made on several threads.
+    specs: usize,
+    /// Contributions per thread, when claims are settled from nothing and the reports made.
+    settle: usize,
+}
+
+impl Parallel {
+    const DEFAULT: Parallel = Parallel {
+        specs: cache::PARALLEL_SPECS,
+        settle: table::PER_THREAD,
+    };
+}
+
+/// [`compile_with`], with the thresholds of `parallel`.
 fn compile_inner(
     snap: &Snapshot,
     ctx: &CompileContext,
     cache: Cache,
-    parallel_specs: usize,
+    parallel: Parallel,
 ) -> Compiled {
+    let parallel_specs = parallel.specs;
     let mut cache = cache.begin(ctx, snap);
     let cel = ParsedExpressions::default();
     // While the specs are checked: the Services, and every Service port a Route names
@@ -239,24 +255,27 @@ fn compile_inner(
     });
     let (backends, resolved) = resolved.unzip();
     let claims = cache.take_claims();
+    // Nothing was contributed before (the compile from nothing): the Routes made ahead are
+    // contributed ahead too, apart from the builder.
+    let drafts = claims.is_empty();
     let serial = cache.serial();
     let backends_unchanged = cache.backends_unchanged();
     let index = Index::new(snap, cache, &cel, backends);
-    let ahead = if checked.is_empty() {
-        Vec::new()
+    let (ahead, drafts) = if checked.is_empty() {
+        (Vec::new(), Vec::new())
     } else {
         let resolved = resolved.unwrap_or_else(|| {
             let backends = index.backends.get_or_init(|| Backends::new(snap));
             let mut memo = index.memo.borrow_mut();
             resolve_ahead(snap, backends, memo.services(), ctx, parallel_specs)
         });
-        index.units_ahead(&checked, &resolved, ctx, parallel_specs)
+        index.units_ahead(&checked, &resolved, ctx, parallel_specs, drafts)
     };
     let b = Builder::new(ctx, claims, serial, false, backends_unchanged);
-    let mut b = contribute(snap, &ahead, &index, ctx, b);
+    let mut b = contribute(snap, &ahead, drafts, &index, ctx, b);
     if b.duplicate || b.has_twins() {
         // Perhaps two objects with one key: contribute everything again, where they merge.
-        b = contribute(snap, &ahead, &index, ctx, b.into_full(ctx));
+        b = contribute(snap, &ahead, Vec::new(), &index, ctx, b.into_full(ctx));
     }
     if let Some((ns, name)) = &ctx.default_certificate {
         match index.tls_certificate(ns, name) {
@@ -275,7 +294,7 @@ fn compile_inner(
         reports,
         claims,
         gone_uids,
-    } = b.finish();
+    } = b.finish(parallel.settle);
     let mut table = Table {
         generation: 0,
         routes,
@@ -307,63 +326,94 @@ const MAX_THREADS: usize = 8;
 /// committed.
 const THREAD_STACK_BYTES: usize = crate::policy::PARSER_STACK_BYTES + (2 << 20);
 
-/// `f` of every item, in order, on as many threads as the process may run at once (at most
-/// [`MAX_THREADS`]), each with at least `per_thread` items; on this thread when that makes one.
-/// A part whose thread cannot be started runs on this one; a panic in `f` is raised again here.
+/// How many threads to split `items` items over: as many as the process may run at once (at
+/// most [`MAX_THREADS`]), each with at least `per_thread` items; 1 means this thread alone.
+fn threads_for(items: usize, per_thread: usize) -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(MAX_THREADS)
+        .min(items / per_thread.max(1))
+        .max(1)
+}
+
+/// `f` of every item, in order, on [`threads_for`] threads.
 fn parallel_map<T: Sync, R: Send>(
     items: &[T],
     per_thread: usize,
     f: impl Fn(&T) -> R + Sync,
 ) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(MAX_THREADS)
-        .min(items.len() / per_thread.max(1));
-    if threads <= 1 {
+    let threads = threads_for(items.len(), per_thread);
+    if threads == 1 {
         return items.iter().map(f).collect();
     }
-    let chunk = items.len().div_ceil(threads);
-    let f = &f;
+    let parts: Vec<&[T]> = items.chunks(items.len().div_ceil(threads)).collect();
+    let done = parallel_parts(parts, |part| part.iter().map(&f).collect::<Vec<R>>());
+    let mut out = Vec::with_capacity(items.len());
+    done.into_iter().for_each(|part| out.extend(part));
+    out
+}
+
+/// `f` of every part, in order, each on a thread of its own (one part: on this thread). A
+/// part whose thread cannot be started runs on this one; a panic in `f` is raised again here.
+fn parallel_parts<P: Send, R: Send>(parts: Vec<P>, f: impl Fn(P) -> R + Sync) -> Vec<R> {
+    if parts.len() <= 1 {
+        return parts.into_iter().map(f).collect();
+    }
+    // Each part is taken once: by its thread, or here when that thread did not start.
+    let slots: Vec<Mutex<Option<P>>> = parts.into_iter().map(|p| Mutex::new(Some(p))).collect();
+    let run = |slot: &Mutex<Option<P>>| {
+        let part = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+        part.map(&f)
+    };
     std::thread::scope(|scope| {
-        let parts: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| {
+        let started: Vec<_> = slots
+            .iter()
+            .map(|slot| {
                 std::thread::Builder::new()
                     .name("compile".into())
                     .stack_size(THREAD_STACK_BYTES)
-                    .spawn_scoped(scope, move || part.iter().map(f).collect::<Vec<R>>())
-                    .map_err(|_| part)
+                    .spawn_scoped(scope, move || run(slot))
+                    .ok()
             })
             .collect();
-        let mut out: Vec<R> = Vec::with_capacity(items.len());
-        for part in parts {
-            match part {
-                Ok(thread) => match thread.join() {
-                    Ok(done) => out.extend(done),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                },
-                Err(part) => out.extend(part.iter().map(f)),
-            }
-        }
-        out
+        slots
+            .iter()
+            .zip(started)
+            .filter_map(|(slot, thread)| match thread {
+                Some(thread) => thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                None => run(slot),
+            })
+            .collect()
     })
 }
 
 /// Every Route and every Ingress of our class, into `b`, in snapshot order (the result does
 /// not depend on it: claims are settled by rank). `ahead` holds the units made ahead, by the
-/// Routes' place in the snapshot (or nothing).
+/// Routes' place in the snapshot (or nothing), and `drafts` their contributions made ahead
+/// ([`route::draft`], only when `b` keeps nothing from before).
 fn contribute(
     snap: &Snapshot,
     ahead: &[Option<Arc<route::Unit>>],
+    mut drafts: Vec<Option<table::Contribution>>,
     index: &Index<'_>,
     ctx: &CompileContext,
     mut b: Builder,
 ) -> Builder {
     b.expect(snap.routes.len(), snap.ingresses.len());
     for (i, r) in snap.routes.iter().enumerate() {
-        if !b.skip(r) {
-            let made = ahead.get(i).and_then(Option::as_ref);
-            route::compile(r, made, index, ctx, &mut b);
+        if b.skip(r) {
+            continue;
+        }
+        match drafts.get_mut(i).and_then(Option::take) {
+            Some(draft) => {
+                b.add(draft);
+            }
+            None => {
+                let made = ahead.get(i).and_then(Option::as_ref);
+                route::compile(r, made, index, ctx, &mut b);
+            }
         }
     }
     let classes = ingress::Classes::new(&snap.ingress_classes);
@@ -439,7 +489,8 @@ fn concat(parts: &[&str]) -> Arc<str> {
 pub(crate) trait Meta {
     /// `(namespace, name)`, borrowed: sorting 10k objects must not allocate per comparison.
     fn key(&self) -> (&str, &str);
-    fn uid(&self) -> Option<&str>;
+    /// Shared with the object where it keeps it so.
+    fn uid(&self) -> Option<Arc<str>>;
     fn generation(&self) -> Option<i64>;
     /// Creation time in Unix seconds; unset ranks last.
     fn created(&self) -> i64;
@@ -453,8 +504,8 @@ impl Meta for ObjectMeta {
         )
     }
 
-    fn uid(&self) -> Option<&str> {
-        self.uid.as_deref()
+    fn uid(&self) -> Option<Arc<str>> {
+        self.uid.as_deref().map(Arc::from)
     }
 
     fn generation(&self) -> Option<i64> {
@@ -473,8 +524,8 @@ impl Meta for RouteMeta {
         (&self.id.namespace, &self.id.name)
     }
 
-    fn uid(&self) -> Option<&str> {
-        self.id.uid.as_deref()
+    fn uid(&self) -> Option<Arc<str>> {
+        self.id.uid.clone()
     }
 
     fn generation(&self) -> Option<i64> {
@@ -573,6 +624,10 @@ fn resolve_ahead<'a>(
         &todo,
         parallel_from / 2,
         |((ns, name, _), port, service, slices)| resolve_now(ns, name, port, *service, slices, ctx),
+    );
+    memos.reserve(
+        todo.iter()
+            .map(|((namespace, name, _), ..)| (*namespace, *name)),
     );
     for ((key, port, service, slices), resolution) in todo.iter().zip(fresh) {
         memos.keep_service(
@@ -692,17 +747,21 @@ impl<'a> Index<'a> {
     }
 
     /// Compiles the units of `routes` (just checked, [`Cache::check_specs`]) on several threads
-    /// when there are at least `parallel_from` of them, and keeps them in the memo. The Service
-    /// ports Routes name are resolved first, those without a current resolution on several
-    /// threads too, and kept in the memo as [`Index::resolve`] would. Returns the units by the
-    /// Routes' place in the snapshot.
+    /// when there are at least `parallel_from` of them, and keeps them in the memo, with the
+    /// Service ports they name `resolved` ahead (others are resolved as [`Index::resolve`]
+    /// would, without the memo). Returns the units by the Routes' place in the snapshot and,
+    /// with `drafts`, what each contributes when that needs no more lookups ([`route::draft`]).
     fn units_ahead(
         &self,
         routes: &[cache::Checked],
         resolved: &HashMap<(&'a str, &'a str, i32), Arc<Resolution>>,
         ctx: &CompileContext,
         parallel_from: usize,
-    ) -> Vec<Option<Arc<route::Unit>>> {
+        drafts: bool,
+    ) -> (
+        Vec<Option<Arc<route::Unit>>>,
+        Vec<Option<table::Contribution>>,
+    ) {
         let backends = self.backends.get_or_init(|| Backends::new(self.snap));
         let resolve = |ns: &str, name: &str, port: &backends::ServicePort| {
             let known = match port {
@@ -715,17 +774,27 @@ impl<'a> Index<'a> {
             })
         };
         let units = parallel_map(routes, parallel_from / 2, |(_, obj, spec)| {
-            Arc::new(route::unit_with(obj, spec, &resolve, ctx))
+            let unit = Arc::new(route::unit_with(obj, spec, &resolve, ctx));
+            let draft = drafts.then(|| route::draft(obj, &unit)).flatten();
+            (unit, draft)
         });
         let mut memo = self.memo.borrow_mut();
+        memo.reserve_routes(routes.len());
         let mut ahead = vec![None; self.snap.routes.len()];
-        for ((i, obj, spec), unit) in routes.iter().zip(units) {
+        let mut made = Vec::new();
+        if drafts {
+            made.resize_with(self.snap.routes.len(), || None);
+        }
+        for ((i, obj, spec), (unit, draft)) in routes.iter().zip(units) {
             memo.keep_route(obj, Arc::clone(spec), Arc::clone(&unit));
             if let Some(slot) = ahead.get_mut(*i) {
                 *slot = Some(unit);
             }
+            if let Some(slot) = made.get_mut(*i) {
+                *slot = draft;
+            }
         }
-        ahead
+        (ahead, made)
     }
 
     /// The certificate in a TLS Secret of `namespace` (never another namespace's).

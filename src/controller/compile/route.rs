@@ -6,11 +6,12 @@ use std::sync::Arc;
 use super::backends::ServicePort;
 use super::cache::Resolution;
 use super::options::{CompiledOptions, OptionProblem};
+use super::table::Contribution;
 use super::{
     Builder, CompileContext, Index, Kind, ObjectKey, Problem, Who, certificate_for, options,
     service_backend, url_backend,
 };
-use crate::api::{self, RouteSpec};
+use crate::api::{self, RouteSpec, RouteTls};
 use crate::controller::snapshot::StoredRoute;
 use crate::policy::ParsedExpressions;
 use crate::routing::options::BearerTokenFormat;
@@ -155,59 +156,82 @@ pub(super) fn compile(
     ctx: &CompileContext,
     b: &mut Builder,
 ) {
-    let meta = &obj.meta;
-    let namespace = &*meta.id.namespace;
     let unit = match made_ahead {
         // Made in this compile from this very object, and kept in the memo.
         Some(unit) => Arc::clone(unit),
         None => unit(obj, index, ctx),
     };
-
     // Certificates are looked up on every compile: they expire with time. Without one, the
     // Route contributes what it did last time as long as its unit is the same.
-    let tls = match (&obj.spec.tls, &unit.served) {
+    let Some((tls, host)) = certificate(obj, &unit) else {
+        if !b.keep(&unit.who.id, &unit, obj) {
+            b.add(contribution(obj, &unit, true));
+        }
+        return;
+    };
+    let mut c = contribution(obj, &unit, false);
+    let namespace = &*obj.meta.id.namespace;
+    match certificate_for(namespace, &tls.secret_name, &[host], index, ctx) {
+        Ok((cert, warnings)) => {
+            c.problems(warnings);
+            c.add_cert(host.clone(), cert, unit.who.rank.clone());
+        }
+        Err(p) => c.problem(p),
+    }
+    b.add(c);
+}
+
+/// What the Route `obj` contributes from `unit`, when it binds no certificate (which is looked
+/// up through the [`Index`], on each compile): made apart from the [`Builder`], so that many can
+/// be made at once.
+pub(super) fn draft(obj: &Arc<StoredRoute>, unit: &Arc<Unit>) -> Option<Contribution> {
+    certificate(obj, unit)
+        .is_none()
+        .then(|| contribution(obj, unit, true))
+}
+
+/// The TLS block of a Route served over HTTP(S) that names one, and its host.
+fn certificate<'u>(
+    obj: &'u StoredRoute,
+    unit: &'u Unit,
+) -> Option<(&'u RouteTls, &'u HostPattern)> {
+    match (&obj.spec.tls, &unit.served) {
         (
             Some(tls),
             Some(Served {
-                place: Place::Http { .. },
+                place: Place::Http { host, .. },
                 ..
             }),
-        ) => Some(tls),
+        ) => Some((tls, host)),
         _ => None,
-    };
-    if tls.is_none() && b.keep(&unit.who.id, &unit, obj) {
-        return;
     }
+}
+
+/// What `unit` contributes for `obj`, its certificate aside; `keep` lets the next compile keep
+/// it while the Route compiles to the same unit.
+fn contribution(obj: &Arc<StoredRoute>, unit: &Arc<Unit>, keep: bool) -> Contribution {
     let who = &unit.who;
-    let o = b.open(&who.key, Arc::clone(&who.id), meta);
-    b.set_source(o, obj, tls.is_none().then(|| Arc::clone(&unit)));
-    b.problems(o, unit.problems.iter().cloned());
+    let mut c = Contribution::new(&who.key, Arc::clone(&who.id), &obj.meta);
+    c.set_source(obj, keep.then(|| Arc::clone(unit)));
+    c.problems(unit.problems.iter().cloned());
     let Some(served) = &unit.served else {
-        return;
+        return c;
     };
-    b.set_url(o, served.route.url.clone());
+    c.set_url(Arc::clone(&served.route.url));
     let route = Arc::clone(&served.route);
     match &served.place {
-        Place::Ssh(n) => b.add_ssh(o, n.clone(), route, who.rank.clone()),
+        Place::Ssh(n) => c.add_ssh(n.clone(), route, who.rank.clone()),
         Place::Http { host, prefix } => {
-            if let Some(tls) = tls {
-                match certificate_for(namespace, &tls.secret_name, &[host], index, ctx) {
-                    Ok((cert, warnings)) => {
-                        b.problems(o, warnings);
-                        b.add_cert(o, host.clone(), cert, who.rank.clone());
-                    }
-                    Err(p) => b.problem(o, p),
-                }
-            }
             let entry = Entry {
                 host: host.clone(),
                 path: prefix.clone(),
                 route,
                 id: Arc::clone(&who.id),
             };
-            b.add_entry(o, entry, who.rank.clone());
+            c.add_entry(entry, who.rank.clone());
         }
     }
+    c
 }
 
 /// The unit of `obj`: the memo's when current, else compiled now (and kept in the memo).
@@ -293,7 +317,11 @@ pub(super) fn unit_with(
                 prefix: PathMatch::Prefix(Arc::clone(prefix)),
             },
         ),
-        From::Ssh(n) => (Protocol::Ssh, format!("ssh://{n}"), Place::Ssh(n.clone())),
+        From::Ssh(n) => (
+            Protocol::Ssh,
+            super::concat(&["ssh://", n]),
+            Place::Ssh(n.clone()),
+        ),
     };
     let route = Arc::new(Route {
         id: RouteId {
@@ -390,12 +418,12 @@ fn backends(
 }
 
 /// The URL a route serves, as `status.url` shows it.
-pub(super) fn url_of(protocol: Protocol, authority: &str, prefix: &str) -> String {
+pub(super) fn url_of(protocol: Protocol, authority: &str, prefix: &str) -> Arc<str> {
     let scheme = match protocol {
         Protocol::Http => "http",
         Protocol::Https => "https",
         Protocol::Ssh => "ssh",
     };
     let path = if prefix == "/" { "" } else { prefix };
-    format!("{scheme}://{authority}{path}")
+    super::concat(&[scheme, "://", authority, path])
 }

@@ -13,7 +13,7 @@
 
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
@@ -22,6 +22,7 @@ use super::route::Unit;
 use super::{CompileContext, Meta, ObjectKey, Problem, RESERVED_PREFIXES, Rank, Report};
 use crate::controller::snapshot::StoredRoute;
 use crate::routing::certs::{CertStore, CertStoreBuilder, Certificate};
+use crate::routing::matcher::{HostRoutes, Reserved};
 use crate::routing::route::Route;
 use crate::routing::{Entry, HostPattern, PathMatch, RefuseReason, Refused, RouteTable};
 
@@ -140,8 +141,8 @@ impl Paths {
 
     /// Adds a claimant anywhere: [`Paths::settle`] must follow before any other call. Claims
     /// from nothing go this way, so a host with many paths is sorted once, not kept sorted.
-    fn push(&mut self, path: &PathMatch, claimant: Claimant) {
-        self.0.push((path.clone(), vec![claimant]));
+    fn push(&mut self, path: PathMatch, claimant: Claimant) {
+        self.0.push((path, vec![claimant]));
     }
 
     /// Sorts what [`Paths::push`] added: paths in order, one list per path, claimants in
@@ -169,9 +170,9 @@ impl Paths {
 /// An object's contribution as kept between compiles.
 struct Object {
     key: ObjectKey,
-    uid: Option<String>,
+    uid: Option<Arc<str>>,
     generation: Option<i64>,
-    url: Option<String>,
+    url: Option<Arc<str>>,
     /// Its own problems, those of its claims that were refused before conflicts included.
     problems: Vec<Problem>,
     /// Its admitted claims, with their `seq`.
@@ -187,12 +188,97 @@ struct Object {
 }
 
 /// What one object contributes in this compile, before it meets the others.
-struct Contribution {
+pub(crate) struct Contribution {
     id: Arc<str>,
-    object: Object,
+    object: Box<Object>,
     entries: Vec<(Entry<Route>, Rank)>,
     ssh: Vec<(String, Arc<Route>, Rank)>,
     certs: Vec<(HostPattern, Certificate, Rank)>,
+}
+
+impl Contribution {
+    /// The contribution of an object, `id` being its key as text, with nothing in it yet.
+    pub(super) fn new(key: &ObjectKey, id: Arc<str>, meta: &impl Meta) -> Contribution {
+        debug_assert_eq!(*id, *key.to_string());
+        Contribution {
+            id,
+            object: Box::new(Object {
+                key: key.clone(),
+                uid: meta.uid(),
+                generation: meta.generation(),
+                url: None,
+                problems: Vec::new(),
+                http: Vec::new(),
+                ssh: Vec::new(),
+                unit: None,
+                source: 0,
+                seen: 0,
+            }),
+            entries: Vec::new(),
+            ssh: Vec::new(),
+            certs: Vec::new(),
+        }
+    }
+
+    pub(super) fn problem(&mut self, p: Problem) {
+        self.object.problems.push(p);
+    }
+
+    pub(super) fn problems(&mut self, p: impl IntoIterator<Item = Problem>) {
+        self.object.problems.extend(p);
+    }
+
+    pub(super) fn set_url(&mut self, url: Arc<str>) {
+        self.object.url = Some(url);
+    }
+
+    /// The Route object contributing, and the unit that lets the next compile keep this
+    /// contribution while the Route compiles to it again (`None`: contributed again each time).
+    pub(super) fn set_source(&mut self, source: &Arc<StoredRoute>, unit: Option<Arc<Unit>>) {
+        self.object.source = Arc::as_ptr(source) as usize;
+        self.object.unit = unit;
+    }
+
+    pub(super) fn add_entry(&mut self, entry: Entry<Route>, rank: Rank) {
+        self.entries.push((entry, rank));
+    }
+
+    pub(super) fn add_ssh(&mut self, name: String, route: Arc<Route>, rank: Rank) {
+        self.ssh.push((name, route, rank));
+    }
+
+    pub(super) fn add_cert(&mut self, host: HostPattern, cert: Certificate, rank: Rank) {
+        self.certs.push((host, cert, rank));
+    }
+
+    /// Adds what `other`, of a second object with the same key, contributes.
+    fn merge(&mut self, other: Contribution) {
+        let Contribution {
+            object,
+            entries,
+            ssh,
+            certs,
+            ..
+        } = other;
+        let Object {
+            url,
+            problems,
+            unit,
+            source,
+            ..
+        } = *object;
+        if url.is_some() {
+            self.object.url = url;
+        }
+        if source != 0 {
+            self.object.source = source;
+            self.object.unit = unit;
+        }
+        self.object.problems.extend(problems);
+        self.entries.extend(entries);
+        self.ssh.extend(ssh);
+        self.certs.extend(certs);
+    }
 }
 
 /// What [`Builder::finish`] gives.
@@ -203,7 +289,7 @@ pub(crate) struct Finished {
     pub(super) reports: BTreeMap<ObjectKey, Arc<Report>>,
     pub(super) claims: Claims,
     /// The uids of Routes that left the snapshot.
-    pub(super) gone_uids: Vec<String>,
+    pub(super) gone_uids: Vec<Arc<str>>,
 }
 
 /// An object's contribution in a [`Builder`].
@@ -349,89 +435,51 @@ impl Builder {
     /// Starts the contribution of an object, `id` being its key as text. A second object with
     /// the same key (only possible in a hand-made snapshot) shares the contribution of the first.
     pub(super) fn open(&mut self, key: &ObjectKey, id: Arc<str>, meta: &impl Meta) -> Obj {
-        debug_assert_eq!(*id, *key.to_string());
-        if let Some(&o) = self.by_id.get(&id) {
+        self.add(Contribution::new(key, id, meta))
+    }
+
+    /// Takes in a contribution made apart ([`Contribution::new`]), as [`Builder::open`] would
+    /// start it: one with the key of one already here is added to that one.
+    pub(super) fn add(&mut self, mut c: Contribution) -> Obj {
+        let old = self.claims.objects.get(&c.id);
+        // Kept already, or another object (another uid) with this key: perhaps two objects with
+        // one key, which only a compile in full can tell.
+        if old.is_some_and(|o| o.seen == self.serial || o.uid != c.object.uid) {
+            self.duplicate = true;
+        }
+        // A Route object contributing what another did last time: that one must be gone.
+        if let Some(old) = old
+            && old.source != 0
+            && c.object.source != 0
+            && old.source != c.object.source
+        {
+            self.replaced.push(old.source);
+        }
+        if let Some(&o) = self.by_id.get(&c.id) {
             if self.full {
                 self.claims.had_duplicates = true;
             } else {
                 self.duplicate = true;
             }
+            self.new[o].merge(c);
             return o;
         }
-        // Kept already, or another object (another uid) with this key: perhaps two objects with
-        // one key, which only a compile in full can tell.
-        if self
-            .claims
-            .objects
-            .get(&id)
-            .is_some_and(|o| o.seen == self.serial || o.uid.as_deref() != meta.uid())
-        {
-            self.duplicate = true;
-        }
-        self.new.push(Contribution {
-            id: Arc::clone(&id),
-            object: Object {
-                key: key.clone(),
-                uid: meta.uid().map(str::to_owned),
-                generation: meta.generation(),
-                url: None,
-                problems: Vec::new(),
-                http: Vec::new(),
-                ssh: Vec::new(),
-                unit: None,
-                source: 0,
-                seen: self.serial,
-            },
-            entries: Vec::new(),
-            ssh: Vec::new(),
-            certs: Vec::new(),
-        });
-        self.by_id.insert(id, self.new.len() - 1);
+        c.object.seen = self.serial;
+        self.by_id.insert(Arc::clone(&c.id), self.new.len());
+        self.new.push(c);
         self.new.len() - 1
     }
 
     pub(super) fn problem(&mut self, obj: Obj, p: Problem) {
-        self.new[obj].object.problems.push(p);
-    }
-
-    pub(super) fn problems(&mut self, obj: Obj, p: impl IntoIterator<Item = Problem>) {
-        self.new[obj].object.problems.extend(p);
-    }
-
-    pub(super) fn set_url(&mut self, obj: Obj, url: String) {
-        self.new[obj].object.url = Some(url);
-    }
-
-    /// The Route object contributing, and the unit that lets the next compile keep this
-    /// contribution while the Route compiles to it again (`None`: contributed again each time).
-    pub(super) fn set_source(
-        &mut self,
-        obj: Obj,
-        source: &Arc<StoredRoute>,
-        unit: Option<Arc<Unit>>,
-    ) {
-        let source = Arc::as_ptr(source) as usize;
-        let c = &mut self.new[obj];
-        if let Some(old) = self.claims.objects.get(&c.id)
-            && old.source != 0
-            && old.source != source
-        {
-            self.replaced.push(old.source);
-        }
-        c.object.source = source;
-        c.object.unit = unit;
+        self.new[obj].problem(p);
     }
 
     pub(super) fn add_entry(&mut self, obj: Obj, entry: Entry<Route>, rank: Rank) {
-        self.new[obj].entries.push((entry, rank));
-    }
-
-    pub(super) fn add_ssh(&mut self, obj: Obj, name: String, route: Arc<Route>, rank: Rank) {
-        self.new[obj].ssh.push((name, route, rank));
+        self.new[obj].add_entry(entry, rank);
     }
 
     pub(super) fn add_cert(&mut self, obj: Obj, host: HostPattern, cert: Certificate, rank: Rank) {
-        self.new[obj].certs.push((host, cert, rank));
+        self.new[obj].add_cert(host, cert, rank);
     }
 
     pub(super) fn default_certificate(&mut self, cert: Certificate) {
@@ -440,15 +488,209 @@ impl Builder {
 
     /// Settles this compile's contributions against the last compile's claims: the routes,
     /// certificates and SSH routes to serve, every object's report, and the claims for the next
-    /// compile.
-    pub(super) fn finish(self) -> Finished {
+    /// compile. From nothing, on several threads with at least `per_thread` contributions each.
+    pub(super) fn finish(self, per_thread: usize) -> Finished {
         let Builder {
             mut claims,
             serial,
-            new,
+            mut new,
             default_certificate,
             ..
         } = self;
+
+        // Certificates: every object binding one is contributed on each compile. Their refusals
+        // are reported to objects that also claimed a host and path.
+        let mut certs = CertStoreBuilder::new();
+        if let Some(cert) = default_certificate {
+            certs.default_certificate(cert);
+        }
+        let mut entered: HashSet<Arc<str>> = HashSet::new();
+        for c in &mut new {
+            if !c.entries.is_empty() && !c.certs.is_empty() {
+                entered.insert(Arc::clone(&c.id));
+            }
+            for (host, cert, rank) in c.certs.drain(..) {
+                certs.add(host, cert, c.id.to_string(), rank);
+            }
+        }
+        let (cert_store, cert_refused) = certs.build();
+        let mut cert_problems: HashMap<&str, Vec<Problem>> = HashMap::new();
+        for r in cert_refused
+            .iter()
+            .filter(|r| entered.contains(r.owner_id.as_str()))
+        {
+            cert_problems
+                .entry(r.owner_id.as_str())
+                .or_default()
+                .push(Problem::refs(
+                    "CertificateConflict",
+                    format!(
+                        "the certificate for {} is already provided by {}, which is older",
+                        r.host, r.winner_id
+                    ),
+                ));
+        }
+
+        let gone = claims.gone(serial);
+        // From empty claims (the first compile, or one in full) every host and every object is
+        // new: all are settled at once.
+        if claims.objects.is_empty() && claims.http.is_empty() && claims.ssh.is_empty() {
+            claims.settle_all(new, &cert_problems, per_thread);
+        } else {
+            claims.settle_changes(new, gone.ids, cert_problems);
+        }
+        let Some(table) = &claims.table else {
+            unreachable!("Builder::new makes the table");
+        };
+        Finished {
+            routes: table.clone(),
+            certs: cert_store,
+            ssh: claims.ssh_table.clone(),
+            reports: claims.reports.clone(),
+            claims,
+            gone_uids: gone.uids,
+        }
+    }
+}
+
+/// Routes that left the snapshot ([`Claims::gone`]).
+struct Gone {
+    /// The ids of their contributions, unless a newer version of them keeps one.
+    ids: Vec<Arc<str>>,
+    uids: Vec<Arc<str>>,
+}
+
+/// A claim on a host and path that the table admitted.
+type HttpClaim = (HostPattern, PathMatch, Claimant);
+
+impl Claims {
+    /// Whether no object contributed anything: the first compile, or the first after the
+    /// settings changed.
+    pub(super) fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    /// Forgets the Routes not seen by compile `serial`: they left the snapshot.
+    fn gone(&mut self, serial: u64) -> Gone {
+        let mut gone = Gone {
+            ids: Vec::new(),
+            uids: Vec::new(),
+        };
+        for (_, (route, _)) in self.routes.extract_if(|_, (_, seen)| *seen != serial) {
+            let meta = &route.meta.id;
+            let id = format!("Route {}/{}", meta.namespace, meta.name);
+            if self
+                .objects
+                .get(id.as_str())
+                .is_none_or(|o| o.seen != serial)
+            {
+                gone.ids.push(id.into());
+            }
+            gone.uids.extend(meta.uid.clone());
+        }
+        gone
+    }
+
+    /// Settles `new`, every contribution there is, into these empty claims. The contributions
+    /// are admitted in parts, their claims sorted into shards by host, and each shard's hosts
+    /// settled, one thread per part and per shard; then the reports, likewise.
+    fn settle_all(
+        &mut self,
+        mut new: Vec<Contribution>,
+        cert_problems: &HashMap<&str, Vec<Problem>>,
+        per_thread: usize,
+    ) {
+        let Some(table) = self.table.as_mut() else {
+            unreachable!("Builder::new makes the table");
+        };
+        let threads = super::threads_for(new.len(), per_thread);
+        let chunk = new.len().div_ceil(threads).max(1);
+        let reserved = table.reserved();
+        let admitted = super::parallel_parts(new.chunks_mut(chunk).collect(), |part| {
+            // Most contributions claim one host and path; hosts spread evenly over shards.
+            let room = part.len() / threads + part.len() / 16;
+            let mut shards: Vec<Vec<HttpClaim>> =
+                (0..threads).map(|_| Vec::with_capacity(room)).collect();
+            for c in part {
+                admit(c, reserved, |claim| {
+                    shards[shard_of(&claim.0, threads)].push(claim);
+                });
+            }
+            shards
+        });
+        let mut by_shard: Vec<Vec<Vec<HttpClaim>>> = (0..threads).map(|_| Vec::new()).collect();
+        for shards in admitted {
+            for (shard, claims) in by_shard.iter_mut().zip(shards) {
+                shard.push(claims);
+            }
+        }
+        let settled = super::parallel_parts(by_shard, settle_shard);
+        let hosts = settled.iter().map(|(http, _)| http.len()).sum();
+        self.http.reserve(hosts);
+        table.reserve_hosts(hosts);
+        for (http, parts) in settled {
+            self.http.extend(http);
+            for (host, part) in parts {
+                table.set_host_part(&host, part);
+            }
+        }
+
+        for c in &mut new {
+            for (seq, (name, route, rank)) in (0u32..).zip(c.ssh.drain(..)) {
+                let claimant = Claimant {
+                    rank,
+                    id: Arc::clone(&c.id),
+                    seq,
+                    route,
+                };
+                self.ssh.entry(name.clone()).or_default().push(claimant);
+                c.object.ssh.push((name, seq));
+            }
+        }
+        for (name, list) in &mut self.ssh {
+            list.sort_by(|a, b| a.order().cmp(&b.order()));
+            if let Some(winner) = list.first() {
+                self.ssh_table
+                    .insert(name.clone(), Arc::clone(&winner.route));
+            }
+        }
+
+        // Each part's reports sorted on its thread: the map is built from sorted runs.
+        let (http, ssh) = (&self.http, &self.ssh);
+        let reports = super::parallel_parts(new.chunks(chunk).collect(), |part| {
+            let mut made: Vec<(ObjectKey, Arc<Report>)> = part
+                .iter()
+                .map(|c| {
+                    let extra = cert_problems.get(&*c.id).cloned().unwrap_or_default();
+                    let report = report(&c.id, &c.object, http, ssh, extra);
+                    (c.object.key.clone(), Arc::new(report))
+                })
+                .collect();
+            made.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            made
+        });
+        let mut all = Vec::with_capacity(new.len());
+        reports.into_iter().for_each(|part| all.extend(part));
+        self.reports = all.into_iter().collect();
+
+        self.objects.reserve(new.len());
+        for c in new {
+            if c.object.unit.is_none() {
+                self.transient.push(Arc::clone(&c.id));
+            }
+            self.objects.insert(c.id, c.object);
+        }
+    }
+
+    /// Settles `new` against the claims of the last compile, withdrawing first those of the
+    /// objects contributed again, of those contributed on every compile, and of `gone`: only
+    /// the hosts, SSH names and reports these touch are made again.
+    fn settle_changes(
+        &mut self,
+        new: Vec<Contribution>,
+        gone: Vec<Arc<str>>,
+        mut cert_problems: HashMap<&str, Vec<Problem>>,
+    ) {
         let Claims {
             table,
             http,
@@ -456,40 +698,19 @@ impl Builder {
             ssh_table,
             objects,
             reports,
-            routes,
             transient,
-            had_duplicates: _,
-        } = &mut claims;
+            ..
+        } = self;
         let Some(table) = table.as_mut() else {
             unreachable!("Builder::new makes the table");
         };
-        // From empty claims (the first compile, or one in full) every host and every object is
-        // touched: they are rebuilt from the claims at the end, with no sets to keep.
-        let fresh = objects.is_empty() && http.is_empty() && ssh.is_empty();
         let mut touched_http: HashSet<(HostPattern, PathMatch)> = HashSet::new();
         let mut touched_ssh: BTreeSet<String> = BTreeSet::new();
         let mut affected: HashSet<Arc<str>> = HashSet::new();
-        if fresh {
-            let entries = new.iter().map(|c| c.entries.len()).sum::<usize>();
-            http.reserve(entries);
-            objects.reserve(new.len());
-            reports.clear();
-        }
 
-        // Withdraw the claims of objects that are gone or contributed again: those contributed
-        // now, those contributed on every compile, and Routes not in this snapshot (unless kept
-        // under their id by a newer version of them).
-        let mut gone_uids = Vec::new();
         let mut withdraw: Vec<Arc<str>> = std::mem::take(transient);
         withdraw.extend(new.iter().map(|c| Arc::clone(&c.id)));
-        for (_, (route, _)) in routes.extract_if(|_, (_, seen)| *seen != serial) {
-            let meta = &route.meta.id;
-            let id = format!("Route {}/{}", meta.namespace, meta.name);
-            if objects.get(id.as_str()).is_none_or(|o| o.seen != serial) {
-                withdraw.push(id.into());
-            }
-            gone_uids.extend(meta.uid.as_deref().map(str::to_owned));
-        }
+        withdraw.extend(gone);
         for id in withdraw {
             let Some(old) = objects.remove(&id) else {
                 continue;
@@ -515,75 +736,32 @@ impl Builder {
             reports.remove(&old.key);
         }
 
-        // Add the new ones.
-        let mut certs = CertStoreBuilder::new();
-        if let Some(cert) = default_certificate {
-            certs.default_certificate(cert);
-        }
-        // Ids that claimed a host and path (certificate refusals are reported to those only).
-        let mut entered: HashSet<Arc<str>> = HashSet::new();
-        for c in new {
-            let Contribution {
-                id,
-                mut object,
-                entries,
-                ssh: ssh_claims,
-                certs: cert_claims,
-            } = c;
-            if !entries.is_empty() {
-                entered.insert(Arc::clone(&id));
-                object.http.reserve_exact(entries.len());
-            }
-            for (seq, (entry, rank)) in (0u32..).zip(entries) {
-                match table.reserved().admit(entry) {
-                    Ok(entry) => {
-                        let claimant = Claimant {
-                            rank,
-                            id: Arc::clone(&id),
-                            seq,
-                            route: entry.route,
-                        };
-                        let paths = http.entry(entry.host.clone()).or_default();
-                        if fresh {
-                            paths.push(&entry.path, claimant);
-                        } else {
-                            paths.insert(&entry.path, claimant);
-                        }
-                        object
-                            .http
-                            .push((entry.host.clone(), entry.path.clone(), seq));
-                        if !fresh {
-                            touched_http.insert((entry.host, entry.path));
-                        }
-                    }
-                    Err(refused) => object.problems.push(refused_problem(&refused)),
-                }
-            }
-            for (seq, (name, route, rank)) in (0u32..).zip(ssh_claims) {
+        let reserved = table.reserved();
+        for mut c in new {
+            admit(&mut c, reserved, |(host, path, claimant)| {
+                http.entry(host.clone())
+                    .or_default()
+                    .insert(&path, claimant);
+                touched_http.insert((host, path));
+            });
+            for (seq, (name, route, rank)) in (0u32..).zip(c.ssh) {
                 let claimant = Claimant {
                     rank,
-                    id: Arc::clone(&id),
+                    id: Arc::clone(&c.id),
                     seq,
                     route,
                 };
                 let list = ssh.entry(name.clone()).or_default();
                 let at = list.partition_point(|c| c.order() <= claimant.order());
                 list.insert(at, claimant);
-                object.ssh.push((name.clone(), seq));
-                if !fresh {
-                    touched_ssh.insert(name);
-                }
+                c.object.ssh.push((name.clone(), seq));
+                touched_ssh.insert(name);
             }
-            for (host, cert, rank) in cert_claims {
-                certs.add(host, cert, id.to_string(), rank);
+            affected.insert(Arc::clone(&c.id));
+            if c.object.unit.is_none() {
+                transient.push(Arc::clone(&c.id));
             }
-            if !fresh {
-                affected.insert(Arc::clone(&id));
-            }
-            if object.unit.is_none() {
-                transient.push(Arc::clone(&id));
-            }
-            objects.insert(id, Box::new(object));
+            objects.insert(c.id, c.object);
         }
 
         // Rebuild the hosts and SSH names whose claimants changed; everyone claiming them may
@@ -594,14 +772,6 @@ impl Builder {
                 affected.extend(list.iter().map(|c| Arc::clone(&c.id)));
             }
             touched_hosts.insert(host);
-        }
-        if fresh {
-            table.reserve_hosts(http.len());
-            for (host, paths) in http.iter_mut() {
-                paths.settle();
-                table.set_host(host.clone(), winners(host, paths));
-            }
-            touched_ssh.extend(ssh.keys().cloned());
         }
         for host in touched_hosts {
             let entries = http
@@ -624,63 +794,71 @@ impl Builder {
             }
         }
 
-        // Certificates: every object binding one is contributed on each compile.
-        let (cert_store, cert_refused) = certs.build();
-        let mut cert_problems: HashMap<&str, Vec<Problem>> = HashMap::new();
-        for r in &cert_refused {
-            if entered.contains(r.owner_id.as_str()) {
-                cert_problems
-                    .entry(r.owner_id.as_str())
-                    .or_default()
-                    .push(Problem::refs(
-                        "CertificateConflict",
-                        format!(
-                            "the certificate for {} is already provided by {}, which is older",
-                            r.host, r.winner_id
-                        ),
-                    ));
+        for id in affected {
+            if let Some(object) = objects.get(&id) {
+                let extra = cert_problems.remove(&*id).unwrap_or_default();
+                let report = report(&id, object, http, ssh, extra);
+                reports.insert(object.key.clone(), Arc::new(report));
             }
-        }
-
-        if fresh {
-            // Every object's report, on several threads when there are many; the map is built
-            // from them at once.
-            let all: Vec<(&Arc<str>, &Object)> = objects.iter().map(|(id, o)| (id, &**o)).collect();
-            let made = super::parallel_map(&all, REPORTS_PER_THREAD, |(id, object)| {
-                let extra = cert_problems.get(&***id).cloned().unwrap_or_default();
-                Arc::new(report(id, object, http, ssh, extra))
-            });
-            *reports = all
-                .iter()
-                .zip(made)
-                .map(|((_, object), report)| (object.key.clone(), report))
-                .collect();
-        } else {
-            for id in affected {
-                if let Some(object) = objects.get(&id) {
-                    let extra = cert_problems.remove(&*id).unwrap_or_default();
-                    let report = report(&id, object, http, ssh, extra);
-                    reports.insert(object.key.clone(), Arc::new(report));
-                }
-            }
-        }
-
-        let table = table.clone();
-        let ssh_table = ssh_table.clone();
-        let reports = reports.clone();
-        Finished {
-            routes: table,
-            certs: cert_store,
-            ssh: ssh_table,
-            reports,
-            claims,
-            gone_uids,
         }
     }
 }
 
-/// The fewest reports worth a thread of their own (each takes a microsecond or two).
-pub(super) const REPORTS_PER_THREAD: usize = 2048;
+/// Admits each host-and-path claim of `c` (its entries are taken) through `reserved`: `claim`
+/// gets those admitted, which `c`'s object records; the others become its problems.
+fn admit(c: &mut Contribution, reserved: &Reserved, mut claim: impl FnMut(HttpClaim)) {
+    let entries = std::mem::take(&mut c.entries);
+    c.object.http.reserve_exact(entries.len());
+    for (seq, (entry, rank)) in (0u32..).zip(entries) {
+        match reserved.admit(entry) {
+            Ok(entry) => {
+                c.object
+                    .http
+                    .push((entry.host.clone(), entry.path.clone(), seq));
+                let claimant = Claimant {
+                    rank,
+                    id: Arc::clone(&c.id),
+                    seq,
+                    route: entry.route,
+                };
+                claim((entry.host, entry.path, claimant));
+            }
+            Err(refused) => c.object.problems.push(refused_problem(&refused)),
+        }
+    }
+}
+
+/// The shard of `shards` that settles `host`'s claims.
+fn shard_of(host: &HostPattern, shards: usize) -> usize {
+    let hash = foldhash::fast::FixedState::default().hash_one(host);
+    (hash % shards as u64) as usize
+}
+
+/// Each host's part of the route table ([`RouteTable::host_part`]).
+type HostParts = Vec<(HostPattern, Option<Arc<HostRoutes<Route>>>)>;
+
+/// One shard's claims (every claim on its hosts) settled: its part of the claims by host, and
+/// its hosts' parts of the route table.
+fn settle_shard(claims: Vec<Vec<HttpClaim>>) -> (HashMap<HostPattern, Paths>, HostParts) {
+    let mut http: HashMap<HostPattern, Paths> =
+        HashMap::with_capacity(claims.iter().map(Vec::len).sum());
+    for (host, path, claimant) in claims.into_iter().flatten() {
+        http.entry(host).or_default().push(path, claimant);
+    }
+    let parts = http
+        .iter_mut()
+        .map(|(host, paths)| {
+            paths.settle();
+            let part = RouteTable::host_part(host.clone(), winners(host, paths));
+            (host.clone(), part)
+        })
+        .collect();
+    (http, parts)
+}
+
+/// The fewest contributions worth a thread of their own when claims are settled from nothing
+/// (each takes a microsecond or two to admit, settle and report on).
+pub(super) const PER_THREAD: usize = 2048;
 
 /// The table entries of `host`: the first claimant of each of its paths.
 fn winners(host: &HostPattern, paths: &Paths) -> Vec<Entry<Route>> {

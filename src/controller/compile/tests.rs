@@ -754,7 +754,7 @@ fn ingress_rules_compile_to_routes_by_path_type() {
     assert_eq!(addrs(&c, "other.test", "/anything"), ["10.2.0.1:8000"]);
     let (_, r) = c.table.find("shop.example.com", "/").unwrap();
     assert_eq!(r.protocol, Protocol::Http);
-    assert_eq!(r.url, "http://shop.example.com");
+    assert_eq!(&*r.url, "http://shop.example.com");
 }
 
 #[test]
@@ -1419,6 +1419,11 @@ fn many_routes(copies: usize) -> Snapshot {
     twin.meta.id.name = "twin".into();
     twin.spec.from = "https://twin.example.com".into();
     snap.routes.push(Arc::new(twin));
+    // And a second object with another's key (only a hand-made snapshot has them).
+    let mut same_key = StoredRoute::clone(&snap.routes[1]);
+    same_key.meta.id.uid = Some("uid-same-key".into());
+    same_key.spec.from = "https://same-key.example.com".into();
+    snap.routes.push(Arc::new(same_key));
     // A second certificate for a host the copies' certificate covers: refused, and reported.
     snap.secrets.push(mk_tls_secret(
         "team-a",
@@ -1437,15 +1442,32 @@ fn many_routes(copies: usize) -> Snapshot {
 
 #[test]
 fn specs_and_services_done_on_several_threads_compile_as_on_one() {
-    // Valid and invalid specs and policies, conflicts, SSH, Services, and two objects sharing
-    // one uid (the later reuses the earlier's spec, as one thread would have it).
+    // Valid and invalid specs and policies, conflicts, SSH, Services, two objects sharing
+    // one uid (the later reuses the earlier's spec, as one thread would have it) and two
+    // sharing one key (contributed again in full, where they merge).
     // Services named by Routes are resolved ahead on several threads too.
     let snap = many_routes(40);
     assert!(snap.routes.len() > cache::PARALLEL_SPECS);
-    let serial = compile_inner(&snap, &ctx(), Cache::default(), usize::MAX);
+    let serial = compile_inner(
+        &snap,
+        &ctx(),
+        Cache::default(),
+        Parallel {
+            specs: usize::MAX,
+            settle: usize::MAX,
+        },
+    );
     let parallel = compile(&snap, &ctx());
     assert_eq!(outcome(&parallel), outcome(&serial));
-    let every_part_parallel = compile_inner(&snap, &ctx(), Cache::default(), 2);
+    let every_part_parallel = compile_inner(
+        &snap,
+        &ctx(),
+        Cache::default(),
+        Parallel {
+            specs: 2,
+            settle: 2,
+        },
+    );
     assert_eq!(outcome(&every_part_parallel), outcome(&serial));
     assert!(
         serial
@@ -1467,8 +1489,8 @@ fn specs_and_services_done_on_several_threads_compile_as_on_one() {
 fn reports_made_on_several_threads_are_those_made_one_by_one() {
     // From nothing, every report is made at once (on several threads when there are this
     // many); after a compile of one Route, each changed object's report is made on its own.
-    let snap = many_routes(2 * table::REPORTS_PER_THREAD / 9 + 1);
-    assert!(snap.routes.len() > 2 * table::REPORTS_PER_THREAD);
+    let snap = many_routes(2 * table::PER_THREAD / 9 + 1);
+    assert!(snap.routes.len() > 2 * table::PER_THREAD);
     let fresh = compile(&snap, &ctx());
     let small = Snapshot {
         routes: snap.routes[..1].to_vec(),
@@ -1476,7 +1498,8 @@ fn reports_made_on_several_threads_are_those_made_one_by_one() {
     };
     let one_by_one = compile_with(&snap, &ctx(), compile(&small, &ctx()).cache);
     assert_eq!(outcome(&fresh), outcome(&one_by_one));
-    assert_eq!(fresh.reports.len(), snap.routes.len() + 1);
+    // One report per Route key (two Routes share one) and one for the Ingress.
+    assert_eq!(fresh.reports.len(), snap.routes.len() - 1 + 1);
     assert_eq!(
         reasons(&fresh, &route_key("team-a", "other-tls")),
         ["CertificateConflict"]

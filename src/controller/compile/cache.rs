@@ -300,6 +300,11 @@ impl Cache {
 }
 
 impl ServiceMemos {
+    /// Whether no Service port's resolution is kept.
+    pub(super) fn is_empty(&self) -> bool {
+        self.by_namespace.is_empty()
+    }
+
     /// Whether this compile's Services and EndpointSlices are exactly the last one's.
     pub(super) fn unchanged(&self) -> bool {
         self.unchanged

@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use foldhash::{HashMap, HashMapExt};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -43,7 +43,7 @@ use self::backends::{ServiceRecord, SliceRecord};
 pub use self::cache::Cache;
 use self::cache::{Resolution, ServiceMemos};
 use self::table::Builder;
-use super::snapshot::{RouteMeta, Snapshot};
+use super::snapshot::{RouteMeta, Snapshot, StoredRoute};
 use crate::policy::ParsedExpressions;
 use crate::routing::HostPattern;
 use crate::routing::certs::{Certificate, parse_pem_pair};
@@ -592,6 +592,9 @@ fn resolve_ahead<'a>(
     ctx: &CompileContext,
     parallel_from: usize,
 ) -> HashMap<(&'a str, &'a str, i32), Arc<Resolution>> {
+    if memos.is_empty() {
+        return resolve_all(snap, backends, memos, ctx, parallel_from);
+    }
     let unchanged = memos.unchanged();
     let mut resolved = HashMap::with_capacity(snap.routes.len());
     let mut todo = Vec::new();
@@ -639,6 +642,63 @@ fn resolve_ahead<'a>(
             Arc::clone(&resolution),
         );
         resolved.insert(*key, resolution);
+    }
+    resolved
+}
+
+/// [`resolve_ahead`] with nothing in `memos` (the compile from nothing): the Routes are split
+/// into parts (at least `parallel_from / 2` each), and each part's Service ports looked up and
+/// resolved on a thread of its own; a port several parts name is resolved by each, and the
+/// first resolution kept.
+fn resolve_all<'a>(
+    snap: &'a Snapshot,
+    backends: &Backends<'a>,
+    memos: &mut ServiceMemos,
+    ctx: &CompileContext,
+    parallel_from: usize,
+) -> HashMap<(&'a str, &'a str, i32), Arc<Resolution>> {
+    let threads = threads_for(snap.routes.len(), parallel_from / 2);
+    let parts: Vec<&[Arc<StoredRoute>]> = snap
+        .routes
+        .chunks(snap.routes.len().div_ceil(threads).max(1))
+        .collect();
+    let parts = parallel_parts(parts, |routes| {
+        let mut seen = HashSet::with_capacity(routes.len());
+        let mut made = Vec::with_capacity(routes.len());
+        for r in routes {
+            let namespace = &*r.meta.id.namespace;
+            for svc in r.spec.to.iter().filter_map(|t| t.service.as_ref()) {
+                let key = (namespace, svc.name.as_str(), svc.port);
+                if !seen.insert(key) {
+                    continue;
+                }
+                let port = backends::ServicePort::Number(svc.port);
+                let (service, slices) = backends.of(key.0, key.1);
+                let resolution = resolve_now(key.0, key.1, &port, service, slices, ctx);
+                made.push((key, port, service, slices, resolution));
+            }
+        }
+        made
+    });
+    let mut resolved = HashMap::with_capacity(parts.iter().map(Vec::len).sum());
+    memos.reserve(
+        parts
+            .iter()
+            .flatten()
+            .map(|((ns, name, _), ..)| (*ns, *name)),
+    );
+    for (key, port, service, slices, resolution) in parts.into_iter().flatten() {
+        if let std::collections::hash_map::Entry::Vacant(slot) = resolved.entry(key) {
+            memos.keep_service(
+                key.0,
+                key.1,
+                &port,
+                service,
+                slices,
+                Arc::clone(&resolution),
+            );
+            slot.insert(resolution);
+        }
     }
     resolved
 }

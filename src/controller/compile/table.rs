@@ -1,5 +1,6 @@
 //! From what each object contributes (its problems, its claims on hosts and paths, SSH names and
-//! certificates) to the [`Table`] and the [`Report`]s, changing only what a change touches.
+//! certificates) to the [`Table`](crate::routing::route::Table) and the [`Report`]s, changing
+//! only what a change touches.
 //!
 //! The [`Claims`] a compile leaves behind (in the [`super::Cache`]) hold every object's
 //! contribution, the claimants of each host and path ordered as conflicts are settled (rank, then
@@ -9,7 +10,8 @@
 //! with the last table) and makes again only the reports of objects that changed or share a claim
 //! with one that did. Routes that need no per-compile check (no TLS Secret: certificate expiry
 //! moves with time) and whose unit is unchanged are not contributed again at all; Ingresses and
-//! Routes with TLS are, on every compile. From empty claims, this is the whole compile.
+//! Routes with TLS are, on every compile. From empty claims every object is new: its claims are
+//! settled host by host on several threads ([`Claims::settle_all`]), as are the reports.
 
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeMap, BTreeSet};
